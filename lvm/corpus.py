@@ -1,0 +1,301 @@
+"""Text corpora → documents → sentences.
+
+A corpus is read into `Document`s (an id, a title and paragraphs of running prose, in reading order), and each
+document is split into sentences with pysbd. pysbd is rule-based (the "Golden Rules" set: abbreviations, decimals,
+quotes, initials), needs no downloaded model, and is pure Python, so it works offline on every machine; NLTK's punkt
+would need a data download and blingfire's rules miss many abbreviations. We segment one paragraph at a time,
+which keeps pysbd fast (its cost grows faster than linearly in the length of its input).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+FORMATS = ("auto", "text", "wikitext", "jsonl", "builtin")
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be read, with the file and the reason."""
+
+
+@dataclass
+class Document:
+    doc_id: str
+    title: str
+    paragraphs: list[str]
+    source: str = ""
+    sentences: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------- detokenising
+
+_DETOK_RULES = [
+    (re.compile(r" @([-,.])@ "), r"\1"),  # WikiText number/compound escapes: 1 @,@ 000 → 1,000
+    (re.compile(r" ([,.;:!?%])"), r"\1"),  # space before punctuation
+    (re.compile(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", re.IGNORECASE), r"\1"),
+    (re.compile(r"\( "), "("),
+    (re.compile(r" \)"), ")"),
+    (re.compile(r"\[ "), "["),
+    (re.compile(r" \]"), "]"),
+    (re.compile(r"\$ (?=\d)"), "$"),
+    (re.compile(r"\b(\w) ' (s)\b"), r"\1'\2"),  # S ' S → S'S in old tokenized transcripts
+]
+_QUOTED = re.compile(r'" ([^"]*?) "')
+_SPACES = re.compile(r"\s+")
+
+
+def detokenize(text: str) -> str:
+    """Undo Moses-style tokenisation (WikiText raw, some transcripts); harmless on ordinary prose."""
+    text = _SPACES.sub(" ", text).strip()
+    for pattern, repl in _DETOK_RULES:
+        text = pattern.sub(repl, text)
+    return _QUOTED.sub(r'"\1"', text)
+
+
+# ---------------------------------------------------------------------------------------------------- sentence split
+
+_segmenter = None
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Sentences of one paragraph; fragments without a letter or digit (rules, stray quotes) are dropped."""
+    global _segmenter
+    if _segmenter is None:
+        import pysbd
+
+        _segmenter = pysbd.Segmenter(language="en", clean=False)
+    paragraph = _SPACES.sub(" ", paragraph).strip()
+    if not paragraph:
+        return []
+    out = []
+    for chunk in _chunks(paragraph):
+        for s in _segmenter.segment(chunk):
+            s = s.strip()
+            if any(ch.isalnum() for ch in s):
+                out.append(s)
+    return out
+
+
+def _chunks(paragraph: str, limit: int = 4000) -> Iterator[str]:
+    """Cut very long paragraphs (some transcripts are one 65 kB line) at sentence-like breaks, so pysbd stays fast."""
+    while len(paragraph) > limit:
+        cut = paragraph.rfind(". ", 0, limit)
+        if cut < limit // 4:
+            cut = paragraph.find(". ", limit)
+            if cut < 0:
+                break
+        yield paragraph[: cut + 1]
+        paragraph = paragraph[cut + 2 :]
+    yield paragraph
+
+
+def sentencize(doc: Document) -> Document:
+    doc.sentences = [s for p in doc.paragraphs for s in split_sentences(p)]
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------- readers
+
+def _read_utf8(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CorpusError(
+            f"{path}: not valid UTF-8 (rule: text files must be UTF-8): byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}, line {line}. Convert it first, e.g. `iconv -f latin1 -t utf-8`."
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
+_GUTENBERG_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
+_TAGS = re.compile(r"\[(Illustration|Footnote|Sidenote)[^\]]*\]", re.IGNORECASE)
+
+
+def _prose_paragraphs(text: str) -> list[str]:
+    """Blank-line separated blocks, hard-wrapped lines joined. Headings, tables of contents and other front matter
+    (short blocks with no sentence punctuation) are dropped: they are not part of the running text."""
+    start = _GUTENBERG_START.search(text)
+    if start:
+        text = text[start.end():]
+    end = _GUTENBERG_END.search(text)
+    if end:
+        text = text[: end.start()]
+    text = _TAGS.sub(" ", text)
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if len(lines) >= 3 and sum(len(ln.strip()) for ln in lines) / len(lines) < 40:
+            continue  # a table of contents, a list of headings or verse: not running prose
+        para = detokenize(" ".join(block.split()))
+        if _is_prose(para):
+            paragraphs.append(para)
+    return paragraphs
+
+
+def _is_prose(para: str) -> bool:
+    words = para.split()
+    if len(words) < 4:
+        return False
+    if not re.search(r"[.!?][\"')\]]?$|[.!?][\"')\]]? ", para):
+        return False
+    letters = [c for c in para if c.isalpha()]
+    return bool(letters) and sum(c.isupper() for c in letters) / len(letters) < 0.6
+
+
+def read_text_file(path: Path) -> Document:
+    text = _read_utf8(path)
+    if not text.strip():
+        raise CorpusError(f"{path}: empty file (rule: a document needs text)")
+    return Document(doc_id=path.stem, title=path.stem, paragraphs=_prose_paragraphs(text), source=str(path))
+
+
+def read_text_folder(folder: Path) -> list[Document]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md", ""))
+    files = [p for p in files if not p.name.startswith(".") and p.name.lower() != "readme.md"]
+    if not files:
+        raise CorpusError(f"{folder}: no .txt files found")
+    return [read_text_file(p) for p in files]
+
+
+_WIKI_TITLE = re.compile(r"^ = ([^=].*?) = $")
+_WIKI_SECTION = re.compile(r"^ (= )+.*( =)+ $")
+
+
+def read_wikitext(path: Path) -> list[Document]:
+    """WikiText raw: an article starts at a ` = Title = ` line that stands between blank lines (formulas inside
+    articles can look like titles but are not framed that way); ` = = Section = = ` lines are dropped."""
+    lines = _read_utf8(path).split("\n")
+    if not any(line.strip() for line in lines):
+        raise CorpusError(f"{path}: empty file (rule: a WikiText file needs at least one ` = Title = ` line)")
+    docs: list[Document] = []
+    for i, line in enumerate(lines):
+        m = _WIKI_TITLE.match(line)
+        framed = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
+        if m and framed:
+            title = detokenize(m.group(1))
+            docs.append(Document(doc_id=f"{len(docs):04d}-{_slug(title)}", title=title, paragraphs=[], source=str(path)))
+        elif docs and line.strip() and not _WIKI_SECTION.match(line):
+            docs[-1].paragraphs.append(detokenize(line))
+    if not docs:
+        raise CorpusError(f"{path}: no ` = Title = ` article headings found (is this WikiText raw?)")
+    return docs
+
+
+def read_jsonl(path: Path) -> list[Document]:
+    docs, bad = [], []
+    text = _read_utf8(path)
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            doc_id, body = str(rec["id"]), rec["text"]
+            if not isinstance(body, str):
+                raise TypeError("text is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            bad.append(f"line {n}: {exc.__class__.__name__}: {exc}")
+            continue
+        paras = [detokenize(p) for p in re.split(r"\n\s*\n", body) if p.strip()]
+        docs.append(Document(doc_id=doc_id, title=str(rec.get("title", doc_id)), paragraphs=paras, source=str(path)))
+    if bad:
+        raise CorpusError(
+            f"{path}: {len(bad)} bad JSONL lines (rule: each line is {{\"id\": ..., \"text\": \"...\"}}); first: "
+            + "; ".join(bad[:5])
+        )
+    if not docs:
+        raise CorpusError(f"{path}: empty file (rule: at least one JSONL record)")
+    return docs
+
+
+def read_builtin() -> list[Document]:
+    """CPython's Language Reference topics (`pydoc_data.topics`): ~79 articles of prose that every install has.
+    Grammar productions, literal blocks (after a `::` line), doctests and reST heading underlines are dropped."""
+    from pydoc_data.topics import topics
+
+    docs = []
+    for name in sorted(topics):
+        paras, literal_next = [], False
+        for block in re.split(r"\n\s*\n", topics[name]):
+            lines = [ln for ln in block.split("\n") if ln.strip()]
+            if not lines:
+                continue
+            is_code = literal_next or "::=" in block or lines[0].lstrip().startswith(">>>")
+            literal_next = lines[-1].rstrip().endswith("::")
+            if is_code or set(lines[-1].strip()) <= set("*=-~^"):
+                continue
+            para = " ".join(" ".join(lines).split())
+            if _is_prose(para):
+                paras.append(para)
+        docs.append(Document(doc_id=name, title=name, paragraphs=paras, source="pydoc_data.topics"))
+    return docs
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def detect_format(path: str | Path) -> str:
+    if str(path) == "builtin":
+        return "builtin"
+    p = Path(path)
+    if p.is_dir():
+        return "text"
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if p.suffix.lower() in (".raw", ".tokens"):
+        return "wikitext"
+    head = p.read_bytes()[:20000].decode("utf-8", errors="ignore").replace("\r", "").split("\n")
+    if any(_WIKI_TITLE.match(line) for line in head[:5]):
+        return "wikitext"
+    return "text"
+
+
+def read_corpus(path: str | Path, fmt: str = "auto") -> list[Document]:
+    """Read any supported corpus into sentence-split documents, in a stable order."""
+    if fmt not in FORMATS:
+        raise CorpusError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if str(path) != "builtin" and not Path(path).exists():
+        raise CorpusError(f"{path}: no such file or folder")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "builtin":
+        docs = read_builtin()
+    elif fmt == "wikitext":
+        docs = read_wikitext(Path(path))
+    elif fmt == "jsonl":
+        docs = read_jsonl(Path(path))
+    else:
+        p = Path(path)
+        docs = read_text_folder(p) if p.is_dir() else [read_text_file(p)]
+    docs = [sentencize(d) for d in docs]
+    empty = [d.doc_id for d in docs if not d.sentences]
+    if empty:
+        warnings.warn(f"{path}: {len(empty)} documents have no sentences and are skipped: {empty[:5]}", stacklevel=2)
+    seen, unique, repeated = set(), [], []
+    for d in docs:  # an exact copy of a document would sit on both sides of a split: keep the first
+        key = tuple(d.sentences)
+        if d.sentences and key in seen:
+            repeated.append(d.doc_id)
+        elif d.sentences:
+            seen.add(key)
+            unique.append(d)
+    if repeated:
+        warnings.warn(f"{path}: {len(repeated)} documents repeat an earlier one and are skipped: {repeated[:5]}",
+                      stacklevel=2)
+    return unique
+
+
+def iter_sentences(docs: Iterable[Document]) -> Iterator[tuple[str, int, str]]:
+    for d in docs:
+        for i, s in enumerate(d.sentences):
+            yield d.doc_id, i, s

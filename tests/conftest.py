@@ -1,0 +1,40 @@
+"""Shared fixtures. Real text comes from ../shared/corpus (beside the repository); tests fail, not skip, without it."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS} (see shared/corpus/README.md)"
+    return CORPUS
+
+
+def make_table(n_articles=6, length=12, dim=16, seed=0):
+    """A small valid sentence table with smooth within-article drift (so the next vector is predictable)."""
+    from lvm.dataset import SentenceTable
+
+    rng = np.random.default_rng(seed)
+    rows, vecs = [], []
+    for a in range(n_articles):
+        v = rng.normal(size=dim)
+        for p in range(length):
+            v = 0.9 * v + 0.3 * rng.normal(size=dim)
+            rows.append((f"art{a:02d}", p, f"sentence {p} of article {a}"))
+            vecs.append(v / np.linalg.norm(v))
+    return SentenceTable.from_sentences(rows, np.array(vecs, dtype=np.float32), {"encoder": "synthetic"})
+
+
+@pytest.fixture
+def small_table():
+    return make_table()

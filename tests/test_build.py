@@ -1,0 +1,63 @@
+"""Corpus → sentence table: the per-document embedding cache, and end to end on real text with the real encoder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from lvm.build import build_dataset
+from lvm.dataset import read_table
+
+
+class CountingEncoder:
+    """Wraps the hash encoder and counts what it is asked to embed."""
+
+    def __init__(self):
+        from lvm.encoders import HashEncoder
+        self.inner, self.name, self.dim, self.calls = HashEncoder(32), "hash:32", 32, []
+
+    def encode(self, sentences, progress=None):
+        self.calls.append(len(sentences))
+        return self.inner.encode(sentences)
+
+
+def test_adding_a_document_embeds_only_that_document(tmp_path, corpus_dir):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("Kennedy1.txt", "Nixon1.txt"):
+        shutil.copy(corpus_dir / "sotu" / name, corpus)
+    enc = CountingEncoder()
+    first = build_dataset(corpus, tmp_path / "a.parquet", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert first["encoded_documents"] == 2 and len(enc.calls) == 2
+    shutil.copy(corpus_dir / "sotu" / "Ford1.txt", corpus)
+    enc.calls.clear()
+    second = build_dataset(corpus, tmp_path / "b.parquet", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert second["encoded_documents"] == 1 and second["cached_documents"] == 2 and len(enc.calls) == 1
+    a, b = read_table(tmp_path / "a.parquet"), read_table(tmp_path / "b.parquet")
+    kennedy = a.article_id == "Kennedy1"
+    assert np.array_equal(a.vectors[kennedy], b.vectors[b.article_id == "Kennedy1"])
+
+
+def test_end_to_end_real_text_with_the_bundled_encoder(tmp_path, corpus_dir):
+    """CLI build-dataset + inspect on real text with all-MiniLM-L6-v2 (the offline default)."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for name in ("Truman1.txt", "Johnson1.txt"):
+        shutil.copy(corpus_dir / "sotu" / name, corpus)
+    out = tmp_path / "real.parquet"
+    res = subprocess.run([sys.executable, "-m", "lvm.cli", "build-dataset", "--corpus", str(corpus), "--out", str(out),
+                          "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["articles"] == 2 and summary["dim"] == 384 and summary["encoder"] == "all-MiniLM-L6-v2"
+    table = read_table(out)
+    assert np.allclose(np.linalg.norm(table.vectors, axis=1), 1.0, atol=1e-4)
+    # consecutive sentences of a speech are closer than random pairs: the vectors carry meaning
+    v = table.vectors
+    assert (v[1:] * v[:-1]).sum(1).mean() > (v @ v.T).mean() + 0.02
+    res = subprocess.run([sys.executable, "-m", "lvm.cli", "inspect", str(out), "--json"], capture_output=True,
+                         text=True, timeout=120)
+    stats = json.loads(res.stdout)
+    assert stats["articles"] == 2 and stats["sentences"] == len(table) and stats["meta"]["encoder"] == "all-MiniLM-L6-v2"

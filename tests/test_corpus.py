@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from lvm.corpus import CorpusError, detokenize, read_corpus, split_sentences
+
+
+def test_sentence_splitting_handles_abbreviations_quotes_and_decimals():
+    text = 'Dr. Smith paid $3.50 for it. "Why?" she asked. It was e.g. fine. The U.S. economy grew 2.5 percent.'
+    assert split_sentences(text) == [
+        "Dr. Smith paid $3.50 for it.", '"Why?" she asked.', "It was e.g. fine.", "The U.S. economy grew 2.5 percent."]
+
+
+def test_detokenize_wikitext_escapes():
+    assert detokenize("a 1 @,@ 000 @-@ strong army , it 's ( big ) .") == "a 1,000-strong army, it's (big)."
+
+
+def test_plain_text_folder_joins_wrapped_lines_and_drops_front_matter(tmp_path):
+    (tmp_path / "a.txt").write_text(
+        "THE TITLE\n\nCONTENTS\n Chapter I\n Chapter II\n Chapter III\n\n"
+        "This is the first sentence of a\nwrapped paragraph. And here is the second one.\n\n"
+        "A new paragraph starts here. It ends here.\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Only one short document. With two sentences.\r\n", encoding="utf-8")
+    docs = read_corpus(tmp_path)
+    assert [d.doc_id for d in docs] == ["a", "b"]
+    assert docs[0].sentences == ["This is the first sentence of a wrapped paragraph.", "And here is the second one.",
+                                 "A new paragraph starts here.", "It ends here."]
+
+
+def test_wikitext_articles_sections_and_framed_titles(tmp_path):
+    raw = (" \n = First Article = \n \n Some text , with 1 @.@ 5 units . Another sentence here . \n \n"
+           " = = Section = = \n \n More text in the section . It goes on . \n"
+           " = x = y = \n"  # formula-like line not framed by blank lines: not a title
+           " \n = Second Article = \n \n The second article has words . Yes it does . \n")
+    p = tmp_path / "w.raw"
+    p.write_text(raw.replace("\n", "\r\n"), encoding="utf-8")
+    docs = read_corpus(p)
+    assert [d.title for d in docs] == ["First Article", "Second Article"]
+    assert docs[0].sentences[0] == "Some text, with 1.5 units."
+    assert not any("Section" in s for s in docs[0].sentences)
+
+
+def test_jsonl_reader_and_bad_line(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"id": "d1", "text": "One sentence here. Two sentences here."}) + "\n", encoding="utf-8")
+    assert read_corpus(p)[0].sentences == ["One sentence here.", "Two sentences here."]
+    p.write_text('{"id": "d1", "text": "fine here."}\n{not json}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"c\.jsonl: 1 bad JSONL lines.*line 2"):
+        read_corpus(p)
+
+
+def test_non_utf8_and_empty_files_are_named(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Caf\xe9 au lait. It is good.".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"latin1\.txt: not valid UTF-8.*line 1"):
+        read_corpus(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(CorpusError, match=r"empty\.txt: empty file"):
+        read_corpus(empty)
+
+
+def test_builtin_corpus_is_python_reference_prose():
+    docs = read_corpus("builtin")
+    assert len(docs) >= 70
+    sentences = [s for d in docs for s in d.sentences]
+    assert len(sentences) > 2500
+    assert not any("::=" in s for s in sentences), "grammar productions must not leak into the prose"
+
+
+def test_real_corpora_article_counts(corpus_dir):
+    assert len(read_corpus(corpus_dir / "wikitext2" / "wiki.valid.raw")) == 60
+    assert len(read_corpus(corpus_dir / "sotu")) == 77
+    books = read_corpus(corpus_dir / "gutenberg")
+    assert len(books) == 4
+    assert not any("PROJECT GUTENBERG" in s.upper() for d in books for s in d.sentences[:20])
