@@ -1,0 +1,39 @@
+"""Model registry: `build_model(name, dim, context=5, residual=False, **config)`.
+
+Every model maps a context [B, C, D] to a prediction [B, D] (raw, not normalised). `config` holds the
+architecture's size knobs (hidden, layers, ...); omitted ones take the seed values. Seed sizes at D=768:
+lstm 5,384,448 · gru 7,359,232 · mamba2 7,468,608 · transformer 13,694,720 parameters.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .gru import GRUModel
+from .head import LVM, PredictionHead
+from .lstm import LSTMModel
+from .mamba2 import Mamba2Model
+from .transformer import TransformerModel
+
+MODELS = {"lstm": LSTMModel, "gru": GRUModel, "mamba2": Mamba2Model, "transformer": TransformerModel}
+MODEL_NAMES = tuple(MODELS)
+
+
+def build_model(name: str, dim: int, context: int = 5, residual: bool = False, **config) -> LVM:
+    """Build an untrained model; raises ValueError for an unknown name or a bad config."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+    for key, value in (("dim", dim), ("context", context)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
+    if not isinstance(residual, bool):
+        raise ValueError(f"{name}: residual must be a bool, got {residual!r}")
+    return MODELS[name](dim, context=context, residual=residual, **config)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (each shared tensor once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["MODEL_NAMES", "MODELS", "LVM", "PredictionHead", "build_model", "count_parameters"]

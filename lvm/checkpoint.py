@@ -1,0 +1,125 @@
+"""Save and load a trained model folder: model.safetensors + config.json.
+
+Nothing here unpickles: weights are safetensors, the rest is JSON. `load_model` rebuilds the architecture
+from config.json with `build_model` and loads the weights strictly, so a folder whose weights do not match
+its config is refused with a message naming the folder instead of giving a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .models import build_model
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+REQUIRED = ("arch", "dim", "context", "model")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temp file in the same folder, fsync, then os.replace: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(folder, model: torch.nn.Module, config: dict) -> Path:
+    """Write model.safetensors and config.json into `folder` (created if needed); returns the folder.
+
+    Keys missing from `config` (arch, dim, context, residual, model) are taken from the model itself; keys
+    that contradict the model raise ValueError before anything is written.
+    """
+    folder = Path(folder)
+    config = dict(config)
+    if hasattr(model, "build_config"):
+        built = model.build_config()
+        given = dict(config.get("model", {}))
+        config["model"] = {**given, **built.pop("model")}  # the full build kwargs, defaults included
+        if given.items() - config["model"].items():
+            raise ValueError(f"save_model({folder}): config['model']={given} but the model was built with "
+                             f"{config['model']}")
+        for key, value in built.items():
+            config.setdefault(key, value)
+            if config[key] != value:
+                raise ValueError(f"save_model({folder}): config[{key!r}]={config[key]!r} but the model has {value!r}")
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"save_model({folder}): config lacks {missing}")
+    text = json.dumps(config, indent=2)  # fail on non-JSON values before touching the folder
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / WEIGHTS, lambda p: save_file(state, p, metadata={"arch": str(config["arch"])}))
+    _atomic_write(folder / CONFIG, lambda p: Path(p).write_text(text + "\n"))
+    return folder
+
+
+def read_config(folder) -> dict:
+    """config.json of a model folder, checked for the keys `load_model` needs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder not found: {folder}")
+    path = folder / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"model folder {folder} has no {CONFIG}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"model folder {folder}: {CONFIG} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"model folder {folder}: {CONFIG} must hold a JSON object")
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"model folder {folder}: {CONFIG} lacks {missing}")
+    if not isinstance(config["model"], dict):
+        raise ValueError(f"model folder {folder}: {CONFIG} 'model' must be an object of build_model kwargs")
+    return config
+
+
+def load_model(folder, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model described by folder/config.json and load folder/model.safetensors (strict).
+
+    Returns (model in eval mode on `device`, config). FileNotFoundError for a missing folder or file,
+    ValueError for a bad config, unreadable weights, or weights that do not fit the config.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"model folder {folder} has no {WEIGHTS}")
+    try:
+        model = build_model(config["arch"], config["dim"], context=config["context"],
+                            residual=config.get("residual", False), **config["model"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"model folder {folder}: {CONFIG} does not describe a model: {e}") from None
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"model folder {folder}: cannot read {WEIGHTS} ({e})") from None
+
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [f"{k}: shape {tuple(state[k].shape)} != {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"model folder {folder}: {WEIGHTS} does not match {CONFIG} "
+                         f"(arch={config['arch']}, dim={config['dim']}): {'; '.join(problems[:5])}{more}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), config
