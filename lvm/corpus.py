@@ -299,3 +299,21 @@ def iter_sentences(docs: Iterable[Document]) -> Iterator[tuple[str, int, str]]:
     for d in docs:
         for i, s in enumerate(d.sentences):
             yield d.doc_id, i, s
+
+
+def corpus_fingerprint(path: str | Path) -> str:
+    """A content hash of a corpus (every file's bytes; for `builtin`, the topics text): the cache key of reading it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if str(path) == "builtin":
+        from pydoc_data.topics import topics
+
+        for name in sorted(topics):
+            h.update(name.encode() + b"\0" + topics[name].encode() + b"\0")
+        return h.hexdigest()
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()

@@ -231,3 +231,24 @@ def table_stats(table: SentenceTable, context: int = 5, split: Split | None = No
 
 def warn_short_articles(table: SentenceTable, context: int) -> list[str]:
     return short_articles(table.article_id, table.position, context)
+
+
+def save_split(split: Split, path: str | Path) -> Path:
+    """Row indices and article ids of a split as JSON (atomic), so every consumer uses the very same split."""
+    path = Path(path)
+    payload = {"record": split.record(), "articles": split.articles,
+               "rows": {k: split.part(k).tolist() for k in ("train", "val", "test")}}
+    tmp = atomic_path(path)
+    try:
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_split(path: str | Path) -> Split:
+    payload = json.loads(Path(path).read_text())
+    rec, rows = payload["record"], payload["rows"]
+    return Split(*(np.asarray(rows[k], dtype=np.int64) for k in ("train", "val", "test")), payload["articles"],
+                 rec["seed"], tuple(rec["fractions"]), rec["by_article"])
