@@ -1,0 +1,278 @@
+"""Held-out metrics and the baselines a model must beat. Numpy in, plain Python floats out.
+
+Conventions: ``vectors`` is float32 [N, D], rows sorted by article then position; a window is the row index ``t`` of
+its target, its context the rows ``t-C .. t-1`` (same article: the caller guarantees it).
+
+- ``cosine`` / ``per_example_cosine``: cosine of prediction and true next vector (a zero vector scores 0).
+- Baselines (``fit_baselines``), fitted on the training windows only: ``global_mean`` (mean training target),
+  ``last_context``, ``context_mean`` and ``ridge`` (linear map from the concatenated context to the target).
+- ``retrieval``: rank of the true next sentence among every sentence of the evaluation split (the bank), the
+  query's own context rows removed from its bank. Rank = 1 + number of bank rows with a score STRICTLY greater than
+  the true row's score, so ties (e.g. duplicate sentences) count in the prediction's favour.
+- ``direction_margin``: mean of cos(pred, next) - cos(pred, last context); negative = the model mostly copies input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------------------------------- basics
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, _EPS)
+
+
+def per_example_cosine(pred: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """cos(pred[i], tgt[i]) for every row, float64 [B]."""
+    pred = np.asarray(pred)
+    tgt = np.asarray(tgt)
+    if pred.shape != tgt.shape:
+        raise ValueError(f"pred and tgt shapes differ: {pred.shape} vs {tgt.shape}")
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(tgt, dtype=np.float64)
+    num = (p * t).sum(-1)
+    den = np.linalg.norm(p, axis=-1) * np.linalg.norm(t, axis=-1)
+    return num / np.maximum(den, _EPS)
+
+
+def cosine(pred: np.ndarray, tgt: np.ndarray) -> float:
+    """Mean cosine of prediction and target over the rows."""
+    return float(per_example_cosine(pred, tgt).mean())
+
+
+def gather(vectors: np.ndarray, targets: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ctx [B, C, D], tgt [B, D]) for target rows ``targets``; contexts are rows t-C .. t-1."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if targets.size and targets.min() < context:
+        raise ValueError(f"target row {int(targets.min())} has fewer than context={context} rows before it")
+    return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]
+
+
+def direction_margin(pred: np.ndarray, tgt: np.ndarray, last_ctx: np.ndarray) -> float:
+    """mean(cos(pred, tgt) - cos(pred, last_ctx)). Negative: predictions sit closer to the input than to the answer."""
+    return float((per_example_cosine(pred, tgt) - per_example_cosine(pred, last_ctx)).mean())
+
+
+# -------------------------------------------------------------------------------------------------- baselines
+
+@dataclass
+class Baseline:
+    """A fitted baseline: ``predict(ctx [B, C, D]) -> [B, D]`` (float32). ``info`` holds fit details (e.g. alpha)."""
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    info: dict = field(default_factory=dict)
+
+    def predict(self, ctx: np.ndarray) -> np.ndarray:
+        ctx = np.asarray(ctx, dtype=np.float32)
+        if ctx.ndim != 3:
+            raise ValueError(f"ctx must be [B, C, D], got shape {ctx.shape}")
+        return np.asarray(self.fn(ctx), dtype=np.float32)
+
+
+class _Ridge:
+    """y = x W + b with x the flattened context [C*D]; W, b fitted by closed-form ridge in float64."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray):
+        self.W = W.astype(np.float32)
+        self.b = b.astype(np.float32)
+
+    def __call__(self, ctx: np.ndarray) -> np.ndarray:
+        return ctx.reshape(ctx.shape[0], -1) @ self.W + self.b
+
+
+#: Ridge alphas tried, relative to the mean diagonal of the centred Gram matrix (trace(XᵀX)/p), so that the grid
+#: does not depend on N, D or the vectors' scale.
+RIDGE_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _moments(vectors, targets, context, chunk=8192):
+    """Uncentred sums over the windows in chunks: (n, Σx, Σy, XᵀX, Xᵀy), float64 (X never held whole)."""
+    C, D = context, vectors.shape[1]
+    p = C * D
+    sx, sy = np.zeros(p), np.zeros(D)
+    xx, xy = np.zeros((p, p)), np.zeros((p, D))
+    for s in range(0, len(targets), chunk):
+        ctx, y = gather(vectors, targets[s:s + chunk], context)
+        x = ctx.reshape(len(y), p).astype(np.float64)
+        y = y.astype(np.float64)
+        sx += x.sum(0)
+        sy += y.sum(0)
+        xx += x.T @ x
+        xy += x.T @ y
+    return len(targets), sx, sy, xx, xy
+
+
+def _ridge_path(vectors, targets, context, rel_alphas, moments=None):
+    """Ridge solutions (W, b, alpha) for each relative alpha, with intercept (centred data).
+
+    Primal (p×p normal equations, sums accumulated in chunks, or given as ``moments``) when N >= p = C*D; dual
+    (N×N kernel) when N < p. One symmetric eigendecomposition serves every alpha (a plain solve for one alpha).
+    """
+    n = len(targets)
+    p = context * vectors.shape[1]
+    if n >= p:
+        n, sx, sy, xx, xy = moments if moments is not None else _moments(vectors, targets, context)
+        mx, my = sx / n, sy / n
+        G = xx - n * np.outer(mx, mx)                 # centred XᵀX
+        B = xy - n * np.outer(mx, my)                 # centred Xᵀy
+        scale = max(np.trace(G) / p, _EPS)
+        if len(rel_alphas) == 1:
+            a = rel_alphas[0] * scale
+            W = np.linalg.solve(G + a * np.eye(p), B)
+            return [(W, my - mx @ W, a)]
+        lam, U = np.linalg.eigh(G)
+        UB = U.T @ B
+        out = []
+        for r in rel_alphas:
+            a = r * scale
+            W = U @ (UB / (np.maximum(lam, 0) + a)[:, None])
+            out.append((W, my - mx @ W, a))
+        return out
+    ctx, y = gather(vectors, targets, context)
+    X = ctx.reshape(n, p).astype(np.float64)
+    y = y.astype(np.float64)
+    mx, my = X.mean(0), y.mean(0)
+    Xc, yc = X - mx, y - my
+    K = Xc @ Xc.T                                      # W = Xcᵀ (K + aI)⁻¹ yc
+    lam, U = np.linalg.eigh(K)
+    Uy = U.T @ yc
+    scale = max(np.trace(K) / p, _EPS)
+    out = []
+    for r in rel_alphas:
+        a = r * scale
+        W = Xc.T @ (U @ (Uy / (np.maximum(lam, 0) + a)[:, None]))
+        out.append((W, my - mx @ W, a))
+    return out
+
+
+def fit_ridge(vectors: np.ndarray, train_targets: np.ndarray, context: int, ridge_alpha: float | None = None,
+              holdout: float = 0.1) -> Baseline:
+    """Ridge regression from the concatenated context to the target, with intercept, solved in float64.
+
+    ``ridge_alpha`` is RELATIVE to trace(XᵀX)/p (X centred, p = C*D). None: choose it from ``RIDGE_ALPHAS`` by the
+    mean cosine on the last ``holdout`` fraction of the (article-sorted) training windows, fitted on the rest, then
+    refit on all training windows with the chosen value. With fewer than 20 windows, or ``holdout`` 0, the
+    relative alpha is 1e-2.
+    """
+    targets = np.asarray(train_targets, dtype=np.int64)
+    p = context * vectors.shape[1]
+    all_moments = None
+    if ridge_alpha is not None:
+        rel = float(ridge_alpha)
+        scores = {}
+    else:
+        n_hold = int(round(len(targets) * holdout))
+        if len(targets) < 20 or n_hold < 2:
+            rel, scores = 1e-2, {}
+        else:
+            fit_t, hold_t = targets[:-n_hold], targets[-n_hold:]
+            hctx, hy = gather(vectors, hold_t, context)
+            hx = hctx.reshape(len(hy), -1)
+            fit_m = _moments(vectors, fit_t, context) if len(fit_t) >= p else None
+            scores = {}
+            for r, (W, b, _) in zip(RIDGE_ALPHAS, _ridge_path(vectors, fit_t, context, RIDGE_ALPHAS, fit_m)):
+                scores[r] = cosine(hx @ W.astype(np.float32) + b.astype(np.float32), hy)
+            rel = max(scores, key=scores.get)
+            if fit_m is not None:   # the sums are additive: add the held-out part instead of a second full pass
+                all_moments = tuple(a + b for a, b in zip(fit_m, _moments(vectors, hold_t, context)))
+    (W, b, a), = _ridge_path(vectors, targets, context, [rel], all_moments)
+    info = {"relative_alpha": rel, "alpha": float(a), "holdout_cosine": {str(k): v for k, v in scores.items()}}
+    return Baseline("ridge", _Ridge(W, b), info)
+
+
+def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
+                  ridge_alpha: float | None = None) -> dict[str, Baseline]:
+    """The four baselines, fitted on the training windows ``train_targets`` only (see ``fit_ridge`` for alpha)."""
+    train_targets = np.asarray(train_targets, dtype=np.int64)
+    if len(train_targets) == 0:
+        raise ValueError("fit_baselines needs at least one training window")
+    mean = vectors[train_targets].astype(np.float64).mean(0).astype(np.float32)
+    return {
+        "global_mean": Baseline("global_mean", lambda ctx: np.tile(mean, (ctx.shape[0], 1)),
+                                {"n_train": int(len(train_targets))}),
+        "last_context": Baseline("last_context", lambda ctx: ctx[:, -1]),
+        "context_mean": Baseline("context_mean", lambda ctx: ctx.mean(1)),
+        "ridge": fit_ridge(vectors, train_targets, context, ridge_alpha),
+    }
+
+
+# -------------------------------------------------------------------------------------------------- retrieval
+
+def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vectors: np.ndarray, context: int,
+              chunk_elems: int = 1 << 24) -> dict[str, float]:
+    """Hit@1, Hit@5 and MRR of the true next row among the bank ``vectors[bank_rows]``, ranked by cosine to pred.
+
+    For query i, rows targets[i]-C .. targets[i]-1 (its own context) are removed from its bank; targets[i] must be
+    in ``bank_rows``. Rank = 1 + count of bank scores strictly greater than the true row's score (ties favour the
+    prediction). Queries are processed in chunks of about ``chunk_elems`` scores.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    bank_rows = np.unique(np.asarray(bank_rows, dtype=np.int64))   # sorted, de-duplicated
+    pred = np.asarray(pred)
+    if len(pred) != len(targets):
+        raise ValueError(f"{len(pred)} predictions for {len(targets)} targets")
+    if len(targets) == 0:
+        raise ValueError("retrieval needs at least one query")
+    col = np.searchsorted(bank_rows, targets)
+    missing = (col >= len(bank_rows)) | (bank_rows[np.minimum(col, len(bank_rows) - 1)] != targets)
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} target rows are not in bank_rows, e.g. {targets[missing][:5].tolist()}")
+    # context rows -> bank columns (or -1 when a context row is not in the bank)
+    ctx_rows = targets[:, None] + np.arange(-context, 0)[None, :]
+    ccol = np.searchsorted(bank_rows, ctx_rows)
+    in_bank = (ccol < len(bank_rows)) & (bank_rows[np.minimum(ccol, len(bank_rows) - 1)] == ctx_rows)
+
+    bank = _normalize(vectors[bank_rows])
+    q = _normalize(pred)
+    step = max(1, chunk_elems // max(len(bank_rows), 1))
+    ranks = np.empty(len(targets), dtype=np.int64)
+    for s in range(0, len(targets), step):
+        e = min(s + step, len(targets))
+        scores = q[s:e] @ bank.T                                   # [q, M]
+        r = np.arange(e - s)[:, None].repeat(context, 1)
+        m = in_bank[s:e]
+        scores[r[m], ccol[s:e][m]] = -np.inf
+        true = scores[np.arange(e - s), col[s:e]]
+        ranks[s:e] = 1 + (scores > true[:, None]).sum(1)
+    return {"hit@1": float((ranks <= 1).mean()), "hit@5": float((ranks <= 5).mean()),
+            "mrr": float((1.0 / ranks).mean())}
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+
+def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
+             bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict:
+    """All held-out metrics of ``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) in one flat dict:
+    cosine, hit@1, hit@5, mrr, direction_margin, n (number of windows)."""
+    eval_targets = np.asarray(eval_targets, dtype=np.int64)
+    if len(eval_targets) == 0:
+        raise ValueError("evaluate needs at least one evaluation window")
+    preds = []
+    for s in range(0, len(eval_targets), batch_size):
+        ctx, _ = gather(vectors, eval_targets[s:s + batch_size], context)
+        out = np.asarray(predict_fn(np.ascontiguousarray(ctx, dtype=np.float32)), dtype=np.float32)
+        if out.shape != (ctx.shape[0], vectors.shape[1]):
+            raise ValueError(f"predict_fn returned shape {out.shape}, expected {(ctx.shape[0], vectors.shape[1])}")
+        preds.append(out)
+    pred = np.concatenate(preds)
+    tgt = vectors[eval_targets]
+    last = vectors[eval_targets - 1]
+    return {"cosine": cosine(pred, tgt),
+            **retrieval(pred, eval_targets, bank_rows, vectors, context),
+            "direction_margin": direction_margin(pred, tgt, last),
+            "n": int(len(eval_targets))}
+
+
+def evaluate_baselines(baselines: dict[str, Baseline], vectors: np.ndarray, eval_targets: np.ndarray,
+                       bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict[str, dict]:
+    """``evaluate`` for every baseline: {name: metrics}."""
+    return {name: evaluate(b.predict, vectors, eval_targets, bank_rows, context, batch_size)
+            for name, b in baselines.items()}
