@@ -112,6 +112,112 @@ def export_npz_cmd(
     typer.echo(str(out))
 
 
+# ---------------------------------------------------------------------------------------------------- models
+
+@app.command()
+def models(dim: int = typer.Option(768, help="Embedding width D."),
+           context: int = typer.Option(5, help="Context length C.")):
+    """Architectures with their parameter counts at the given D (seed configurations)."""
+    from lvm.models import MODEL_NAMES, build_model, count_parameters
+
+    typer.echo(f"{'architecture':<14}{'parameters':>14}   (D={dim}, context={context})")
+    for name in MODEL_NAMES:
+        typer.echo(f"{name:<14}{count_parameters(build_model(name, dim, context=context)):>14,}")
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+
+registry_app = typer.Typer(help="The model registry: versions and the production/candidate aliases.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+_ROOT = typer.Option(None, "--root", help="Registry folder (default: data/registry).")
+
+
+def _registry(root):
+    from lvm.paths import registry_dir
+    from lvm.registry import Registry
+
+    return Registry(root or registry_dir())
+
+
+def _registry_call(fn):
+    from lvm.registry import RegistryError
+
+    try:
+        return fn()
+    except RegistryError as exc:
+        _fail(exc)
+
+
+@registry_app.command("ls")
+def registry_ls(root: Optional[Path] = _ROOT):
+    """Every version with its architecture, held-out cosine, aliases and creation time."""
+    rows = _registry_call(lambda: _registry(root).list())
+    if not rows:
+        typer.echo("(empty registry)")
+    for r in rows:
+        cos = (r.get("metrics") or {}).get("cosine")
+        typer.echo(f"v{r['version']:<4} {r.get('arch', '?'):<12} cosine {cos if cos is None else f'{cos:.4f}'}  "
+                   f"{','.join(r.get('aliases', [])) or '-':<22} {r.get('created_at', '')}")
+
+
+@registry_app.command("show")
+def registry_show(ref: str = typer.Argument("production", help="Version (v3 or 3) or alias."),
+                  root: Optional[Path] = _ROOT):
+    """Everything recorded about one version."""
+    typer.echo(json.dumps(_registry_call(lambda: _registry(root).show(ref)), indent=2, default=str))
+
+
+@registry_app.command("promote")
+def registry_promote(ref: str = typer.Argument(..., help="Version to promote."),
+                     alias: str = typer.Option("production", help="Alias to move."), root: Optional[Path] = _ROOT):
+    """Point an alias at a version (atomic; a running server follows `production`)."""
+    v = _registry_call(lambda: _registry(root).promote(ref, alias))
+    typer.echo(f"{alias} -> v{v}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(alias: str = typer.Option("production", help="Alias to move back."),
+                      root: Optional[Path] = _ROOT):
+    """Move an alias back to the version it pointed to before the last promotion."""
+    v = _registry_call(lambda: _registry(root).rollback(alias))
+    typer.echo(f"{alias} -> v{v}")
+
+
+# ---------------------------------------------------------------------------------------------------- serving
+
+@app.command()
+def serve(
+    root: Optional[Path] = _ROOT,
+    host: str = typer.Option("127.0.0.1", help="Bind address (a token is required for anything but loopback)."),
+    port: int = typer.Option(8000),
+    token: Optional[str] = typer.Option(None, help="Bearer token (or set LVM_SERVER_TOKEN)."),
+    bank: Optional[Path] = typer.Option(None, help="Sentence table whose sentences /next can return."),
+    encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
+    alias: str = typer.Option("production", help="Alias to follow."),
+):
+    """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
+    from lvm.paths import registry_dir
+    from lvm.server import serve as run
+
+    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias)
+
+
+# ---------------------------------------------------------------------------------------------------- diagnosis
+
+@app.command()
+def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (data/runs/<name>)."),
+             out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report).")):
+    """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
+    from lvm.report import diagnose as run
+
+    try:
+        d = run(run_dir, out)
+    except _user_errors() as exc:
+        _fail(exc)
+    typer.echo(d.to_markdown())
+
+
 def main() -> None:  # pragma: no cover
     app()
 
