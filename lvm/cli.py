@@ -195,12 +195,13 @@ def serve(
     bank: Optional[Path] = typer.Option(None, help="Sentence table whose sentences /next can return."),
     encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
     alias: str = typer.Option("production", help="Alias to follow."),
+    dtype: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX-512 bf16)."),
 ):
     """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
     from lvm.paths import registry_dir
     from lvm.server import serve as run
 
-    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias)
+    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------------- diagnosis
@@ -215,7 +216,7 @@ def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (da
         d = run(run_dir, out)
     except _user_errors() as exc:
         _fail(exc)
-    typer.echo(d.to_markdown())
+    typer.echo(d.to_markdown(images="none"))
 
 
 def main() -> None:  # pragma: no cover
