@@ -26,5 +26,12 @@ dataset: $(STAMP)  ## only build the default dataset
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+server: $(STAMP)  ## Prefect server + UI on :4200, deployments from prefect.yaml, and a worker
+	scripts/serve_deployments.sh
+
+e2e: $(STAMP)  ## a flow run seen in the Prefect UI through headless Chromium; screenshots in data/e2e/
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium"; apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+	$(BIN)/python scripts/e2e_ui.py
+
 clean:
 	rm -rf data/runs data/cache data/prefect data/*.parquet

@@ -56,11 +56,27 @@ def assemble_table(docs: list[Document], vectors: list[np.ndarray], meta: dict) 
     return SentenceTable.from_sentences(rows, np.concatenate(vectors) if vectors else np.zeros((0, 0)), meta)
 
 
-def build_dataset(corpus: str | Path, out: str | Path, fmt: str = "auto", encoder: str | Encoder | None = None,
+def read_corpora(corpora: list[str | Path], fmt: str = "auto") -> list[Document]:
+    """Several corpora as one list; with more than one, document ids are prefixed by their corpus's name."""
+    if len(corpora) == 1:
+        return read_corpus(corpora[0], fmt)
+    docs = []
+    for c in corpora:
+        name = "builtin" if str(c) == "builtin" else Path(c).stem
+        for d in read_corpus(c, fmt):
+            d.doc_id = f"{name}/{d.doc_id}"
+            docs.append(d)
+    return docs
+
+
+def build_dataset(corpus: str | Path | list, out: str | Path, fmt: str = "auto", encoder: str | Encoder | None = None,
                   cache_dir: Path | None = DEFAULT_CACHE, log=print) -> dict:
-    """Read, split, embed (cached per document) and write a validated sentence table. Returns a summary."""
+    """Read, split, embed (cached per document) and write a validated sentence table. Returns a summary.
+    `corpus` may be a list of corpora (each read with `fmt`)."""
     enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder)
-    docs = read_corpus(corpus, fmt)
+    corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
+    docs = read_corpora(corpora, fmt)
+    corpus = ",".join(str(c) for c in corpora)
     log(f"read {len(docs)} documents, {sum(len(d.sentences) for d in docs)} sentences from {corpus}")
     vectors, hits = [], 0
     for d in docs:

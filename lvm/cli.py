@@ -29,7 +29,8 @@ def _user_errors():
 
 @app.command("build-dataset")
 def build_dataset_cmd(
-    corpus: str = typer.Option("builtin", help="A text file, a folder of .txt files, WikiText raw, JSONL, or 'builtin'."),
+    corpus: list[str] = typer.Option(["builtin"], help="A text file, a folder of .txt files, WikiText raw, JSONL, "
+                                     "or 'builtin'; repeat to combine corpora."),
     format: str = typer.Option("auto", "--format", help="auto|text|wikitext|jsonl|builtin"),
     encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled all-MiniLM-L6-v2."),
     out: Path = typer.Option(Path("data/dataset.parquet"), help="Where to write the sentence table (Parquet)."),

@@ -1,0 +1,203 @@
+"""Flow: dataset → validate → split → train architectures in parallel → evaluate vs baselines → deploy/hold/investigate.
+
+Run it with `make run` (built-in corpus, bundled encoder, Prefect's temporary local server) or
+`python -m flows.train_lvm --help`. Every stage is cached across runs by content: a re-run with nothing changed
+does no work again, and changing one parameter re-runs only what depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal, Optional
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import get_run_context
+from pydantic import BaseModel, Field
+
+from lvm.decision import decide
+from lvm.evaluation import markdown_table, table_rows
+from lvm.paths import runs_dir
+from lvm.runs import write_run
+from tasks.branches import deploy, hold, investigate
+from tasks.data import load_and_validate, split_dataset
+from tasks.evaluation import evaluate_models
+from tasks.training import train_architecture
+
+DEFAULT_ARCHS = ["lstm", "mamba2", "transformer"]
+
+
+class ModelResult(BaseModel):
+    arch: str
+    model_dir: str
+    cosine: float
+    metrics: dict
+
+
+class TrainLVMResult(BaseModel):
+    """What the flow returns (and `make run` prints)."""
+    decision: Literal["deploy", "hold", "investigate"]
+    reason: str
+    best_arch: Optional[str] = None
+    best_cosine: Optional[float] = None
+    models: list[ModelResult] = Field(default_factory=list)
+    baselines: dict = Field(default_factory=dict)
+    failed: dict[str, str] = Field(default_factory=dict)
+    run_dir: str
+    dataset: dict
+    registry: Optional[dict] = None
+    report: Optional[str] = None
+    table: str = ""
+
+
+def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads) -> dict:
+    return {"arch": arch, "epochs": epochs, "context": context, "seed": seed, "loss": loss,
+            "model": dict(model_options.get(arch, model_options.get("*", {}))), "threads": threads, **train_options}
+
+
+def _train_all(dataset, split, configs, runner, workers, dask_address):
+    """Submit every training to the chosen task runner; returns (trained records, failures)."""
+    from tasks.runners import make_runner
+
+    logger = get_run_logger()
+    trained, failed = {}, {}
+    with make_runner(runner, workers, dask_address) as task_runner:
+        futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c})
+                   for c in configs}
+        for arch, fut in futures.items():
+            fut.wait()
+            state = fut.state
+            if state.is_completed():
+                trained[arch] = fut.result()
+            else:
+                try:
+                    fut.result()
+                    msg = state.message or state.name
+                except Exception as exc:  # the task's own error, kept so one failure does not lose the others
+                    msg = f"{type(exc).__name__}: {exc}"
+                failed[arch] = msg
+                logger.error("training %s failed: %s", arch, msg)
+    return trained, failed
+
+
+@flow(name="lvm-train", log_prints=True)
+def train_lvm(
+    data: str = "builtin",
+    architectures: list[str] = DEFAULT_ARCHS,
+    epochs: int = 20,
+    context: int = 5,
+    loss: Optional[dict] = None,
+    model_options: Optional[dict] = None,
+    train_options: Optional[dict] = None,
+    baseline_threshold: float = 0.48,
+    deploy_threshold: float = 0.55,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    encoder: Optional[str] = None,
+    runner: Literal["processes", "threads", "dask"] = "processes",
+    workers: Optional[int] = None,
+    dask_address: Optional[str] = None,
+    registry: Optional[str] = None,
+) -> TrainLVMResult:
+    """Train and compare next-sentence-embedding models and act on the result.
+
+    data: a sentence table (.parquet), a corpus (file or folder, embedded first), or `builtin`.
+    loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
+    model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
+    train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
+    runner: processes (default: measured fastest on a small machine), threads, or dask (`dask_address` or a
+    temporary LocalCluster).
+    """
+    logger = get_run_logger()
+    ctx = get_run_context()
+    run_name, run_id = ctx.flow_run.name, str(ctx.flow_run.id)
+    if not 0 <= baseline_threshold <= deploy_threshold <= 1:
+        raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
+                         f"{deploy_threshold}")
+    table_path = data
+    if not data.endswith(".parquet"):
+        from flows.build_dataset import build_dataset_flow
+
+        table_path = build_dataset_flow(corpus=data, encoder=encoder)
+    dataset = load_and_validate(table_path, context)
+    logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset["path"], dataset["articles"],
+                dataset["sentences"], dataset["dim"], dataset["encoder"])
+    split = split_dataset(dataset, tuple(fractions), seed)
+
+    n_workers = workers or min(len(architectures), os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
+    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options or {}, threads)
+               for a in architectures]
+    trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)
+
+    run_dir = runs_dir() / run_name
+    run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset["path"], "data_sha256": dataset["sha256"],
+           "encoder": dataset["encoder"], "split_path": split["path"], "context": context,
+           "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
+           "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
+    comparison = evaluate_models(dataset, split, run["models"], context) if trained else \
+        {"part": "test", "n": 0, "models": {}, "baselines": {}}
+    decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold)
+    write_run(run_dir, run, comparison, decision.to_dict())
+
+    registry_out, report = None, None
+    if decision.branch == "deploy":
+        registry_out = deploy(trained[decision.best_arch]["model_dir"], dataset,
+                              comparison["models"][decision.best_arch], run_id, registry)
+    elif decision.branch == "hold" and decision.best_arch:
+        registry_out = hold(trained[decision.best_arch]["model_dir"], dataset,
+                            comparison["models"][decision.best_arch], decision.reason, run_id, registry)
+    elif decision.branch == "investigate":
+        report = investigate(str(run_dir))["report"] if trained else None
+
+    table = markdown_table(comparison) if trained else "(no model finished)"
+    create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
+                          description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
+    create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
+        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n"
+        f"Thresholds: baseline {baseline_threshold:.2f}, deploy {deploy_threshold:.2f}. "
+        f"Dataset `{dataset['path']}` ({dataset['articles']} articles, {dataset['sentences']} sentences, "
+        f"D={dataset['dim']}, {dataset['encoder']}); split seed {seed}, {split['articles']}.\n\n{table}\n\n"
+        + (f"Failed: {failed}\n\n" if failed else "")
+        + (f"Registry: {registry_out}\n\n" if registry_out else "")
+        + (f"Report: `{report}`\n\n" if report else "") + f"Run folder: `{run_dir}`\n"))
+    return TrainLVMResult(
+        decision=decision.branch, reason=decision.reason, best_arch=decision.best_arch,
+        best_cosine=decision.best_cosine, baselines=comparison["baselines"], failed=failed, run_dir=str(run_dir),
+        dataset=dataset, registry=registry_out, report=report, table=table,
+        models=[ModelResult(arch=a, model_dir=t["model_dir"], cosine=comparison["models"][a]["cosine"],
+                            metrics=comparison["models"][a]) for a, t in trained.items()])
+
+
+def main(argv: list[str] | None = None) -> TrainLVMResult:
+    """`python -m flows.train_lvm [--data ...] [--epochs N] [--arch a,b]`: run once and print the summary."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=train_lvm.__doc__.split("\n")[0])
+    p.add_argument("--data", default="builtin")
+    p.add_argument("--arch", default=",".join(DEFAULT_ARCHS))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--context", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline-threshold", type=float, default=0.48)
+    p.add_argument("--deploy-threshold", type=float, default=0.55)
+    p.add_argument("--runner", default="processes", choices=["processes", "threads", "dask"])
+    p.add_argument("--dask-address", default=None)
+    args = p.parse_args(argv)
+    result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
+                       seed=args.seed, baseline_threshold=args.baseline_threshold,
+                       deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address)
+    print(f"\n{result.table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
+    if result.failed:
+        print(f"failed: {result.failed}")
+    print(f"run folder: {result.run_dir}" + (f"\nregistry: {result.registry}" if result.registry else "")
+          + (f"\nreport: {result.report}" if result.report else ""))
+    print("artifacts: lvm-decision, lvm-models-vs-baselines and per-training progress in the Prefect UI "
+          "(`make server`, then http://127.0.0.1:4200)")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

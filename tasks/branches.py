@@ -1,0 +1,51 @@
+"""The three outcomes of a training run: deploy (promote to production), hold (register as candidate),
+investigate (diagnose). Each is one library call; the flow picks one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from lvm.paths import registry_dir
+from lvm.registry import Registry
+
+
+def _register(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None, alias: str,
+              registry_root: str | None) -> dict:
+    reg = Registry(registry_root or registry_dir())
+    version = reg.register(model_dir, data_hash=dataset["sha256"], encoder=dataset["encoder"],
+                           encoder_dim=dataset["dim"], flow_run_id=flow_run_id, metrics=metrics, alias=alias)
+    return {"registry": str(reg.root), "version": version, "alias": alias}
+
+
+@task(name="deploy")
+def deploy(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None = None,
+           registry_root: str | None = None) -> dict:
+    """Register the best model and point `production` at it; a running LVM server follows the alias."""
+    out = _register(model_dir, dataset, metrics, flow_run_id, "production", registry_root)
+    get_run_logger().info("promoted version v%d to production in %s", out["version"], out["registry"])
+    return out
+
+
+@task(name="hold")
+def hold(model_dir: str, dataset: dict, metrics: dict, reason: str, flow_run_id: str | None = None,
+         registry_root: str | None = None) -> dict:
+    """Register the best model as `candidate` only: production is left as it is."""
+    out = _register(model_dir, dataset, metrics, flow_run_id, "candidate", registry_root)
+    get_run_logger().info("registered v%d as candidate (not deployed): %s", out["version"], reason)
+    return {**out, "reason": reason}
+
+
+@task(name="investigate")
+def investigate(run_dir: str) -> dict:
+    """Diagnose the run from its evidence; the report (markdown with plots) becomes an artifact."""
+    from lvm.report import diagnose, markdown_with_images
+
+    diagnosis = diagnose(run_dir)
+    create_markdown_artifact(markdown=markdown_with_images(diagnosis), key="lvm-diagnosis",
+                             description=f"Diagnosis: {diagnosis.verdict}")
+    report = Path(run_dir) / "report" / "report.md"
+    get_run_logger().info("diagnosis: %s (report: %s)", diagnosis.verdict, report)
+    return {"verdict": diagnosis.verdict, "report": str(report)}

@@ -1,0 +1,33 @@
+"""Cache policies shared by the tasks: content-addressed, persisted under data/, valid across runs and servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+from lvm.dataset import file_hash
+from lvm.paths import prefect_cache_dir
+
+
+def _file_content_key(context, parameters: dict) -> str:
+    """Parameters named `path` are hashed by file content, the rest by value: a rewritten file with the same
+    bytes keeps its cache, an edited one loses it."""
+    parts = {}
+    for name, value in sorted(parameters.items()):
+        if name == "path" and value is not None and Path(value).is_file():
+            parts[name] = file_hash(value)
+        else:
+            parts[name] = repr(value)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def by_inputs():
+    """INPUTS + TASK_SOURCE, stored in the project's data folder (Prefect's DEFAULT is per flow run)."""
+    return (INPUTS + TASK_SOURCE).configure(key_storage=prefect_cache_dir())
+
+
+def by_file_content():
+    return (CacheKeyFnPolicy(cache_key_fn=_file_content_key) + TASK_SOURCE).configure(key_storage=prefect_cache_dir())

@@ -1,0 +1,62 @@
+"""Data tasks: read a corpus, embed one document, assemble the table, load + validate it, split it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from lvm.build import assemble_table, embed_document
+from lvm.corpus import Document, read_corpus
+from lvm.dataset import file_hash, read_table, save_split, split_articles, table_stats, write_table
+from lvm.encoders import get_encoder
+from lvm.paths import embedding_cache_dir, runs_dir
+from tasks.caching import by_file_content, by_inputs
+
+
+@task(name="read-corpus", cache_policy=by_inputs(), persist_result=True)
+def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "") -> list[dict]:
+    """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files."""
+    return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]
+
+
+@task(name="embed-document", cache_policy=by_inputs(), persist_result=True, retries=2, retry_delay_seconds=2,
+      task_run_name="embed-{doc[doc_id]}")
+def embed_document_task(doc: dict, encoder: str | None = None, cache_dir: str | None = None) -> str:
+    """Embed one document (cached by its sentences and the encoder); returns the path of its vectors (.npy)."""
+    from lvm.build import _encoder_dir, document_key
+
+    enc = get_encoder(encoder)
+    d = Document(doc["doc_id"], doc["title"], [], sentences=doc["sentences"])
+    cache = Path(cache_dir) if cache_dir else embedding_cache_dir()
+    embed_document(d, enc, cache)
+    return str(_encoder_dir(cache, enc.name) / f"{document_key(d, enc.name)}.npy")
+
+
+@task(name="assemble-table", cache_policy=by_inputs(), persist_result=True)
+def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, meta: dict) -> str:
+    documents = [Document(d["doc_id"], d["title"], [], sentences=d["sentences"]) for d in docs]
+    vectors = [np.load(p, allow_pickle=False) for p in vector_paths]
+    write_table(assemble_table(documents, vectors, meta), out)
+    return out
+
+
+@task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True)
+def load_and_validate(path: str, context: int = 5) -> dict:
+    """Validate a sentence table; returns its path, content hash and stats (the cache key of everything after)."""
+    table = read_table(path)
+    stats = table_stats(table, context)
+    return {"path": str(Path(path).resolve()), "sha256": file_hash(path), "articles": stats["articles"],
+            "sentences": stats["sentences"], "dim": stats["dim"], "encoder": table.meta.get("encoder", "unknown"),
+            "windows": stats["windows"], "mean_vector_norm": stats["mean_vector_norm"],
+            "duplicate_rate": stats["duplicate_rate"]}
+
+
+@task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
+def split_dataset(dataset: dict, fractions: tuple = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
+    """Article-disjoint split written as row indices beside the runs; returns its path and record."""
+    split = split_articles(read_table(dataset["path"], validate=False), tuple(fractions), seed)
+    name = f"{dataset['sha256'][:16]}-seed{seed}-{'-'.join(f'{f:g}' for f in fractions)}.json"
+    path = save_split(split, runs_dir() / "splits" / name)
+    return {"path": str(path), **split.record()}

@@ -1,0 +1,14 @@
+"""Evaluate every trained model and every baseline on the held-out test articles."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from lvm.evaluation import compare
+from tasks.caching import by_inputs
+
+
+@task(name="evaluate", cache_policy=by_inputs(), persist_result=True)
+def evaluate_models(dataset: dict, split: dict, trained: dict, context: int, part: str = "test") -> dict:
+    """`trained` maps arch → model folder. Returns {"part", "n", "models": {arch: metrics}, "baselines": {...}}."""
+    return compare(dataset["path"], split["path"], trained, context, part)

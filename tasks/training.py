@@ -1,0 +1,54 @@
+"""Train one architecture: a thin wrapper around lvm.train that reports progress to Prefect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from lvm.paths import runs_dir
+from tasks.caching import by_inputs
+
+TRANSIENT = (OSError, TimeoutError, ConnectionError, MemoryError)
+
+
+def _retry_transient(task, task_run, state) -> bool:
+    """Retry I/O hiccups and memory pressure; a bad config or a bug fails at once."""
+    try:
+        state.result()
+    except TRANSIENT:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def model_dir_for(dataset: dict, split: dict, config: dict) -> str:
+    """Content-addressed model folder: same data, split and config → same folder (the cache points at it)."""
+    key = hashlib.sha256(json.dumps({"data": dataset["sha256"], "split": split["article_ids_sha256"],
+                                     "config": config}, sort_keys=True).encode()).hexdigest()[:16]
+    return str(runs_dir() / "models" / f"{config['arch']}-{key}")
+
+
+@task(name="train", cache_policy=by_inputs(), persist_result=True, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=_retry_transient, task_run_name="train-{config[arch]}")
+def train_architecture(dataset: dict, split: dict, config: dict) -> dict:
+    """Train `config["arch"]` on the split's train rows (early stopping on val); returns a small summary record
+    with the model folder. Resumes from the folder's last checkpoint if an earlier attempt was interrupted."""
+    from lvm.train import TrainConfig, train_on_table
+
+    logger = get_run_logger()
+    cfg = TrainConfig.from_dict(config)
+    out = model_dir_for(dataset, split, config)
+    progress = create_progress_artifact(progress=0.0, description=f"{cfg.arch}: epochs done of {cfg.epochs}")
+
+    def on_epoch(rec: dict) -> None:
+        update_progress_artifact(progress, progress=100.0 * rec["epoch"] / cfg.epochs)
+        logger.info("%s epoch %d/%d  train_loss %.4f  train_cos %.4f  val_cos %.4f  (%.1fs)", cfg.arch, rec["epoch"],
+                    cfg.epochs, rec["train_loss"], rec["train_cosine"], rec["val_cosine"], rec["seconds"])
+
+    summary = train_on_table(dataset["path"], cfg, out, split_path=split["path"], callback=on_epoch, resume=True)
+    update_progress_artifact(progress, progress=100.0)
+    return {"arch": cfg.arch, "model_dir": out, **{k: v for k, v in summary.items() if k != "arch"}}

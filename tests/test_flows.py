@@ -1,0 +1,96 @@
+"""The Prefect flows in Prefect's test harness: tiny models on real text, every branch, failures, caching."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+TINY = {"*": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness(tmp_path_factory):
+    """One Prefect server and one data folder for the module."""
+    data = tmp_path_factory.mktemp("lvm-data")
+    old = os.environ.get("LVM_DATA_DIR")
+    os.environ["LVM_DATA_DIR"] = str(data)
+    with prefect_test_harness(server_startup_timeout=120):
+        yield data
+    if old is None:
+        os.environ.pop("LVM_DATA_DIR", None)
+    else:
+        os.environ["LVM_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def sotu_table(harness, corpus_dir):
+    """Twelve real State of the Union speeches embedded with the hash encoder (fast, no model download)."""
+    from flows.build_dataset import build_dataset_flow
+
+    corpus = harness / "sotu12"
+    corpus.mkdir()
+    for f in sorted((corpus_dir / "sotu").glob("*.txt"))[:12]:
+        shutil.copy(f, corpus)
+    return build_dataset_flow(corpus=str(corpus), encoder="hash:32")
+
+
+def _run(table, **kw):
+    from flows.train_lvm import train_lvm
+
+    params = dict(data=table, architectures=["lstm", "gru"], epochs=2, model_options=TINY, runner="threads")
+    params.update(kw)
+    return train_lvm(**params)
+
+
+def test_investigate_branch_writes_a_diagnosis(sotu_table):
+    r = _run(sotu_table, baseline_threshold=0.99, deploy_threshold=0.99)
+    assert r.decision == "investigate" and r.best_arch in ("lstm", "gru")
+    assert "below the baseline threshold 0.99" in r.reason
+    assert Path(r.report).is_file() and Path(r.run_dir, "decision.json").is_file()
+    run = json.loads(Path(r.run_dir, "run.json").read_text())
+    assert set(run["models"]) == {"lstm", "gru"} and run["failed"] == {}
+    assert {"global_mean", "last_context", "context_mean", "ridge"} == set(r.baselines)
+
+
+def test_hold_branch_registers_a_candidate_only(sotu_table, harness):
+    from lvm.registry import Registry
+
+    r = _run(sotu_table, baseline_threshold=0.0, deploy_threshold=0.99)
+    assert r.decision == "hold" and r.registry["alias"] == "candidate"
+    reg = Registry(harness / "registry")
+    assert reg.aliases().get("candidate") == r.registry["version"] and "production" not in reg.aliases()
+
+
+def test_a_failing_architecture_does_not_lose_the_others(sotu_table):
+    r = _run(sotu_table, architectures=["lstm", "transformer"],
+             model_options={"*": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 30, "heads": 4}},
+             baseline_threshold=0.99, deploy_threshold=0.99)
+    assert set(r.failed) == {"transformer"} and "ValueError" in r.failed["transformer"]
+    assert [m.arch for m in r.models] == ["lstm"] and r.decision == "investigate"
+
+
+def test_processes_runner_rerun_is_cached_and_epochs_retrain_only(sotu_table, harness):
+    """Default runner (processes). Same parameters again: every task Cached. More epochs: only training re-runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    def states(result_run_dir):
+        run_id = json.loads(Path(result_run_dir, "run.json").read_text())["flow_run_id"]
+        with get_client(sync_client=True) as c:
+            trs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        return {t.name.rsplit("-", 1)[0] if not t.name.startswith("train-") else t.name: t.state.name for t in trs}
+
+    kw = dict(architectures=["lstm", "gru"], runner="processes", baseline_threshold=0.99, deploy_threshold=0.99)
+    first = _run(sotu_table, **kw)
+    again = _run(sotu_table, **kw)
+    s = states(again.run_dir)
+    assert s["train-lstm"] == s["train-gru"] == "Cached" and s["load-and-validate"] == "Cached"
+    assert s["split-by-article"] == "Cached" and s["evaluate"] == "Cached", s
+    assert [m.cosine for m in again.models] == [m.cosine for m in first.models]
+    more = _run(sotu_table, **{**kw, "epochs": 3})
+    s = states(more.run_dir)
+    assert s["load-and-validate"] == "Cached" and s["split-by-article"] == "Cached"
+    assert s["train-lstm"] == "Completed" and s["train-gru"] == "Completed" and s["evaluate"] == "Completed"
