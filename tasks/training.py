@@ -25,6 +25,21 @@ def _retry_transient(task, task_run, state) -> bool:
     return False
 
 
+def where_am_i() -> dict:
+    """Which machine, process and (on Dask) worker ran a task: recorded with every training."""
+    import os
+    import socket
+
+    info = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        from distributed import get_worker
+
+        info["dask_worker"] = get_worker().name
+    except (ImportError, ValueError):
+        pass
+    return info
+
+
 def model_dir_for(dataset: dict, split: dict, config: dict) -> str:
     """Content-addressed model folder: same data, split and config → same folder (the cache points at it)."""
     key = hashlib.sha256(json.dumps({"data": dataset["sha256"], "split": split["article_ids_sha256"],
@@ -51,4 +66,5 @@ def train_architecture(dataset: dict, split: dict, config: dict) -> dict:
 
     summary = train_on_table(dataset["path"], cfg, out, split_path=split["path"], callback=on_epoch, resume=True)
     update_progress_artifact(progress, progress=100.0)
-    return {"arch": cfg.arch, "model_dir": out, **{k: v for k, v in summary.items() if k != "arch"}}
+    return {"arch": cfg.arch, "model_dir": out, "ran_on": where_am_i(),
+            **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}}
