@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,9 @@ def build_dataset(corpus: str | Path | list, out: str | Path, fmt: str = "auto",
     corpus = ",".join(str(c) for c in corpora)
     log(f"read {len(docs)} documents, {sum(len(d.sentences) for d in docs)} sentences from {corpus}")
     vectors, hits = [], 0
-    for d in docs:
+    from tqdm.auto import tqdm
+
+    for d in tqdm(docs, desc="embedding documents", unit="doc", disable=len(docs) < 20, file=sys.stderr):
         v, hit = embed_document(d, enc, cache_dir)
         vectors.append(v)
         hits += hit
