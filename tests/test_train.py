@@ -1,0 +1,286 @@
+"""The training engine: learning, early stopping, best weights, files, precision, reproducibility, kill+resume."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_table
+from lvm.checkpoint import load_model
+from lvm.dataset import read_table, split_articles, window_targets, write_table
+from lvm.train import (CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, _mean_cosine, bf16_supported,
+                       evaluate_model_dir, fit, predict, read_checkpoint_info, train_on_table)
+
+TESTS = Path(__file__).resolve().parent
+TIMING = ("seconds", "train_seconds", "samples_per_s")
+TINY = {"lstm": {"hidden": 32, "layers": 1}, "gru": {"hidden": 32, "layers": 1},
+        "mamba2": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64}}
+
+
+def tiny(arch="lstm", **over) -> TrainConfig:
+    base = {"arch": arch, "epochs": 6, "batch_size": 32, "lr": 3e-3, "model": TINY[arch], "threads": 1,
+            "patience": None}
+    return TrainConfig(**{**base, **over})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A learnable synthetic table (30 articles x 20 sentences, D=16) on disk, with its train/val windows."""
+    table = make_table(n_articles=30, length=20, dim=16, seed=1)
+    path = tmp_path_factory.mktemp("train_data") / "table.parquet"
+    write_table(table, path)
+    table = read_table(path)
+    split = split_articles(table, (0.8, 0.1, 0.1), 0)
+    tr = window_targets(table.article_id, table.position, 5, split.train)
+    va = window_targets(table.article_id, table.position, 5, split.val)
+    return path, table, tr, va
+
+
+def strip_timing(history):
+    return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
+
+
+def weights(folder):
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+def test_config_round_trip_and_validation():
+    cfg = TrainConfig(arch="gru", batch_size=64, model={"hidden": 8}, loss={"cosine": 1.0, "mse": 0.5}, threads=1)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert TrainConfig.from_dict({"arch": "lstm", "model": None, "loss": None}).model == {}
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"arch": "lstm", "bach_size": 3})
+    for bad in ({"arch": "rnn"}, {"epochs": 0}, {"lr": -1.0}, {"precision": "fp16"}, {"schedule": "step"},
+                {"batch_size": 2.5}, {"device": "tpu"}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+# ---------------------------------------------------------------------------------------------------- fit
+
+def test_fit_learns_writes_folder_and_keeps_best(data, tmp_path):
+    path, table, tr, va = data
+    seen = []
+    summary = fit(tiny(epochs=8), table.vectors, tr, va, tmp_path / "m", callback=seen.append,
+                  meta={"data_hash": "abc", "encoder": "synthetic"})
+    hist = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == list(range(1, 9)) == [r["epoch"] for r in seen]
+    assert {"epoch", "train_loss", "train_cosine", "val_cosine", "lr", "seconds", "terms"} <= set(hist[0])
+    vals = [h["val_cosine"] for h in hist]
+    assert max(vals) > vals[0] + 0.05, vals  # it learns
+    best = int(np.argmax(vals)) + 1
+    assert summary["best_epoch"] == best and summary["best_val_cosine"] == vals[best - 1]
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["arch"] == "lstm" and config["dim"] == 16 and config["context"] == 5
+    assert config["train"]["batch_size"] == 32 and config["loss"]["cosine"] == 1.0
+    assert config["data_hash"] == "abc" and config["encoder"] == "synthetic" and config["seed"] == 0
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["val_cosine"] == vals[best - 1]
+    # the saved weights are the best epoch's: recomputing val cosine gives exactly the recorded best
+    model, _ = load_model(tmp_path / "m")
+    V, offs = torch.from_numpy(table.vectors), torch.arange(-5, 0)
+    again = _mean_cosine(model, V, torch.from_numpy(va), offs, torch.device("cpu"), summary["precision"], 4096)
+    assert again == summary["best_val_cosine"]
+    ck = read_checkpoint_info(tmp_path / "m")
+    assert ck["epoch"] == 8 and ck["finished"] and ck["best_epoch"] == best
+    out = predict(model, table.vectors[tr[:7, None] + np.arange(-5, 0)])
+    assert out.shape == (7, 16) and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+
+
+def test_early_stopping_keeps_first_epoch(data, tmp_path):
+    path, table, tr, va = data
+    # min_delta=1 makes every epoch after the first "no improvement"; constant lr so epoch 1 is schedule-free
+    cfg = tiny(epochs=10, patience=2, min_delta=1.0, schedule="plateau", warmup_frac=0.0, plateau_patience=5)
+    s = fit(cfg, table.vectors, tr, va, tmp_path / "stop")
+    assert s["stopped_early"] and s["epochs_run"] == 3 and s["best_epoch"] == 1
+    s1 = fit(TrainConfig(**{**cfg.to_dict(), "epochs": 1}), table.vectors, tr, va, tmp_path / "one")
+    assert not s1["stopped_early"] and s1["epochs_run"] == 1
+    assert_same_weights(tmp_path / "stop", tmp_path / "one")
+
+
+@pytest.mark.parametrize("arch", ["gru", "mamba2", "transformer"])
+def test_every_architecture_trains(data, tmp_path, arch):
+    path, table, tr, va = data
+    s = fit(tiny(arch, epochs=2, model={**TINY[arch], "dropout": 0.1}), table.vectors, tr, va, tmp_path / arch)
+    assert s["epochs_run"] == 2 and np.isfinite(s["best_val_cosine"])
+
+
+def test_bf16_and_fp32(data, tmp_path):
+    path, table, tr, va = data
+    s32 = fit(tiny(epochs=2, precision="fp32"), table.vectors, tr, va, tmp_path / "fp32")
+    assert s32["precision"] == "fp32"
+    if bf16_supported("cpu"):
+        s16 = fit(tiny(epochs=2, precision="bf16"), table.vectors, tr, va, tmp_path / "bf16")
+        assert s16["precision"] == "bf16"
+        assert abs(s16["best_val_cosine"] - s32["best_val_cosine"]) < 0.1
+        assert s16["best_val_cosine"] != s32["best_val_cosine"]  # it really ran in another precision
+    else:
+        with pytest.warns(UserWarning, match="bf16"):
+            s16 = fit(tiny(epochs=2, precision="bf16"), table.vectors, tr, va, tmp_path / "bf16")
+        assert s16["precision"] == "fp32"
+
+
+def test_seeded_runs_are_reproducible(data, tmp_path):
+    path, table, tr, va = data
+    cfg = tiny(epochs=3, model={"hidden": 32, "layers": 2, "dropout": 0.2})
+    a = fit(cfg, table.vectors, tr, va, tmp_path / "a")
+    b = fit(cfg, table.vectors, tr, va, tmp_path / "b")
+    c = fit(TrainConfig(**{**cfg.to_dict(), "seed": 1}), table.vectors, tr, va, tmp_path / "c")
+    assert a["best_val_cosine"] == b["best_val_cosine"] != c["best_val_cosine"]
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    ha, hb = (json.loads((tmp_path / d / "history.json").read_text()) for d in "ab")
+    assert strip_timing(ha) == strip_timing(hb)
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+
+def test_resume_after_sigkill_is_exact(data, tmp_path):
+    path, table, tr, va = data
+    cfg = tiny(epochs=6, model={"hidden": 32, "layers": 2, "dropout": 0.2}, schedule="cosine", patience=4)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(TESTS / "_train_child.py"), str(path), str(killed),
+                             json.dumps(cfg.to_dict()), "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ckpt = killed / CHECKPOINT_DIR / CHECKPOINT_JSON
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if ckpt.is_file() and json.loads(ckpt.read_text())["epoch"] >= 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        else:
+            pytest.fail("the child wrote no checkpoint of epoch 2 in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = read_checkpoint_info(killed)["epoch"]
+    assert 2 <= at_kill < 6 and not (killed / "model.safetensors").exists()
+
+    resumed = fit(cfg, table.vectors, tr, va, killed, resume=True)
+    whole = fit(cfg, table.vectors, tr, va, tmp_path / "whole")
+    assert resumed["resumed_from"] == [at_kill] and whole["resumed_from"] == []
+    for key in ("best_val_cosine", "best_epoch", "epochs_run", "stopped_early"):
+        assert resumed[key] == whole[key], key
+    assert_same_weights(killed, tmp_path / "whole")
+    hk, hw = (json.loads((d / "history.json").read_text()) for d in (killed, tmp_path / "whole"))
+    assert strip_timing(hk) == strip_timing(hw)
+    mk, mw = (json.loads((d / "metrics.json").read_text()) for d in (killed, tmp_path / "whole"))
+    assert mk["val_cosine"] == mw["val_cosine"]
+    # the last checkpoint (weights + optimizer) is bit-identical too
+    sk, sw = (torch.load(d / CHECKPOINT_DIR / "state-000006.pt", weights_only=True) for d in (killed, tmp_path / "whole"))
+    for k in sw["model"]:
+        assert torch.equal(sk["model"][k], sw["model"][k])
+    for i, st in sw["optimizer"]["state"].items():
+        for name, t in st.items():
+            assert torch.equal(sk["optimizer"]["state"][i][name], t)
+
+
+def test_crash_between_state_file_and_commit(data, tmp_path, monkeypatch):
+    """A crash after epoch 3's state file is written but before checkpoint.json names it: resume uses epoch 2."""
+    import lvm.train as train_mod
+
+    path, table, tr, va = data
+    cfg = tiny(epochs=4)
+    real = train_mod._write_json
+
+    def crash_on_epoch_3(p, payload):
+        if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == 3:
+            raise RuntimeError("simulated crash")
+        return real(p, payload)
+
+    monkeypatch.setattr(train_mod, "_write_json", crash_on_epoch_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(cfg, table.vectors, tr, va, tmp_path / "crash")
+    monkeypatch.setattr(train_mod, "_write_json", real)
+    assert read_checkpoint_info(tmp_path / "crash")["epoch"] == 2
+    assert (tmp_path / "crash" / CHECKPOINT_DIR / "state-000003.pt").exists()  # written, never committed
+    resumed = fit(cfg, table.vectors, tr, va, tmp_path / "crash", resume=True)
+    whole = fit(cfg, table.vectors, tr, va, tmp_path / "whole")
+    assert resumed["resumed_from"] == [2] and resumed["best_val_cosine"] == whole["best_val_cosine"]
+    assert_same_weights(tmp_path / "crash", tmp_path / "whole")
+    assert sorted(f.name for f in (tmp_path / "crash" / CHECKPOINT_DIR).iterdir()) == sorted(
+        f.name for f in (tmp_path / "whole" / CHECKPOINT_DIR).iterdir())
+
+
+def test_resume_of_another_config_starts_afresh(data, tmp_path):
+    path, table, tr, va = data
+    fit(tiny(epochs=2), table.vectors, tr, va, tmp_path / "m")
+    with pytest.warns(UserWarning, match="another config"):
+        s = fit(tiny(epochs=2, lr=1e-3), table.vectors, tr, va, tmp_path / "m", resume=True)
+    assert s["resumed_from"] == [] and s["epochs_run"] == 2
+
+
+def test_no_load_path_unpickles(data, tmp_path, monkeypatch):
+    path, table, tr, va = data
+    cfg = tiny(epochs=2)
+    train_on_table(path, cfg, tmp_path / "m")
+    calls = []
+    real_load = torch.load
+
+    def checked_load(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        assert kwargs.get("weights_only") is True, "torch.load without weights_only=True"
+        return real_load(*args, **kwargs)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("arbitrary unpickling on a load path")
+
+    monkeypatch.setattr(torch, "load", checked_load)
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    # resume from the finished checkpoint, then every reader of the folder
+    s = fit(cfg, table.vectors, tr, va, tmp_path / "m", resume=True)
+    assert s["resumed_from"] == [2] and calls == [True]
+    load_model(tmp_path / "m")
+    evaluate_model_dir(tmp_path / "m", path)
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
+    path, table, tr, va = data
+    epochs = []
+    s = train_on_table(path, tiny(epochs=3), tmp_path / "m", callback=lambda r: epochs.append(r["epoch"]))
+    assert epochs == [1, 2, 3] and s["part"] == "test" and s["model_dir"] == str(tmp_path / "m")
+    json.dumps(s)
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert m["cosine"] == s["cosine"] and {"hit@1", "hit@5", "mrr", "direction_margin", "n"} <= set(m)
+    assert set(m["held_out"]) == {"val", "test"}
+    assert set(m["held_out"]["test"]["baselines"]) == {"global_mean", "last_context", "context_mean", "ridge"}
+    assert m["split"]["seed"] == 0 and m["split"]["by_article"] and len(m["data_hash"]) == 64
+    assert m["encoder"] == "synthetic" and m["best_baseline"]["name"] in m["held_out"]["test"]["baselines"]
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["data_hash"] == m["data_hash"] and config["split"] == m["split"]
+    ev = evaluate_model_dir(tmp_path / "m", path)
+    assert ev["same_data"] and ev["same_split"] and ev["part"] == "test"
+    assert ev["model"]["cosine"] == pytest.approx(m["cosine"], abs=1e-6)
+    assert ev["baselines"]["ridge"]["cosine"] == pytest.approx(m["held_out"]["test"]["baselines"]["ridge"]["cosine"])
+    ev_val = evaluate_model_dir(tmp_path / "m", path, part="val")
+    assert ev_val["model"]["cosine"] == pytest.approx(m["held_out"]["val"]["model"]["cosine"], abs=1e-6)
+
+
+def test_train_on_table_without_baselines(data, tmp_path):
+    path, table, tr, va = data
+    s = train_on_table(path, tiny(epochs=1), tmp_path / "m", baselines=False)
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert s["best_baseline"] is None and "baselines" not in m["held_out"]["test"] and "cosine" in m
