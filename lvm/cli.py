@@ -126,6 +126,65 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
         typer.echo(f"{name:<14}{count_parameters(build_model(name, dim, context=context)):>14,}")
 
 
+@app.command()
+def train(
+    arch: str = typer.Option("lstm", help="lstm, gru, mamba2 or transformer."),
+    data: Path = typer.Option(..., help="Sentence table (Parquet)."),
+    epochs: int = typer.Option(20),
+    batch_size: Optional[int] = typer.Option(None, help="Default: the engine's measured default."),
+    lr: Optional[float] = typer.Option(None),
+    context: int = typer.Option(5),
+    device: str = typer.Option("auto", help="auto|cpu|cuda"),
+    precision: str = typer.Option("bf16", help="bf16 (autocast where supported) or fp32."),
+    loss: Optional[str] = typer.Option(None, help="Loss preset name or JSON weights, e.g. '{\"cosine\": 1}'."),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, help="Model folder (default data/runs/models/<arch>-cli)."),
+    resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
+):
+    """Train one architecture on the article-disjoint split; prints each epoch, then the model against baselines."""
+    from lvm.paths import runs_dir
+    from lvm.train import TrainConfig, train_on_table
+
+    fields = {"arch": arch, "epochs": epochs, "context": context, "device": device, "precision": precision,
+              "seed": seed}
+    if batch_size:
+        fields["batch_size"] = batch_size
+    if lr:
+        fields["lr"] = lr
+    if loss:
+        fields["loss"] = json.loads(loss) if loss.strip().startswith("{") else loss
+    out = out or runs_dir() / "models" / f"{arch}-cli"
+
+    def on_epoch(r: dict) -> None:
+        typer.echo(f"epoch {r['epoch']:>3}/{epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
+                   f"val_cos {r['val_cosine']:.4f}  {r['seconds']:.1f}s", err=True)
+
+    try:
+        summary = train_on_table(data, TrainConfig.from_dict(fields), out, callback=on_epoch, resume=resume)
+    except _user_errors() as exc:
+        _fail(exc)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., help="A trained model folder (or a registry version folder)."),
+    data: Path = typer.Option(..., help="Sentence table (Parquet)."),
+    part: str = typer.Option("test", help="Which part of the model's split: test, val or train."),
+):
+    """The model against every baseline (fitted on the train articles) on held-out articles."""
+    from lvm.evaluation import markdown_table
+    from lvm.train import evaluate_model_dir
+
+    try:
+        res = evaluate_model_dir(model, data, part)
+    except _user_errors() as exc:
+        _fail(exc)
+    typer.echo(markdown_table({"models": {res["arch"]: res["model"]}, "baselines": res["baselines"]}))
+    typer.echo(f"\n{res['n']} {part} windows; beats every baseline: {res['beats_all_baselines']}; "
+               f"same data as training: {res['same_data']}, same split: {res['same_split']}")
+
+
 # ---------------------------------------------------------------------------------------------------- registry
 
 registry_app = typer.Typer(help="The model registry: versions and the production/candidate aliases.",
