@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Optional, Union
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -13,25 +14,56 @@ from lvm.paths import data_dir
 from tasks.data import assemble_table_task, embed_document_task, read_corpus_task
 
 
-def default_table_path(corpus: str, encoder: str | None) -> Path:
-    stem = "builtin" if corpus == "builtin" else Path(corpus).stem or "corpus"
+def _corpus_name(corpus: str) -> str:
+    return "builtin" if corpus == "builtin" else Path(corpus).stem or "corpus"
+
+
+def default_table_path(corpus: str | list[str], encoder: str | None) -> Path:
+    stem = "+".join(_corpus_name(c) for c in corpus) if isinstance(corpus, (list, tuple)) else _corpus_name(corpus)
     enc = (encoder or DEFAULT_ENCODER).replace("/", "_").replace(":", "-")
     return data_dir() / f"{stem}.{enc}.parquet"
 
 
-@flow(name="lvm-build-dataset", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
-def build_dataset_flow(corpus: str = "builtin", fmt: str = "auto", encoder: str | None = None,
-                       out: str | None = None) -> str:
-    """Read `corpus` (a file, a folder, WikiText raw, JSONL or `builtin`), embed it and write a sentence table.
+def _embed_on_dask(docs: list[dict], encoder: str | None, workers: int | None, dask_address: str | None) -> list[str]:
+    """One task per document on Dask workers (each loads the encoder once: lvm.encoders caches per process).
+    The biggest documents go first, so a long book does not start last and leave the other workers idle."""
+    from tasks.runners import make_runner
 
-    Returns the table's path. Documents are embedded one task each (mapped), so a re-run embeds only documents
-    that changed, and a Dask task runner spreads them over workers."""
+    order = sorted(range(len(docs)), key=lambda i: -len(docs[i]["sentences"]))
+    with make_runner("dask", workers, dask_address) as task_runner:
+        futures = {i: task_runner.submit(embed_document_task, {"doc": docs[i], "encoder": encoder, "cache_dir": None})
+                   for i in order}
+        return [futures[i].result() for i in range(len(docs))]
+
+
+@flow(name="lvm-build-dataset", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "auto", encoder: Optional[str] = None,
+                       out: Optional[str] = None, runner: Literal["local", "dask"] = "local",
+                       workers: Optional[int] = None, dask_address: Optional[str] = None) -> str:
+    """Read `corpus` (a file, a folder, WikiText raw, JSONL or `builtin`; or a list of them, whose document ids
+    are then prefixed by each corpus's name), embed it and write a sentence table. Returns the table's path.
+
+    Documents are embedded one task each, so a re-run embeds only documents that changed.
+    runner: "local" (in this process, one document at a time; torch uses every core) or "dask": a temporary
+    LocalCluster of `workers` processes with one thread each (default: one per core), or the existing scheduler
+    at `dask_address` (tcp://host:8786), whose workers must see the same LVM_DATA_DIR (see tasks/runners.py)."""
     logger = get_run_logger()
+    corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out_path = str(out or default_table_path(corpus, encoder))
-    docs = read_corpus_task(corpus, fmt, corpus_fingerprint(corpus))
+    docs = []
+    for c in corpora:
+        part = read_corpus_task(c, fmt, corpus_fingerprint(c))
+        if len(corpora) > 1:
+            part = [{**d, "doc_id": f"{_corpus_name(c)}/{d['doc_id']}"} for d in part]
+        docs.extend(part)
     logger.info("%d documents, %d sentences", len(docs), sum(len(d["sentences"]) for d in docs))
-    vector_paths = embed_document_task.map(docs, encoder=encoder).result()
-    meta = {"encoder": encoder or DEFAULT_ENCODER, "corpus": corpus, "format": fmt}
+    if runner == "dask":
+        vector_paths = _embed_on_dask(docs, encoder, workers, dask_address)
+    elif runner == "local":
+        vector_paths = embed_document_task.map(docs, encoder=encoder).result()
+    else:
+        raise ValueError(f"unknown runner {runner!r}: choose local or dask")
+    meta = {"encoder": encoder or DEFAULT_ENCODER, "corpus": ",".join(corpora), "format": fmt}
     return assemble_table_task(docs, vector_paths, out_path, meta)
 
 

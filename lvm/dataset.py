@@ -96,6 +96,10 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset file")
+    if path.is_dir():  # a folder of Parquet shards (lvm.shards): streamed validation, memory-mapped vectors
+        from lvm.shards import open_sharded
+
+        return open_sharded(path, validate=validate)
     if path.stat().st_size == 0:
         raise DataValidationError(str(path), [Failure("readable_parquet", "the file is empty (0 bytes)", 0, [])])
     try:
