@@ -117,10 +117,13 @@ def train_lvm(
         raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
                          f"{deploy_threshold}")
     table_path = data
-    if not data.endswith(".parquet"):
+    from lvm.shards import is_sharded
+
+    if not (data.endswith(".parquet") or is_sharded(data)):
         from flows.build_dataset import build_dataset_flow
 
-        table_path = build_dataset_flow(corpus=data, encoder=encoder)
+        table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
+                                        workers=workers, dask_address=dask_address)
     dataset = load_and_validate(table_path, context)
     logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset["path"], dataset["articles"],
                 dataset["sentences"], dataset["dim"], dataset["encoder"])
@@ -136,6 +139,7 @@ def train_lvm(
     run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset["path"], "data_sha256": dataset["sha256"],
            "encoder": dataset["encoder"], "split_path": split["path"], "context": context,
            "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
+           "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
            "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
     comparison = evaluate_models(dataset, split, run["models"], context) if trained else \
         {"part": "test", "n": 0, "models": {}, "baselines": {}}
@@ -186,6 +190,8 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--runner", default="processes", choices=["processes", "threads", "dask"])
     p.add_argument("--dask-address", default=None)
     args = p.parse_args(argv)
+    if args.dask_address:
+        args.runner = "dask"
     result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
                        seed=args.seed, baseline_threshold=args.baseline_threshold,
                        deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address)

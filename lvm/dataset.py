@@ -131,6 +131,10 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     """Content hash of a file (sha256 hex): the cache key of everything derived from a dataset."""
+    if Path(path).is_dir():
+        from lvm.shards import folder_hash
+
+        return folder_hash(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -17,7 +17,7 @@ def _file_content_key(context, parameters: dict) -> str:
     bytes keeps its cache, an edited one loses it."""
     parts = {}
     for name, value in sorted(parameters.items()):
-        if name == "path" and value is not None and Path(value).is_file():
+        if name == "path" and value is not None and Path(value).exists():
             parts[name] = file_hash(value)
         else:
             parts[name] = repr(value)

@@ -64,7 +64,9 @@ def train_architecture(dataset: dict, split: dict, config: dict) -> dict:
         logger.info("%s epoch %d/%d  train_loss %.4f  train_cos %.4f  val_cos %.4f  (%.1fs)", cfg.arch, rec["epoch"],
                     cfg.epochs, rec["train_loss"], rec["train_cosine"], rec["val_cosine"], rec["seconds"])
 
-    summary = train_on_table(dataset["path"], cfg, out, split_path=split["path"], callback=on_epoch, resume=True)
+    # baselines=False: the evaluate task fits them once for all architectures
+    summary = train_on_table(dataset["path"], cfg, out, split_path=split["path"], callback=on_epoch, resume=True,
+                             baselines=False)
     update_progress_artifact(progress, progress=100.0)
     return {"arch": cfg.arch, "model_dir": out, "ran_on": where_am_i(),
             **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}}

@@ -27,6 +27,7 @@ class TransformerModel(LVM):
         super().__init__(dim, context, residual, hp)
         self.proj = nn.Linear(dim, hp["hidden"])
         self.pos = nn.Embedding(hp["max_context"], hp["hidden"])
+        nn.init.normal_(self.pos.weight, std=0.02)  # at N(0,1) positions drown the ~0.03-scale input projection
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(hp["hidden"], hp["heads"], hp["ffn"], dropout=hp["dropout"],
                                        activation="gelu", batch_first=True, norm_first=True)
