@@ -154,7 +154,12 @@ def train_lvm(
         registry_out = hold(trained[decision.best_arch]["model_dir"], dataset,
                             comparison["models"][decision.best_arch], decision.reason, run_id, registry)
     elif decision.branch == "investigate":
-        report = investigate(str(run_dir))["report"] if trained else None
+        if trained:
+            evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context")}
+            diagnosis = investigate(str(run_dir), evidence)
+            report = diagnosis["report"]
+            create_markdown_artifact(markdown=diagnosis["markdown"], key="lvm-diagnosis",
+                                     description=f"Diagnosis: {diagnosis['verdict']}")
 
     table = markdown_table(comparison) if trained else "(no model finished)"
     create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",

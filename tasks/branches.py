@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 
 from lvm.paths import registry_dir
 from lvm.registry import Registry
+from tasks.caching import by_inputs
 
 
 def _register(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None, alias: str,
@@ -20,7 +20,7 @@ def _register(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | N
     return {"registry": str(reg.root), "version": version, "alias": alias}
 
 
-@task(name="deploy")
+@task(name="deploy", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
 def deploy(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None = None,
            registry_root: str | None = None) -> dict:
     """Register the best model and point `production` at it; a running LVM server follows the alias."""
@@ -29,7 +29,7 @@ def deploy(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None
     return out
 
 
-@task(name="hold")
+@task(name="hold", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
 def hold(model_dir: str, dataset: dict, metrics: dict, reason: str, flow_run_id: str | None = None,
          registry_root: str | None = None) -> dict:
     """Register the best model as `candidate` only: production is left as it is."""
@@ -38,14 +38,13 @@ def hold(model_dir: str, dataset: dict, metrics: dict, reason: str, flow_run_id:
     return {**out, "reason": reason}
 
 
-@task(name="investigate")
-def investigate(run_dir: str) -> dict:
-    """Diagnose the run from its evidence; the report (markdown with plots) becomes an artifact."""
+@task(name="investigate", cache_policy=by_inputs() - "run_dir", persist_result=True)
+def investigate(run_dir: str, evidence: dict) -> dict:
+    """Diagnose the run from its evidence and write the report into the run folder. Cached by the evidence
+    (data, split, model folders), not by the run folder: the same evidence gives the same diagnosis."""
     from lvm.report import diagnose, markdown_with_images
 
     diagnosis = diagnose(run_dir)
-    create_markdown_artifact(markdown=markdown_with_images(diagnosis), key="lvm-diagnosis",
-                             description=f"Diagnosis: {diagnosis.verdict}")
     report = Path(run_dir) / "report" / "report.md"
     get_run_logger().info("diagnosis: %s (report: %s)", diagnosis.verdict, report)
-    return {"verdict": diagnosis.verdict, "report": str(report)}
+    return {"verdict": diagnosis.verdict, "report": str(report), "markdown": markdown_with_images(diagnosis)}
