@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Literal, Optional
 
 from prefect import flow, get_run_logger

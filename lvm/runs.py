@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from pathlib import Path
 
-from lvm.dataset import atomic_path
-
-
-def write_json(path: Path, data) -> Path:
-    tmp = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+from lvm.atomic import write_json
 
 
 def write_run(run_dir: str | Path, run: dict, comparison: dict | None = None, decision: dict | None = None) -> Path:

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,7 +40,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from lvm.checkpoint import load_model, save_model
-from lvm.dataset import atomic_path, file_hash, load_split, read_table, split_articles, window_targets
+from lvm.atomic import write_atomic, write_json
+from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
 from lvm.losses import CompositeLoss
 from lvm.metrics import evaluate, evaluate_baselines, fit_baselines
 from lvm.models import MODEL_NAMES, build_model, count_parameters
@@ -275,24 +275,6 @@ def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    tmp = atomic_path(path)
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
@@ -340,12 +322,12 @@ def _save_checkpoint(ckdir: Path, model, opt, state: dict, best_state: dict | No
     state_file = f"state-{epoch:06d}.pt"
     tensors = {"model": _cpu_state(model), "optimizer": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    _write_atomic(ckdir / state_file, lambda p: torch.save(tensors, p))
+    write_atomic(ckdir / state_file, lambda p: torch.save(tensors, p))
     if best_state is not None and (best_is_new or not (ckdir / state.get("best_file", "")).is_file()):
         state["best_file"] = f"best-{state['best_epoch']:06d}.safetensors"
-        _write_atomic(ckdir / state["best_file"], lambda p: save_file(best_state, p))
+        write_atomic(ckdir / state["best_file"], lambda p: save_file(best_state, p))
     state["state_file"] = state_file
-    _write_json(ckdir / CHECKPOINT_JSON, state)
+    write_json(ckdir / CHECKPOINT_JSON, state)
     keep = {state_file, state.get("best_file"), CHECKPOINT_JSON}
     for f in ckdir.iterdir():
         if f.name not in keep and (f.name.startswith(("state-", "best-")) or f.name.endswith(".tmp")):
@@ -514,8 +496,8 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         config = {"train": cfg.to_dict(), "loss": loss_fn.config(), "seed": cfg.seed, "precision": precision,
                   **(meta or {})}
         save_model(out_dir, model, config)
-        _write_json(out_dir / "history.json", history)
-        _write_json(out_dir / "metrics.json", {"val_cosine": state["best_val_cosine"], "training": training})
+        write_json(out_dir / "history.json", history)
+        write_json(out_dir / "metrics.json", {"val_cosine": state["best_val_cosine"], "training": training})
         summary = {"arch": cfg.arch, "model_dir": str(out_dir), "val_cosine": state["best_val_cosine"], **training}
         return model, summary
     finally:
@@ -599,7 +581,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
                **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
                "held_out": held, "training": {k: v for k, v in summary.items() if k not in ("arch", "model_dir")},
                "split": record, "data_hash": data_hash, "encoder": encoder}
-    _write_json(Path(out_dir) / "metrics.json", metrics)
+    write_json(Path(out_dir) / "metrics.json", metrics)
     return {"arch": cfg.arch, "model_dir": str(out_dir), "part": head, "cosine": metrics["cosine"],
             "val_cosine": held["val"]["model"]["cosine"], "best_val_cosine": summary["best_val_cosine"],
             "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
