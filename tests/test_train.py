@@ -201,17 +201,17 @@ def test_crash_between_state_file_and_commit(data, tmp_path, monkeypatch):
 
     path, table, tr, va = data
     cfg = tiny(epochs=4)
-    real = train_mod._write_json
+    real = train_mod.write_json
 
     def crash_on_epoch_3(p, payload):
         if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == 3:
             raise RuntimeError("simulated crash")
         return real(p, payload)
 
-    monkeypatch.setattr(train_mod, "_write_json", crash_on_epoch_3)
+    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(cfg, table.vectors, tr, va, tmp_path / "crash")
-    monkeypatch.setattr(train_mod, "_write_json", real)
+    monkeypatch.setattr(train_mod, "write_json", real)
     assert read_checkpoint_info(tmp_path / "crash")["epoch"] == 2
     assert (tmp_path / "crash" / CHECKPOINT_DIR / "state-000003.pt").exists()  # written, never committed
     resumed = fit(cfg, table.vectors, tr, va, tmp_path / "crash", resume=True)
