@@ -38,3 +38,22 @@ def make_table(n_articles=6, length=12, dim=16, seed=0):
 @pytest.fixture
 def small_table():
     return make_table()
+
+
+def quadratic_table(n_articles, length=25, dim=16, seed=0, noise=0.3):
+    """Learnable but not linear: next = W(D v*v - 1)/sqrt(D) + W v/2 + noise, normalised. A small network learns it;
+    the four baselines (all linear or constant) cannot."""
+    from lvm.dataset import SentenceTable
+
+    rng = np.random.default_rng(seed)
+    W = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+    rows, vecs = [], []
+    for a in range(n_articles):
+        v = rng.normal(size=dim)
+        v /= np.linalg.norm(v)
+        for p in range(length):
+            rows.append((f"art{a:03d}", p, ""))
+            vecs.append(v)
+            v = W @ (dim * v * v - 1) / np.sqrt(dim) + 0.5 * (W @ v) + noise * rng.normal(size=dim) / np.sqrt(dim)
+            v /= np.linalg.norm(v)
+    return SentenceTable.from_sentences(rows, np.array(vecs, np.float32), {"encoder": "synthetic-quadratic"})

@@ -94,3 +94,25 @@ def test_processes_runner_rerun_is_cached_and_epochs_retrain_only(sotu_table, ha
     s = states(more.run_dir)
     assert s["load-and-validate"] == "Cached" and s["split-by-article"] == "Cached"
     assert s["train-lstm"] == "Completed" and s["train-gru"] == "Completed" and s["evaluate"] == "Completed"
+
+
+def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, tmp_path):
+    """Deploy needs a model above the threshold that beats every baseline. On tiny real-text runs no network does
+    (and the flow rightly refuses to deploy it), so this uses learnable non-linear data (conftest.quadratic_table)."""
+    from fastapi.testclient import TestClient
+
+    from conftest import quadratic_table
+    from lvm.dataset import write_table
+    from lvm.registry import Registry
+    from lvm.server import create_app
+
+    table = write_table(quadratic_table(200, dim=16, seed=0), tmp_path / "quadratic.parquet")
+    r = _run(str(table), architectures=["lstm"], epochs=12, model_options={"*": {"hidden": 64, "layers": 1}},
+             train_options={"lr": 3e-3, "batch_size": 64}, baseline_threshold=0.5, deploy_threshold=0.6)
+    assert r.decision == "deploy", r.reason
+    assert r.best_cosine >= 0.6 and r.best_cosine > max(b["cosine"] for b in r.baselines.values())
+    reg = Registry(harness / "registry")
+    assert reg.aliases()["production"] == r.registry["version"]
+    with TestClient(create_app(reg.root)) as client:
+        info = client.get("/model").json()
+        assert info["version"] == r.registry["version"] and info["arch"] == "lstm"

@@ -26,21 +26,7 @@ from lvm.report import (COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis, _his
                         markdown_with_images)
 from lvm.runs import write_run
 from lvm.train import TrainConfig, train_on_table
-
-
-def quadratic_table(n_articles, length=25, dim=16, seed=0, noise=0.3) -> SentenceTable:
-    rng = np.random.default_rng(seed)
-    W = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
-    rows, vecs = [], []
-    for a in range(n_articles):
-        v = rng.normal(size=dim)
-        v /= np.linalg.norm(v)
-        for p in range(length):
-            rows.append((f"art{a:03d}", p, ""))
-            vecs.append(v)
-            v = W @ (dim * v * v - 1) / np.sqrt(dim) + 0.5 * (W @ v) + noise * rng.normal(size=dim) / np.sqrt(dim)
-            v /= np.linalg.norm(v)
-    return SentenceTable.from_sentences(rows, np.array(vecs, np.float32), {"encoder": "synthetic-quadratic"})
+from conftest import quadratic_table
 
 
 def make_run(root: Path, table: SentenceTable, configs: dict, fractions=(0.8, 0.1, 0.1), model_dirs=None) -> Path:

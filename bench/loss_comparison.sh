@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Loss presets compared on real text: the lstm seed model, 20 epochs with early stopping, held-out test cosine.
+#   bench/loss_comparison.sh data/shared.all-MiniLM-L6-v2.parquet
+set -euo pipefail
+data=${1:-data/shared.all-MiniLM-L6-v2.parquet}
+echo "| loss preset | test cosine | test MRR | best val cosine | best epoch | best baseline |"
+echo "|---|---:|---:|---:|---:|---|"
+for loss in cosine mse infonce composite_seed cosine_infonce; do
+  out=$(mktemp -d)
+  .venv/bin/lvm train --arch lstm --data "$data" --loss "$loss" --out "$out/m" 2>/dev/null > "$out/summary.json"
+  .venv/bin/python - "$loss" "$out" <<'PY'
+import json, sys
+loss, out = sys.argv[1], sys.argv[2]
+s = json.load(open(f"{out}/summary.json"))
+m = json.load(open(f"{out}/m/metrics.json"))
+b = m["best_baseline"]
+print(f"| {loss} | {m['cosine']:.4f} | {m['mrr']:.4f} | {s['best_val_cosine']:.4f} | {s['best_epoch']} | {b['name']} {b['cosine']:.4f} |")
+PY
+  rm -rf "$out"
+done
