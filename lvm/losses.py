@@ -38,7 +38,8 @@ LOSS_PRESETS: dict[str, dict[str, float]] = {
     # the original project's composite: InfoNCE as the main term + moment matching + variance regulariser
     "composite_seed": {"cosine": 0.0, "infonce": 1.0, "moment": 0.1, "variance": 0.1, "temperature": 0.07},
     "cosine_infonce": {"cosine": 1.0, "infonce": 0.1, "temperature": 0.07},
-    "default": {"cosine": 1.0},
+    # measured best on held-out cosine (lstm, ../shared/corpus with MiniLM; bench/loss_comparison.sh, BENCHMARKS.md)
+    "default": {"cosine": 0.0, "mse": 1.0},
 }
 
 _EPS = 1e-8
