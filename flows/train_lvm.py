@@ -20,6 +20,7 @@ from lvm.decision import decide
 from lvm.evaluation import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
+from lvm.shards import is_sharded
 from tasks.branches import deploy, hold, investigate
 from tasks.data import load_and_validate, split_dataset
 from tasks.evaluation import evaluate_models
@@ -95,7 +96,7 @@ def train_lvm(
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     encoder: Optional[str] = None,
-    runner: Literal["processes", "threads", "dask"] = "processes",
+    runner: Literal["threads", "processes", "dask"] = "threads",
     workers: Optional[int] = None,
     dask_address: Optional[str] = None,
     registry: Optional[str] = None,
@@ -106,8 +107,9 @@ def train_lvm(
     loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
     model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
     train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
-    runner: processes (default: measured fastest on a small machine), threads, or dask (`dask_address` or a
-    temporary LocalCluster).
+    runner: threads (default: as fast as processes on a small machine, see bench/parallel_training.py, and no
+    interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
+    min(architectures, cores) trainings at a time with cores // that many torch threads each.
     """
     logger = get_run_logger()
     ctx = get_run_context()
@@ -116,8 +118,6 @@ def train_lvm(
         raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
                          f"{deploy_threshold}")
     table_path = data
-    from lvm.shards import is_sharded
-
     if not (data.endswith(".parquet") or is_sharded(data)):
         from flows.build_dataset import build_dataset_flow
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baseline-threshold", type=float, default=0.48)
     p.add_argument("--deploy-threshold", type=float, default=0.55)
-    p.add_argument("--runner", default="processes", choices=["processes", "threads", "dask"])
+    p.add_argument("--runner", default="threads", choices=["threads", "processes", "dask"])
     p.add_argument("--dask-address", default=None)
     args = p.parse_args(argv)
     if args.dask_address:

@@ -1,4 +1,4 @@
-"""Task runners for the trainings and the per-document embedding: processes (default), threads, or a Dask cluster.
+"""Task runners for the trainings and the per-document embedding: threads (default), processes, or a Dask cluster.
 
 Dask: `make_runner("dask", workers)` starts a temporary `distributed.LocalCluster` (`workers` processes, one
 thread each) for the duration of the `with` block; `make_runner("dask", dask_address="tcp://host:8786")` uses an

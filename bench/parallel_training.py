@@ -1,0 +1,95 @@
+"""Threads or processes for the flow's parallel trainings? Measured side by side in one run.
+
+    .venv/bin/python bench/parallel_training.py              # lstm, mamba2, transformer at D=768, 8,106 pairs
+    .venv/bin/python bench/parallel_training.py --epochs 1 --pairs 4000
+
+Three ways to train the three seed models on this machine's cores, each on the same data and config:
+  sequential  one after another, every training using all cores (torch threads = cores);
+  threads     three Python threads in one process, torch threads = 1 (torch's thread count is process-wide);
+  processes   a pool of min(3, cores) processes, each with torch threads = cores // workers (what the flow's
+              default ProcessPoolTaskRunner does).
+Wall time for all three is what a user waits for; the ratio is against sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ARCHS = ("lstm", "mamba2", "transformer")
+
+
+def _data(pairs: int, dim: int, context: int):
+    from bench.train_throughput import synthetic
+
+    vectors, targets, _ = synthetic(pairs + pairs // 8, dim, context)
+    return vectors, targets[:pairs], targets[pairs:]
+
+
+def _train(arch: str, epochs: int, pairs: int, dim: int, context: int, threads: int | None, out: str) -> float:
+    import torch
+
+    from lvm.train import TrainConfig, fit
+
+    if threads:
+        torch.set_num_threads(threads)
+    vectors, train_t, val_t = _data(pairs, dim, context)
+    t = time.perf_counter()
+    fit(TrainConfig(arch=arch, epochs=epochs, context=context, patience=None), vectors, train_t, val_t,
+        Path(out) / arch)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--pairs", type=int, default=8106)
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--context", type=int, default=5)
+    args = p.parse_args()
+    cores = os.cpu_count() or 1
+    job = (args.epochs, args.pairs, args.dim, args.context)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        for a in ARCHS:
+            _train(a, *job, cores, f"{tmp}/seq")
+        results["sequential"] = time.perf_counter() - t
+
+        import torch
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(1)
+        t = time.perf_counter()
+        ths = [threading.Thread(target=_train, args=(a, *job, None, f"{tmp}/thr")) for a in ARCHS]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        results["threads"] = time.perf_counter() - t
+        torch.set_num_threads(old)
+
+        workers = min(len(ARCHS), cores)
+        t = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_train, ARCHS, *[[v] * len(ARCHS) for v in (*job, max(1, cores // workers),
+                                                                     f"{tmp}/proc")]))
+        results["processes"] = time.perf_counter() - t  # includes starting the worker processes
+
+    print(f"\n3 trainings ({', '.join(ARCHS)}), {args.epochs} epochs x {args.pairs} pairs, D={args.dim}, "
+          f"C={args.context}, {cores} cores, load before/after: {os.getloadavg()[0]:.2f}\n")
+    print("| mode | wall s | speed-up vs sequential |\n|---|---:|---:|")
+    for k, v in results.items():
+        print(f"| {k} | {v:.1f} | {results['sequential'] / v:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
