@@ -23,6 +23,7 @@ from lvm.runs import write_run
 from lvm.shards import is_sharded
 from tasks.branches import deploy, hold, investigate
 from tasks.data import load_and_validate, split_dataset
+from tasks.caching import code_version
 from tasks.evaluation import evaluate_models
 from tasks.training import train_architecture
 
@@ -64,7 +65,9 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
     logger = get_run_logger()
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:
-        futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c})
+        code = code_version("lvm.train", "lvm.models", "lvm.losses", "lvm.dataset", "lvm.checkpoint")
+        futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c,
+                                                                      "code_version": code})
                    for c in configs}
         for arch, fut in futures.items():
             fut.wait()
@@ -140,7 +143,9 @@ def train_lvm(
            "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
            "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
            "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
-    comparison = evaluate_models(dataset, split, run["models"], context) if trained else \
+    comparison = evaluate_models(dataset, split, run["models"], context,
+                                 code_version=code_version("lvm.evaluation", "lvm.metrics", "lvm.checkpoint",
+                                                           "lvm.models")) if trained else \
         {"part": "test", "n": 0, "models": {}, "baselines": {}}
     decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold)
     write_run(run_dir, run, comparison, decision.to_dict())

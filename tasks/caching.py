@@ -24,6 +24,21 @@ def _file_content_key(context, parameters: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def code_version(*modules: str) -> str:
+    """Content hash of library modules (a package counts with all its files). Passed as a task input, it makes
+    the cache follow changes to the library code a task calls, not only to the task's own source."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in modules:
+        mod = importlib.import_module(name)
+        root = Path(mod.__file__)
+        files = sorted(root.parent.rglob("*.py")) if root.name == "__init__.py" else [root]
+        for f in files:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def by_inputs():
     """INPUTS + TASK_SOURCE, stored in the project's data folder (Prefect's DEFAULT is per flow run)."""
     return (INPUTS + TASK_SOURCE).configure(key_storage=prefect_cache_dir())

@@ -9,6 +9,7 @@ from tasks.caching import by_inputs
 
 
 @task(name="evaluate", cache_policy=by_inputs(), persist_result=True)
-def evaluate_models(dataset: dict, split: dict, trained: dict, context: int, part: str = "test") -> dict:
-    """`trained` maps arch → model folder. Returns {"part", "n", "models": {arch: metrics}, "baselines": {...}}."""
+def evaluate_models(dataset: dict, split: dict, trained: dict, context: int, part: str = "test",
+                    code_version: str = "") -> dict:
+    """`trained` maps arch → model folder; `code_version` is only part of the cache key. Returns {"part", "n", "models": {arch: metrics}, "baselines": {...}}."""
     return compare(dataset["path"], split["path"], trained, context, part)

@@ -49,14 +49,15 @@ def model_dir_for(dataset: dict, split: dict, config: dict) -> str:
 
 @task(name="train", cache_policy=by_inputs(), persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_transient, task_run_name="train-{config[arch]}")
-def train_architecture(dataset: dict, split: dict, config: dict) -> dict:
+def train_architecture(dataset: dict, split: dict, config: dict, code_version: str = "") -> dict:
     """Train `config["arch"]` on the split's train rows (early stopping on val); returns a small summary record
-    with the model folder. Resumes from the folder's last checkpoint if an earlier attempt was interrupted."""
+    with the model folder. Resumes from the folder's last checkpoint if an earlier attempt was interrupted.
+    `code_version` (tasks.caching.code_version of the training code) is only part of the cache key."""
     from lvm.train import TrainConfig, train_on_table
 
     logger = get_run_logger()
     cfg = TrainConfig.from_dict(config)
-    out = model_dir_for(dataset, split, config)
+    out = model_dir_for(dataset, split, {**config, "code": code_version})
     progress = create_progress_artifact(progress=0.0, description=f"{cfg.arch}: epochs done of {cfg.epochs}")
 
     def on_epoch(rec: dict) -> None:
