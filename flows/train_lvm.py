@@ -25,6 +25,7 @@ from tasks.branches import deploy, hold, investigate
 from tasks.data import load_and_validate, split_dataset
 from tasks.caching import code_version
 from tasks.evaluation import evaluate_models
+from tasks.runners import make_runner
 from tasks.training import train_architecture
 
 DEFAULT_ARCHS = ["lstm", "mamba2", "transformer"]
@@ -60,8 +61,6 @@ def _train_config(arch, epochs, context, seed, loss, model_options, train_option
 
 def _train_all(dataset, split, configs, runner, workers, dask_address):
     """Submit every training to the chosen task runner; returns (trained records, failures)."""
-    from tasks.runners import make_runner
-
     logger = get_run_logger()
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:

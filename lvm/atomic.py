@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
-from lvm.dataset import atomic_path
+
+def atomic_path(path: Path) -> Path:
+    """A temporary path beside `path`; the caller writes it, then os.replace()s it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the renamed file should have the usual permissions
+    return Path(tmp)
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> Path:

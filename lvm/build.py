@@ -7,7 +7,6 @@ to a corpus embeds only that document, and re-running on an unchanged corpus emb
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import SentenceTable, atomic_path, write_table
+from lvm.atomic import write_atomic
+from lvm.dataset import SentenceTable, write_table
 from lvm.encoders import Encoder, get_encoder
 
 DEFAULT_CACHE = Path("data/cache/embeddings")
@@ -28,27 +28,26 @@ def document_key(doc: Document, encoder_name: str) -> str:
     return h.hexdigest()
 
 
-def _encoder_dir(cache_dir: Path, encoder_name: str) -> Path:
-    return Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name)
+def cache_path(doc: Document, encoder_name: str, cache_dir: Path) -> Path:
+    """Where a document's vectors are cached: <cache_dir>/<encoder>/<document_key>.npy."""
+    return Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name) / f"{document_key(doc, encoder_name)}.npy"
 
 
 def embed_document(doc: Document, encoder: Encoder, cache_dir: Path | None = DEFAULT_CACHE) -> tuple[np.ndarray, bool]:
     """(vectors [n, D], cache_hit) for one sentence-split document."""
     if cache_dir is None:
         return encoder.encode(doc.sentences), False
-    path = _encoder_dir(cache_dir, encoder.name) / f"{document_key(doc, encoder.name)}.npy"
+    path = cache_path(doc, encoder.name, cache_dir)
     if path.exists():
         vecs = np.load(path, allow_pickle=False)
         if vecs.shape == (len(doc.sentences), encoder.dim):
             return vecs, True
     vecs = encoder.encode(doc.sentences)
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npy" to it
             np.save(f, vecs)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(path, write)
     return vecs, False
 
 

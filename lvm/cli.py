@@ -279,9 +279,5 @@ def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (da
     typer.echo(d.to_markdown(images="none"))
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

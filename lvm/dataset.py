@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lvm.atomic import write_atomic
 from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
 
 META_KEY = b"lvm"
@@ -57,17 +56,6 @@ class SentenceTable:
 
 # ---------------------------------------------------------------------------------------------------- files
 
-def atomic_path(path: Path):
-    """A temporary path beside `path`; the caller writes it, then os.replace()s it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the renamed file should have the usual permissions
-    return Path(tmp)
-
-
 def write_table(table: SentenceTable, path: str | Path) -> Path:
     """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place."""
     path = Path(path)
@@ -81,14 +69,9 @@ def write_table(table: SentenceTable, path: str | Path) -> Path:
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(table.vectors.reshape(-1), pa.float32()), d),
         }
     ).replace_schema_metadata({META_KEY: json.dumps(table.meta).encode()})
-    tmp = atomic_path(path)
-    try:
-        pq.write_table(arrow, tmp, compression="zstd", use_dictionary=["article_id"],
-                       use_byte_stream_split=["vector"], row_group_size=65536)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: pq.write_table(
+        arrow, tmp, compression="zstd", use_dictionary=["article_id"], use_byte_stream_split=["vector"],
+        row_group_size=65536))
 
 
 def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
@@ -249,13 +232,7 @@ def save_split(split: Split, path: str | Path) -> Path:
     path = Path(path)
     payload = {"record": split.record(), "articles": split.articles,
                "rows": {k: split.part(k).tolist() for k in ("train", "val", "test")}}
-    tmp = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(payload)))
 
 
 def load_split(path: str | Path) -> Split:

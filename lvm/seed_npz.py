@@ -9,13 +9,13 @@ articles back into windows in the same order, so a stride-1 file round-trips to 
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import SentenceTable, atomic_path, gather_windows, window_targets
+from lvm.atomic import write_atomic
+from lvm.dataset import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError, Failure
 
 REQUIRED = ("context_sequences", "target_vectors")
@@ -94,11 +94,8 @@ def export_npz(table: SentenceTable, path: str | Path, context: int) -> Path:
            "sequence_positions": table.position[targets].astype(np.int64)}
     if any(str(t) for t in table.text[targets]):
         out["target_texts"] = np.array([str(t) for t in table.text[targets]])
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
             np.savez(f, **out)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return write_atomic(path, write)

@@ -35,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm.dataset import META_KEY, SentenceTable, atomic_path, file_hash
+from lvm.atomic import atomic_path
+from lvm.dataset import META_KEY, SentenceTable, file_hash
 from lvm.schema import DataValidationError, Failure, _failures, _schema
 
 MANIFEST = "_lvm_shards.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from lvm.build import assemble_table, embed_document
+from lvm.build import assemble_table, cache_path, embed_document
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import file_hash, read_table, save_split, split_articles, table_stats, write_table
 from lvm.encoders import get_encoder
@@ -25,13 +25,11 @@ def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "
       task_run_name="embed-{doc[doc_id]}")
 def embed_document_task(doc: dict, encoder: str | None = None, cache_dir: str | None = None) -> str:
     """Embed one document (cached by its sentences and the encoder); returns the path of its vectors (.npy)."""
-    from lvm.build import _encoder_dir, document_key
-
     enc = get_encoder(encoder)
     d = Document(doc["doc_id"], doc["title"], [], sentences=doc["sentences"])
     cache = Path(cache_dir) if cache_dir else embedding_cache_dir()
     embed_document(d, enc, cache)
-    return str(_encoder_dir(cache, enc.name) / f"{document_key(d, enc.name)}.npy")
+    return str(cache_path(d, enc.name, cache))
 
 
 @task(name="assemble-table", cache_policy=by_inputs(), persist_result=True)
