@@ -57,10 +57,11 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
-    from lvm.dataset import read_table, split_articles, table_stats
+    from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
 
     try:
         table = read_table(file)
+        warn_short_articles(table, context)
         split = split_articles(table, tuple(float(x) for x in fractions.split(",")), seed)
     except _user_errors() as exc:
         _fail(exc)

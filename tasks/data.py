@@ -9,7 +9,8 @@ from prefect import task
 
 from lvm.build import assemble_table, cache_path, embed_document
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import file_hash, read_table, save_split, split_articles, table_stats, write_table
+from lvm.dataset import (file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles,
+                         write_table)
 from lvm.encoders import get_encoder
 from lvm.paths import embedding_cache_dir, runs_dir
 from tasks.caching import by_file_content, by_inputs
@@ -44,11 +45,12 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
 def load_and_validate(path: str, context: int = 5) -> dict:
     """Validate a sentence table; returns its path, content hash and stats (the cache key of everything after)."""
     table = read_table(path)
+    short = warn_short_articles(table, context)  # they give no window: skipped, with a warning, not an error
     stats = table_stats(table, context)
     return {"path": str(Path(path).resolve()), "sha256": file_hash(path), "articles": stats["articles"],
             "sentences": stats["sentences"], "dim": stats["dim"], "encoder": table.meta.get("encoder", "unknown"),
             "windows": stats["windows"], "mean_vector_norm": stats["mean_vector_norm"],
-            "duplicate_rate": stats["duplicate_rate"]}
+            "duplicate_rate": stats["duplicate_rate"], "short_articles": len(short)}
 
 
 @task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
