@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lvm.models import MODEL_NAMES, build_model, count_parameters
-from lvm.models.mamba2 import Mamba2Mixer, ssd_reference, ssd_scan
+from lvm.models.mamba2 import Mamba2Mixer, ssd_reference, ssd_scan, ssd_scan_last
 
 torch.set_num_threads(1)
 
@@ -152,3 +152,70 @@ def test_mamba2_is_causal_and_a_real_mixer():
     with torch.no_grad():
         want = mixer.conv1d(xbc.transpose(1, 2))[..., :6].transpose(1, 2)
         torch.testing.assert_close(mixer._causal_conv(xbc), want, atol=1e-6, rtol=1e-5)
+
+
+def _torch_layer_with_weights_of(block, hidden, heads, ffn):
+    """nn.TransformerEncoderLayer(norm_first, GELU) carrying `block`'s weights: the reference for CausalBlock."""
+    ref = torch.nn.TransformerEncoderLayer(hidden, heads, ffn, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True).eval()
+    pairs = {"self_attn.in_proj_weight": block.qkv.weight, "self_attn.in_proj_bias": block.qkv.bias,
+             "self_attn.out_proj.weight": block.attn_out.weight, "self_attn.out_proj.bias": block.attn_out.bias,
+             "linear1.weight": block.fc.weight, "linear1.bias": block.fc.bias,
+             "linear2.weight": block.fc_out.weight, "linear2.bias": block.fc_out.bias,
+             "norm1.weight": block.ln1.weight, "norm1.bias": block.ln1.bias,
+             "norm2.weight": block.ln2.weight, "norm2.bias": block.ln2.bias}
+    ref.load_state_dict({k: v.detach().clone() for k, v in pairs.items()})
+    return ref
+
+
+@pytest.mark.parametrize("T", [1, 5, 7])
+def test_transformer_block_equals_torch_encoder_layer(T):
+    """The written-out causal block computes what nn.TransformerEncoderLayer computes with the same weights, and its
+    last-position-only path gives exactly that layer's last position."""
+    from lvm.models.transformer import CausalBlock
+    torch.manual_seed(0)
+    block = CausalBlock(32, 4, 64, dropout=0.0).eval()
+    for p in block.parameters():  # non-zero biases too
+        torch.nn.init.normal_(p, std=0.2)
+    ref = _torch_layer_with_weights_of(block, 32, 4, 64)
+    x = torch.randn(3, T, 32)
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        want = ref(x, src_mask=mask, is_causal=True)
+        torch.testing.assert_close(block(x), want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(block(x, last_only=True), want[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [2, 64])
+def test_ssd_scan_last_is_the_last_row_of_the_scan(chunk_size):
+    x, dt, A, B, C, D = _random_ssm_inputs()
+    torch.testing.assert_close(ssd_scan_last(x, dt, A, B, C, D), ssd_scan(x, dt, A, B, C, D, chunk_size)[:, -1:],
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 5])
+def test_mamba2_mixer_last_only_is_the_last_position(T):
+    torch.manual_seed(0)
+    mixer = Mamba2Mixer(32, d_state=8, headdim=16).eval()
+    u = torch.randn(3, T, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(u, last_only=True), mixer(u)[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_residual_model_starts_as_context_mean_and_learns(name):
+    """residual=True zero-initialises the head's output layer: at init the prediction IS the context mean; one
+    optimiser step moves it away (the zero layer gets a gradient, the model is not stuck)."""
+    torch.manual_seed(0)
+    model = build_model(name, 16, residual=True, **TINY[name])
+    ctx, tgt = torch.randn(8, 5, 16), torch.randn(8, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ctx), ctx.mean(dim=1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ((model(ctx) - tgt) ** 2).mean().backward()
+    assert model.head.out.weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        assert not torch.allclose(model(ctx), ctx.mean(dim=1))
+    plain = build_model(name, 16, **TINY[name])
+    assert plain.head.out.weight.abs().sum() > 0   # the seed's plain prediction keeps torch's default init

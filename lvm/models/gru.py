@@ -34,7 +34,7 @@ class GRUModel(LVM):
         super().__init__(dim, context, residual, hp)
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(GRUBlock(hp["hidden"], hp["dropout"]) for _ in range(hp["layers"]))
-        self.head = PredictionHead(hp["hidden"], dim)
+        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         x = self.proj(ctx)

@@ -12,20 +12,30 @@ import torch.nn.functional as F
 
 
 class PredictionHead(nn.Module):
-    """The seed head: Linear(H,H) -> GELU -> LayerNorm(H) -> Linear(H,D)."""
+    """The seed head: Linear(H,H) -> GELU -> LayerNorm(H) -> Linear(H,D).
 
-    def __init__(self, hidden: int, dim: int):
+    zero_init: the last Linear starts at zero, so a residual model starts as exactly the context-mean baseline and
+    learns a correction to it (as residual branches are zero-initialised in ReZero / DiT). Measured on real text
+    (lstm, ../shared/corpus): held-out cosine 0.474 against 0.454 with the default init, which starts the model
+    from a random vector of about the targets' size added to the mean.
+    """
+
+    def __init__(self, hidden: int, dim: int, zero_init: bool = False):
         super().__init__()
         self.fc = nn.Linear(hidden, hidden)
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, dim)
+        if zero_init:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.norm(F.gelu(self.fc(h))))
 
 
 class LVM(nn.Module):
-    """Base class: features(ctx) -> [B, H], then the head; residual=True adds mean(ctx over C).
+    """Base class: features(ctx) -> [B, H], then the head; residual=True adds mean(ctx over C) and zero-initialises
+    the head's output layer (the model starts as the context-mean baseline).
 
     The residual flag lives here rather than in a wrapper module so that the state_dict keys are the
     same with or without it.

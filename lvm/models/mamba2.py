@@ -7,7 +7,8 @@ conv1d + SiLU over xBC; a per-head scalar decay A = -exp(A_log); dt = softplus(d
 a gated RMSNorm with z; out_proj. The selective scan is computed in the SSD chunked (matrix) form of
 `ssd_minimal_discrete`: within a chunk the output is a masked, decay-weighted (C B^T) X product, so a
 5-sentence context is one small batched matmul, with no Python loop over positions. `ssd_reference` is the
-step-by-step recurrence used by the tests to check it. When `mamba_ssm` is importable and the tensors are on
+step-by-step recurrence used by the tests to check it. The head reads only the last position, so the last
+block runs `last_only`: its readout (`ssd_scan_last`, O(l)), gate, norm and out_proj for that position alone. When `mamba_ssm` is importable and the tensors are on
 CUDA, its fused kernel computes the same scan for the same weights; nothing else ever replaces the scan.
 
 Seed (hidden=512, layers=4, d_state=16, expand=2, headdim=64, d_conv=4, ngroups=1) at D=768:
@@ -86,6 +87,21 @@ def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64) -> torch.Tensor:
     return Y.reshape(b, c * T, h, p)[:, :l] + D[:, None] * x
 
 
+def ssd_scan_last(x, dt, A, B, C, D) -> torch.Tensor:
+    """The last position of `ssd_scan` only: y_{l-1} = sum_j (C_{l-1} . B_j) exp(A dt_{j+1} + ... + A dt_{l-1}) dt_j x_j
+    + D x_{l-1}, in O(l) without the [l, l] score matrix. Same shapes as ssd_scan; returns [b, 1, h, p].
+    The decay exponents are suffix sums (a reversed cumsum, shifted by one), not differences of one cumsum."""
+    b, l, h, p = x.shape
+    x, dt, A, D = x.float(), dt.float(), A.float(), D.float()
+    B, C = _heads(B.float(), h), _heads(C[:, -1:].float(), h)
+    Adt = dt * A                                                   # [b, l, h]
+    after = torch.flip(torch.cumsum(torch.flip(Adt[:, 1:], [1]), 1), [1])  # sum over m > j, for j < l-1
+    decay = torch.exp(F.pad(after, (0, 0, 0, 1)))                  # [b, l, h]; 1 for j = l-1
+    w = torch.einsum("bhn,blhn->blh", C[:, 0], B) * decay * dt     # [b, l, h]
+    y = torch.einsum("blh,blhp->bhp", w, x) + D[:, None] * x[:, -1]
+    return y[:, None]
+
+
 def ssd_reference(x, dt, A, B, C, D) -> torch.Tensor:
     """The recurrence, one step at a time: h_t = exp(dt A) h_{t-1} + dt B_t x_t ; y_t = C_t h_t + D x_t."""
     b, l, h, p = x.shape
@@ -159,10 +175,19 @@ class Mamba2Mixer(nn.Module):
             out = out + xp[:, k:k + l] * w[:, k]
         return out
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[b, l, d_model] -> [b, l, d_model]; `last_only`: the last position only, [b, 1, d_model].
+
+        last_only is exact, not an approximation: x, B and dt still come from every position (the state needs
+        them); the gate z, C, the readout, the norm and out_proj are computed for the last position only."""
         b, l, _ = u.shape
-        z, xBC, dt = torch.split(self.in_proj(u), [self.d_inner, self.d_inner + 2 * self.ngroups * self.d_state,
-                                                   self.nheads], dim=-1)
+        if last_only:  # z for the last position only: the in_proj rows split in two matmuls
+            z = F.linear(u[:, -1:], self.in_proj.weight[:self.d_inner])
+            xBC, dt = torch.split(F.linear(u, self.in_proj.weight[self.d_inner:]),
+                                  [self.d_inner + 2 * self.ngroups * self.d_state, self.nheads], dim=-1)
+        else:
+            z, xBC, dt = torch.split(self.in_proj(u), [self.d_inner, self.d_inner + 2 * self.ngroups * self.d_state,
+                                                       self.nheads], dim=-1)
         xBC = F.silu(self._causal_conv(xBC))
         x, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
         x = x.reshape(b, l, self.nheads, self.headdim)
@@ -174,13 +199,17 @@ class Mamba2Mixer(nn.Module):
             if _fused_scan is not None and u.is_cuda and not self.use_reference:
                 y = _fused_scan(x.contiguous(), dt.float().contiguous(), A, B.contiguous(), C.contiguous(),
                                 self.chunk_size, D=self.D.float(), dt_bias=self.dt_bias.float(), dt_softplus=True)
+                y = y[:, -1:] if last_only else y
             else:
                 dt = F.softplus(dt.float() + self.dt_bias.float())
                 if self.use_reference:
                     y = ssd_reference(x, dt, A, B, C, self.D)
+                    y = y[:, -1:] if last_only else y
+                elif last_only:
+                    y = ssd_scan_last(x, dt, A, B, C, self.D)
                 else:
                     y = ssd_scan(x, dt, A, B, C, self.D, self.chunk_size)
-            y = self.norm(y.reshape(b, l, self.d_inner), z)
+            y = self.norm(y.reshape(b, y.shape[1], self.d_inner), z)
         return self.out_proj(y)
 
 
@@ -191,8 +220,8 @@ class Mamba2Block(nn.Module):
         self.mixer = Mamba2Mixer(hidden, **mixer)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop(self.mixer(self.norm(x)).float())
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        return (x[:, -1:] if last_only else x) + self.drop(self.mixer(self.norm(x), last_only).float())
 
 
 class Mamba2Model(LVM):
@@ -206,12 +235,12 @@ class Mamba2Model(LVM):
         mixer = {k: hp[k] for k in ("d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size")}
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(Mamba2Block(hp["hidden"], hp["dropout"], **mixer) for _ in range(hp["layers"]))
-        self.head = PredictionHead(hp["hidden"], dim)
+        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         x = self.proj(ctx).float()  # fp32 residual stream, also under bf16 autocast
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):  # the head reads the last position: the last block computes only it
+            x = block(x, last_only=i == len(self.blocks) - 1)
         return x[:, -1]
 
     def use_reference_scan(self, on: bool = True) -> "Mamba2Model":
