@@ -12,6 +12,11 @@ Terms (each unweighted value is reported in ``terms``):
 - ``infonce``  symmetric InfoNCE with in-batch negatives: cross-entropy of p̂ t̂ᵀ / temperature against the
                diagonal, averaged over both directions (pred→target and target→pred). Pure InfoNCE is the seed's
                failing recipe (it memorised ~7k pairs); kept for comparison.
+               ``hard_negatives=k`` adds, for each prediction, 2k neighbouring sentences as extra negatives: rows
+               t+1..t+k after the target and the k rows before the context (gathered by the training engine; its own
+               article's, except near an article's ends; the context itself never is a negative, as in the
+               retrieval metric). In-batch negatives are mostly other articles,
+               which the bank of the retrieval metric is not: these are the neighbours a prediction must beat.
 - ``moment``   batch moment matching: |mean(p̂) - mean(t̂)|² + |std(p̂) - std(t̂)|², per-dimension mean and
                (population) std over the batch, squared differences summed over dimensions.
 - ``variance`` VICReg-style anti-collapse hinge: mean over dimensions of relu(std(t̂) - std(p̂)), the target's
@@ -38,6 +43,8 @@ LOSS_PRESETS: dict[str, dict[str, float]] = {
     # the original project's composite: InfoNCE as the main term + moment matching + variance regulariser
     "composite_seed": {"cosine": 0.0, "infonce": 1.0, "moment": 0.1, "variance": 0.1, "temperature": 0.07},
     "cosine_infonce": {"cosine": 1.0, "infonce": 0.1, "temperature": 0.07},
+    # retrieval-first: InfoNCE against in-batch AND same-article neighbours; best MRR, much lower cosine (BENCHMARKS.md)
+    "retrieval": {"cosine": 0.0, "infonce": 1.0, "temperature": 0.05, "hard_negatives": 4},
     # measured best on held-out cosine (lstm, ../shared/corpus with MiniLM; bench/loss_comparison.sh, BENCHMARKS.md)
     "default": {"cosine": 0.0, "mse": 1.0},
 }
@@ -57,7 +64,7 @@ class CompositeLoss(nn.Module):
     """
 
     def __init__(self, cosine: float = 1.0, mse: float = 0.0, infonce: float = 0.0, moment: float = 0.0,
-                 variance: float = 0.0, temperature: float = 0.07):
+                 variance: float = 0.0, temperature: float = 0.07, hard_negatives: int = 0):
         super().__init__()
         weights = {"cosine": cosine, "mse": mse, "infonce": infonce, "moment": moment, "variance": variance}
         for name, w in weights.items():
@@ -67,6 +74,11 @@ class CompositeLoss(nn.Module):
             raise ValueError(f"at least one loss weight must be > 0, got {weights}")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if isinstance(hard_negatives, bool) or not isinstance(hard_negatives, int) or hard_negatives < 0:
+            raise ValueError(f"hard_negatives must be a non-negative int, got {hard_negatives!r}")
+        if hard_negatives and not infonce > 0:
+            raise ValueError("hard_negatives are negatives of the infonce term: give infonce a weight > 0")
+        self.hard_negatives = hard_negatives
         self.weights = {k: float(v) for k, v in weights.items()}
         self.temperature = float(temperature)
         self.active = tuple(k for k in TERMS if self.weights[k] > 0)
@@ -84,20 +96,30 @@ class CompositeLoss(nn.Module):
 
     def config(self) -> dict:
         """Constructor kwargs (JSON-serialisable), for config.json."""
-        return {**self.weights, "temperature": self.temperature}
+        return {**self.weights, "temperature": self.temperature, "hard_negatives": self.hard_negatives}
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={self.weights[k]:g}" for k in self.active) + f", temperature={self.temperature:g}"
+        return (", ".join(f"{k}={self.weights[k]:g}" for k in self.active) + f", temperature={self.temperature:g}"
+                + (f", hard_negatives={self.hard_negatives}" if self.hard_negatives else ""))
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, negatives: torch.Tensor | None = None,
+                negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """negatives [B, M, D] (extra InfoNCE negatives per row, with hard_negatives), negative_mask [B, M] (True =
+        use it; e.g. False where an article has no neighbour there)."""
         if pred.shape != target.shape or pred.dim() != 2:
             raise ValueError(f"pred and target must both be [B, D]; got {tuple(pred.shape)} and {tuple(target.shape)}")
+        if negatives is not None and (negatives.dim() != 3 or negatives.shape[0] != pred.shape[0]
+                                      or negatives.shape[2] != pred.shape[1]):
+            raise ValueError(f"negatives must be [B, M, D] for pred {tuple(pred.shape)}, got {tuple(negatives.shape)}")
         with torch.autocast(device_type=pred.device.type, enabled=False):
             p = F.normalize(pred.float(), dim=-1, eps=_EPS)
             t = F.normalize(target.float(), dim=-1, eps=_EPS).detach()
             values = {}
             for name in self.active:
-                values[name] = getattr(self, f"_{name}")(p, t)
+                if name == "infonce":
+                    values[name] = self._infonce(p, t, negatives, negative_mask)
+                else:
+                    values[name] = getattr(self, f"_{name}")(p, t)
             total = sum(self.weights[k] * v for k, v in values.items())
         # one device->host transfer for all terms
         floats = torch.stack([v.detach() for v in values.values()]).tolist()
@@ -113,10 +135,18 @@ class CompositeLoss(nn.Module):
     def _mse(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(p, t)
 
-    def _infonce(self, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _infonce(self, p: torch.Tensor, t: torch.Tensor, negatives: torch.Tensor | None = None,
+                 negative_mask: torch.Tensor | None = None) -> torch.Tensor:
         logits = p @ t.T / self.temperature
         labels = torch.arange(p.shape[0], device=p.device)
-        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+        rows = logits
+        if negatives is not None:  # pred -> target direction only: each row also against its own hard negatives
+            n = F.normalize(negatives.float(), dim=-1, eps=_EPS).detach()
+            extra = torch.einsum("bd,bmd->bm", p, n) / self.temperature
+            if negative_mask is not None:
+                extra = extra.masked_fill(~negative_mask, float("-inf"))
+            rows = torch.cat([logits, extra], dim=1)
+        return 0.5 * (F.cross_entropy(rows, labels) + F.cross_entropy(logits.T, labels))
 
     @staticmethod
     def _moment(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

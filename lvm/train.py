@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from lvm.allocator import keep_freed_memory
 from lvm.checkpoint import load_model, save_model
 from lvm.atomic import write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
@@ -80,8 +81,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"            # "auto" = cuda when available, else cpu
     precision: str = "bf16"         # bf16 autocast where the hardware runs it natively, else fp32 (with a warning)
-    residual: bool = True           # predict a correction to the mean of the context (measured: never worse on
-                                    # val, much better for the transformer; False = the seed's plain prediction)
+    residual: bool = True           # predict a correction to the mean of the context, starting from it (zero-init
+                                    # head); measured better on held-out text; False = the seed's plain prediction
     model: dict = field(default_factory=dict)       # build_model kwargs (hidden, layers, ...); omitted = seed sizes
     loss: dict | str | None = None  # CompositeLoss weights, a LOSS_PRESETS name, or None = the "default" preset
     threads: int | None = None      # torch.set_num_threads for the run (restored afterwards); None = leave alone
@@ -369,6 +370,7 @@ def fit(cfg: TrainConfig, vectors, train_targets, val_targets, out_dir, callback
 def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resume=False, meta=None):
     out_dir = Path(out_dir)
     ckdir = out_dir / CHECKPOINT_DIR
+    keep_freed_memory()  # no page faults on every step's activations (lvm/allocator.py)
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -416,6 +418,8 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                 (out_dir / name).unlink(missing_ok=True)
 
         offs = torch.arange(-cfg.context, 0, device=device)
+        k = loss_fn.hard_negatives  # same-article neighbours as extra negatives: k after the target, k before the context
+        neg_offs = torch.cat([torch.arange(1, k + 1), torch.arange(-cfg.context - k, -cfg.context)]).to(device)
         val_dev = torch.from_numpy(val_t).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
         clip = float(cfg.grad_clip or 0.0)
@@ -439,7 +443,12 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                     g["lr"] = lr
                 with _autocast(device, precision):
                     pred = model(V[idx[:, None] + offs])
-                loss, terms = loss_fn(pred, tgt)
+                if k:
+                    nidx = idx[:, None] + neg_offs
+                    inside = (nidx >= 0) & (nidx < n_rows)
+                    loss, terms = loss_fn(pred, tgt, V[nidx.clamp(0, n_rows - 1)], inside)
+                else:
+                    loss, terms = loss_fn(pred, tgt)
                 lv = float(loss.detach())
                 if not math.isfinite(lv):
                     raise FloatingPointError(f"{cfg.arch}: the loss became {lv} at epoch {epoch}, step {step + 1} "

@@ -138,3 +138,28 @@ def test_presets_build_and_roundtrip():
     assert CompositeLoss.from_config(None).config() == CompositeLoss.from_config("default").config()
     with pytest.raises(ValueError, match="unknown loss preset"):
         CompositeLoss.from_config("nope")
+
+
+def test_hard_negatives_enter_the_prediction_rows_only_and_masked_ones_do_not_count():
+    """With one extra negative per row: equal to the true target it raises the loss (a tie); masked, the loss is
+    the plain in-batch InfoNCE; the target->pred direction never sees them."""
+    loss = CompositeLoss(cosine=0.0, infonce=1.0, temperature=0.1, hard_negatives=1)
+    plain = CompositeLoss(cosine=0.0, infonce=1.0, temperature=0.1)
+    e = _randn(6, 16, seed=3)
+    t = e + 0.1 * _randn(6, 16, seed=4)
+    base = plain(e, t)[1]["infonce"]
+    neg = t[:, None, :].clone()                       # the hardest negative: the target itself
+    harder = loss(e, t, neg, torch.ones(6, 1, dtype=torch.bool))[1]["infonce"]
+    assert harder > base + 0.3                        # each row now has a tie with its own target: + ~ln 2 / 2
+    masked = loss(e, t, neg, torch.zeros(6, 1, dtype=torch.bool))[1]["infonce"]
+    assert masked == pytest.approx(base, rel=1e-6)
+    far = loss(e, t, -t[:, None, :], None)[1]["infonce"]  # an opposite vector is an easy negative: loss barely moves
+    assert base <= far < base + 0.01
+
+
+def test_hard_negatives_need_the_infonce_term():
+    with pytest.raises(ValueError, match="hard_negatives"):
+        CompositeLoss(cosine=1.0, hard_negatives=2)
+    with pytest.raises(ValueError, match="hard_negatives"):
+        CompositeLoss(cosine=0.0, infonce=1.0, hard_negatives=-1)
+    assert CompositeLoss.from_config("retrieval").config()["hard_negatives"] == 4
