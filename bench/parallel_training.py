@@ -54,41 +54,52 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=8106)
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--context", type=int, default=5)
+    p.add_argument("--modes", default="sequential,threads,processes", help="which of the three ways to time")
     args = p.parse_args()
+    modes = set(args.modes.split(","))
     cores = os.cpu_count() or 1
     job = (args.epochs, args.pairs, args.dim, args.context)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        for a in ARCHS:
-            _train(a, *job, cores, f"{tmp}/seq")
-        results["sequential"] = time.perf_counter() - t
+        if "sequential" in modes:
+            t = time.perf_counter()
+            for a in ARCHS:
+                print(f"  sequential {a}: {_train(a, *job, cores, f'{tmp}/seq'):.1f} s", flush=True)
+            results["sequential"] = time.perf_counter() - t
+        if "threads" in modes:
+            results["threads"] = _threads(job, f"{tmp}/thr")
+        if "processes" in modes:
+            workers = min(len(ARCHS), cores)
+            t = time.perf_counter()
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(_train, ARCHS, *[[v] * len(ARCHS) for v in (*job, max(1, cores // workers),
+                                                                         f"{tmp}/proc")]))
+            results["processes"] = time.perf_counter() - t  # includes starting the worker processes
 
-        import torch
+    print(f"\n3 trainings ({', '.join(ARCHS)}), {args.epochs} epochs x {args.pairs} pairs, D={args.dim}, "
+          f"C={args.context}, {cores} cores, load before/after: {os.getloadavg()[0]:.2f}\n")
+    first = next(iter(results))
+    print(f"| mode | wall s | speed-up vs {first} |\n|---|---:|---:|")
+    for k, v in results.items():
+        print(f"| {k} | {v:.1f} | {results[first] / v:.2f}x |")
 
-        old = torch.get_num_threads()
-        torch.set_num_threads(1)
+
+def _threads(job, out: str) -> float:
+    """All three in one process, one Python thread each, torch threads = 1."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         t = time.perf_counter()
-        ths = [threading.Thread(target=_train, args=(a, *job, None, f"{tmp}/thr")) for a in ARCHS]
+        ths = [threading.Thread(target=_train, args=(a, *job, None, out)) for a in ARCHS]
         for th in ths:
             th.start()
         for th in ths:
             th.join()
-        results["threads"] = time.perf_counter() - t
+        return time.perf_counter() - t
+    finally:
         torch.set_num_threads(old)
-
-        workers = min(len(ARCHS), cores)
-        t = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_train, ARCHS, *[[v] * len(ARCHS) for v in (*job, max(1, cores // workers),
-                                                                     f"{tmp}/proc")]))
-        results["processes"] = time.perf_counter() - t  # includes starting the worker processes
-
-    print(f"\n3 trainings ({', '.join(ARCHS)}), {args.epochs} epochs x {args.pairs} pairs, D={args.dim}, "
-          f"C={args.context}, {cores} cores, load before/after: {os.getloadavg()[0]:.2f}\n")
-    print("| mode | wall s | speed-up vs sequential |\n|---|---:|---:|")
-    for k, v in results.items():
-        print(f"| {k} | {v:.1f} | {results['sequential'] / v:.2f}x |")
 
 
 if __name__ == "__main__":
