@@ -111,7 +111,8 @@ def train_lvm(
     train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
     runner: threads (default: as fast as processes on a small machine, see bench/parallel_training.py, and no
     interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
-    min(architectures, cores) trainings at a time with cores // that many torch threads each.
+    min(architectures, cores) trainings at a time; with threads they share the cores among the trainings still
+    running (re-balanced every epoch), with processes each gets cores // workers torch threads.
     """
     logger = get_run_logger()
     ctx = get_run_context()
@@ -131,7 +132,10 @@ def train_lvm(
     split = split_dataset(dataset, tuple(fractions), seed)
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
+    # threads: trainings in this process share the cores, re-balanced every epoch (lvm.train, threads="auto"), so the
+    # last one left running is not stuck on one core; other runners: a fixed share per worker process
+    threads = "auto" if runner == "threads" else max(1, (os.cpu_count() or 1) // max(1, min(n_workers,
+                                                                                              len(architectures))))
     configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options or {}, threads)
                for a in architectures]
     trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)

@@ -181,7 +181,8 @@ def evaluate(
         res = evaluate_model_dir(model, data, part)
     except _user_errors() as exc:
         _fail(exc)
-    typer.echo(markdown_table({"models": {res["arch"]: res["model"]}, "baselines": res["baselines"]}))
+    typer.echo(markdown_table({"models": {res["arch"]: res["model"]}, "baselines": res["baselines"],
+                               "vs_best_baseline": res["vs_best_baseline"]}))
     typer.echo(f"\n{res['n']} {part} windows; beats every baseline: {res['beats_all_baselines']}; "
                f"same data as training: {res['same_data']}, same split: {res['same_split']}")
 

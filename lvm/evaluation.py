@@ -6,7 +6,7 @@ import numpy as np
 
 from lvm.checkpoint import load_model
 from lvm.dataset import load_split, read_table, window_targets
-from lvm.metrics import evaluate, evaluate_baselines, fit_baselines
+from lvm.metrics import evaluate, evaluate_baselines, fit_baselines, gather, paired_difference, per_example_cosine
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin")
@@ -36,9 +36,26 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
     eval_t = window_targets(table.article_id, table.position, context, rows)
     if len(eval_t) == 0:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
-    baselines = evaluate_baselines(fit_baselines(table.vectors, train_t, context), table.vectors, eval_t, rows, context)
-    models = {arch: evaluate(predictor(d), table.vectors, eval_t, rows, context) for arch, d in model_dirs.items()}
-    return {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines}
+    fitted = fit_baselines(table.vectors, train_t, context)
+    baselines = evaluate_baselines(fitted, table.vectors, eval_t, rows, context)
+    predictors = {arch: predictor(d) for arch, d in model_dirs.items()}
+    models = {arch: evaluate(f, table.vectors, eval_t, rows, context) for arch, f in predictors.items()}
+    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines}
+    if models:
+        out["vs_best_baseline"] = vs_best_baseline(predictors, fitted, baselines, table, eval_t, context)
+    return out
+
+
+def vs_best_baseline(predictors: dict, fitted: dict, baselines: dict, table, eval_t, context: int) -> dict:
+    """Each model's cosine minus the best baseline's, window by window, with a 95% interval from resampling the
+    evaluation articles: is "beats the baseline" more than the luck of which articles were held out?"""
+    name = max(baselines, key=lambda k: baselines[k]["cosine"])
+    ctx, tgt = gather(table.vectors, eval_t, context)
+    base = per_example_cosine(fitted[name].predict(ctx), tgt)
+    groups = np.asarray(table.article_id)[eval_t]
+    return {"baseline": name, "metric": "cosine",
+            "models": {arch: paired_difference(per_example_cosine(f(ctx), tgt), base, groups)
+                       for arch, f in predictors.items()}}
 
 
 def markdown_table(comparison: dict) -> str:
@@ -49,6 +66,13 @@ def markdown_table(comparison: dict) -> str:
         for name, m in sorted(comparison[kind].items(), key=lambda kv: -kv[1]["cosine"]):
             label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
             rows.append(f"| {label} | " + " | ".join(f"{m[c]:.4f}" for c in COLUMNS) + " |")
+    paired = comparison.get("vs_best_baseline")
+    if paired:
+        diffs = ", ".join(f"{arch} {p['diff']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]"
+                          for arch, p in sorted(paired["models"].items(), key=lambda kv: -kv[1]["diff"]))
+        groups = next(iter(paired["models"].values()))["groups"]
+        rows.append(f"\ncosine minus {paired['baseline']} (the best baseline), 95% interval from resampling the "
+                    f"{groups} held-out articles: {diffs}")
     return head + "\n".join(rows)
 
 

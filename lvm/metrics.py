@@ -246,6 +246,24 @@ def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vect
             "mrr": float((1.0 / ranks).mean())}
 
 
+# -------------------------------------------------------------------------------------------- paired difference
+
+def paired_difference(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
+                      seed: int = 0) -> dict:
+    """Mean of a - b (per-window scores of two predictors on the same windows) with a 95% interval from resampling
+    whole groups (articles) with replacement. Windows of one article are not independent (they share a topic and
+    most of their context), so resampling single windows would give too narrow an interval."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    if len(d) == 0 or len(g) != len(d):
+        raise ValueError(f"need one group per window, got {len(g)} groups for {len(d)} windows")
+    sums, counts = np.bincount(g, weights=d), np.bincount(g).astype(np.float64)
+    w = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1.0 / len(sums)), size=n_boot)
+    boot = (w @ sums) / np.maximum(w @ counts, 1.0)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "groups": int(len(sums)), "n": int(len(d))}
+
+
 # ------------------------------------------------------------------------------------------------- evaluation
 
 def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,

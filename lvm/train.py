@@ -28,6 +28,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from lvm.allocator import keep_freed_memory
 from lvm.checkpoint import load_model, save_model
 from lvm.atomic import write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
+from lvm.evaluation import vs_best_baseline
 from lvm.losses import CompositeLoss
 from lvm.metrics import evaluate, evaluate_baselines, fit_baselines
 from lvm.models import MODEL_NAMES, build_model, count_parameters
@@ -85,7 +88,9 @@ class TrainConfig:
                                     # head); measured better on held-out text; False = the seed's plain prediction
     model: dict = field(default_factory=dict)       # build_model kwargs (hidden, layers, ...); omitted = seed sizes
     loss: dict | str | None = None  # CompositeLoss weights, a LOSS_PRESETS name, or None = the "default" preset
-    threads: int | None = None      # torch.set_num_threads for the run (restored afterwards); None = leave alone
+    threads: int | str | None = None  # torch threads for the run (restored afterwards); None = leave alone; "auto" =
+                                    # the cores shared among the fits running in this process, re-balanced every
+                                    # epoch (the flow's threads runner: the last training left running gets them all)
     eval_batch_size: int = 2048
 
     def __post_init__(self):
@@ -107,12 +112,12 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_frac <= 1 or not 0 < self.plateau_factor <= 1:
             raise ValueError("need 0 <= warmup_frac < 1, 0 <= min_lr_frac <= 1 and 0 < plateau_factor <= 1")
-        for name in ("grad_clip", "patience", "threads"):
+        for name in ("grad_clip", "patience") + (() if self.threads == "auto" else ("threads",)):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{name} must be None or a non-negative number, got {v!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be None or a positive int, got {self.threads!r}")
+        if self.threads not in (None, "auto") and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be None, 'auto' or a positive int, got {self.threads!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
@@ -234,6 +239,30 @@ class LRSchedule:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+class _RunningFits:
+    """How many fits with threads="auto" run in this process, to share the cores among them. torch's thread count
+    is per OS thread (OpenMP), so each training thread sets its own at the start of every epoch."""
+
+    def __init__(self):
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._n -= 1
+
+    def share(self) -> int:
+        with self._lock:
+            return max(1, (os.cpu_count() or 1) // max(1, self._n))
+
+
+_running = _RunningFits()
+
 
 def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
@@ -372,7 +401,9 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
     ckdir = out_dir / CHECKPOINT_DIR
     keep_freed_memory()  # no page faults on every step's activations (lvm/allocator.py)
     old_threads = torch.get_num_threads()
-    if cfg.threads:
+    if cfg.threads == "auto":
+        _running.enter()
+    elif cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         device = resolve_device(cfg.device)
@@ -427,6 +458,8 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         while not state["finished"]:
             epoch = state["epoch"] + 1
             t0 = time.perf_counter()
+            if cfg.threads == "auto":
+                torch.set_num_threads(_running.share())
             # shuffle order and dropout RNG are functions of (seed, epoch) only: resume-exact
             torch.manual_seed(_derived_seed(cfg.seed, epoch, 1))
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_t))
@@ -510,6 +543,8 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         summary = {"arch": cfg.arch, "model_dir": str(out_dir), "val_cosine": state["best_val_cosine"], **training}
         return model, summary
     finally:
+        if cfg.threads == "auto":
+            _running.leave()
         if cfg.threads:
             torch.set_num_threads(old_threads)
 
@@ -536,8 +571,9 @@ def fitted_baselines(vectors, train_t, context: int, key: tuple | None = None) -
     return fitted
 
 
-def _held_out(model, vectors, split, table, context, parts=("val", "test"), baselines=None) -> dict:
-    """Model (and baselines, when given) on each part; the retrieval bank is the part's rows."""
+def _held_out(model, vectors, split, table, context, parts=("val", "test"), baselines=None, arch="model") -> dict:
+    """Model (and baselines, when given, with the model's paired difference to the best) on each part; the
+    retrieval bank is the part's rows."""
     fn = lambda ctx: predict(model, ctx)  # noqa: E731
     out = {}
     for part in parts:
@@ -551,7 +587,8 @@ def _held_out(model, vectors, split, table, context, parts=("val", "test"), base
             b = evaluate_baselines(baselines, vectors, eval_t, rows, context)
             best = _best_baseline(b)
             out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
-                             beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()))
+                             beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),
+                             vs_best_baseline=vs_best_baseline({arch: fn}, baselines, b, table, eval_t, context))
     return out
 
 
@@ -584,7 +621,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     if baselines is True:
         baselines = fitted_baselines(table.vectors, parts["train"], C, (data_hash, record["article_ids_sha256"],
                                                                         json.dumps(record["rows"]), C))
-    held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None)
+    held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None, arch=cfg.arch)
     head = "test" if "test" in held else "val"
     metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
                **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
@@ -620,11 +657,12 @@ def evaluate_model_dir(model_dir, table_path, part: str = "test", split_path=Non
     train_t = window_targets(table.article_id, table.position, C, split.train)
     baselines = fitted_baselines(table.vectors, train_t, C,
                                  (data_hash, record["article_ids_sha256"], json.dumps(record["rows"]), C))
-    held = _held_out(model, table.vectors, split, table, C, parts=(part,), baselines=baselines)
+    held = _held_out(model, table.vectors, split, table, C, parts=(part,), baselines=baselines, arch=config["arch"])
     if part not in held:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {C}")
     return {"part": part, "model_dir": str(model_dir), "arch": config["arch"], "n": held[part]["model"]["n"],
             "model": held[part]["model"], "baselines": held[part]["baselines"], **{
-                k: held[part][k] for k in ("best_baseline", "margin_over_best_baseline", "beats_all_baselines")},
+                k: held[part][k] for k in ("best_baseline", "margin_over_best_baseline", "beats_all_baselines",
+                                           "vs_best_baseline")},
             "data_hash": data_hash, "same_data": data_hash == config.get("data_hash"),
             "same_split": bool(rec) and rec.get("article_ids_sha256") == record["article_ids_sha256"]}

@@ -205,3 +205,20 @@ def test_evaluate_flat_dict_and_batching():
     assert math.isfinite(last["mrr"])
     with pytest.raises(ValueError, match="shape"):
         evaluate(lambda c: c[:, 0, :2], vectors, val, bank, C)
+
+
+def test_paired_difference_known_cases():
+    from lvm.metrics import paired_difference
+
+    groups = np.repeat(np.arange(10), 5)
+    b = np.random.default_rng(0).random(50)
+    same = paired_difference(b + 0.1, b, groups)
+    assert same["diff"] == pytest.approx(0.1) and same["ci95"] == pytest.approx([0.1, 0.1])
+    assert same["groups"] == 10 and same["n"] == 50
+    # one article carries the whole effect: the mean is positive but resampling articles can leave it out,
+    # so the interval reaches 0; resampling windows would have hidden that
+    d = np.where(groups == 3, 1.0, 0.0)
+    lumpy = paired_difference(d, np.zeros(50), groups)
+    assert lumpy["diff"] == pytest.approx(0.1) and lumpy["ci95"][0] == 0.0 < lumpy["ci95"][1]
+    with pytest.raises(ValueError, match="group"):
+        paired_difference(np.ones(3), np.zeros(3), np.arange(2))

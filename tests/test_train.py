@@ -284,6 +284,15 @@ def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
     assert ev["baselines"]["ridge"]["cosine"] == pytest.approx(m["held_out"]["test"]["baselines"]["ridge"]["cosine"])
     ev_val = evaluate_model_dir(tmp_path / "m", path, part="val")
     assert ev_val["model"]["cosine"] == pytest.approx(m["held_out"]["val"]["model"]["cosine"], abs=1e-6)
+    # the paired difference to the best baseline, with its interval over the held-out articles
+    paired = ev["vs_best_baseline"]
+    assert paired["baseline"] == ev["best_baseline"]["name"]
+    lstm = paired["models"]["lstm"]
+    assert lstm["diff"] == pytest.approx(ev["margin_over_best_baseline"], abs=1e-6)
+    assert lstm["ci95"][0] <= lstm["diff"] <= lstm["ci95"][1] and lstm["n"] == ev["n"]
+    from lvm.evaluation import markdown_table
+    text = markdown_table({"models": {"lstm": ev["model"]}, "baselines": ev["baselines"], "vs_best_baseline": paired})
+    assert f"cosine minus {paired['baseline']} (the best baseline)" in text and "lstm " in text.splitlines()[-1]
 
 
 def test_train_on_table_without_baselines(data, tmp_path):
@@ -319,3 +328,33 @@ def test_hard_negatives_are_the_targets_article_neighbours(data, tmp_path, monke
         assert torch.equal(mask, inside)
         torch.testing.assert_close(negatives[mask], V[nrows[mask]])
     assert seen
+
+
+def test_auto_threads_share_the_cores_among_running_fits(data, tmp_path, monkeypatch):
+    """threads="auto": the cores are divided among the fits running in this process, re-balanced each epoch, and
+    the caller's thread count is restored afterwards."""
+    from lvm import train as train_mod
+
+    counter = train_mod._RunningFits()
+    monkeypatch.setattr(train_mod.os, "cpu_count", lambda: 4)
+    assert counter.share() == 4
+    counter.enter(), counter.enter()
+    assert counter.share() == 2
+    counter.enter(), counter.enter(), counter.enter()
+    assert counter.share() == 1          # never 0, even with more fits than cores
+    for _ in range(4):
+        counter.leave()
+    assert counter.share() == 4          # the last one left running gets every core
+
+    with pytest.raises(ValueError, match="threads"):
+        tiny(threads="some")
+    seen = []
+    monkeypatch.setattr(train_mod, "_running", counter)
+    monkeypatch.setattr(train_mod.os, "cpu_count", lambda: 2)
+    counter.enter()                      # another training is running: this one gets 2 // 2 = 1 thread
+    before = torch.get_num_threads()
+    fit(tiny(epochs=2, threads="auto"), data[1].vectors, data[2], data[3], tmp_path / "m",
+        callback=lambda r: seen.append(torch.get_num_threads()))
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    counter.leave()
+    assert counter.share() == 2
