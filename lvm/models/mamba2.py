@@ -8,8 +8,9 @@ a gated RMSNorm with z; out_proj. The selective scan is computed in the SSD chun
 `ssd_minimal_discrete`: within a chunk the output is a masked, decay-weighted (C B^T) X product, so a
 5-sentence context is one small batched matmul, with no Python loop over positions. `ssd_reference` is the
 step-by-step recurrence used by the tests to check it. The head reads only the last position, so the last
-block runs `last_only`: its readout (`ssd_scan_last`, O(l)), gate, norm and out_proj for that position alone. When `mamba_ssm` is importable and the tensors are on
-CUDA, its fused kernel computes the same scan for the same weights; nothing else ever replaces the scan.
+block runs `last_only`: its readout (`ssd_scan_last`, O(l)), gate, norm and out_proj for that position alone.
+When `mamba_ssm` is importable and the tensors are on CUDA, its fused kernel computes the same scan for the same
+weights; nothing else ever replaces the scan.
 
 Seed (hidden=512, layers=4, d_state=16, expand=2, headdim=64, d_conv=4, ngroups=1) at D=768:
 7,468,608 parameters. d_state=16 keeps the model at the design's ~7.4M budget; with contexts of ~5
