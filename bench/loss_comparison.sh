@@ -5,7 +5,7 @@ set -euo pipefail
 data=${1:-data/shared.all-MiniLM-L6-v2.parquet}
 echo "| loss preset | test cosine | test MRR | best val cosine | best epoch | best baseline |"
 echo "|---|---:|---:|---:|---:|---|"
-for loss in cosine mse infonce composite_seed cosine_infonce; do
+for loss in mse cosine cosine_infonce retrieval infonce composite_seed; do
   out=$(mktemp -d)
   .venv/bin/lvm train --arch lstm --data "$data" --loss "$loss" --out "$out/m" 2>/dev/null > "$out/summary.json"
   .venv/bin/python - "$loss" "$out" <<'PY'
