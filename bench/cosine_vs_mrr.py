@@ -18,8 +18,6 @@ import itertools
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvm.dataset import read_table, split_articles, window_targets  # noqa: E402

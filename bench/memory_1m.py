@@ -151,7 +151,7 @@ def main(argv=None):
         sampler.end()
 
         sampler.start("materialize vectors .npy (streamed)")
-        npy = materialize_vectors(folder)
+        materialize_vectors(folder)
         sampler.end()
 
         sampler.start("open_sharded (ids/pos/text + mmap)")

@@ -193,8 +193,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         "versions_seen": dict(sorted(versions_seen.items())), "promotions_at_s": promoted,
         "final_version": final.get("version"), "cpus": os.cpu_count(), "python": platform.python_version(),
     }
-    print(f"\n| arch | D×C | clients | dtype | requests | failures | p50 ms | p90 ms | p99 ms | max ms | req/s |"
-          f" versions served (requests) |")
+    print("\n| arch | D×C | clients | dtype | requests | failures | p50 ms | p90 ms | p99 ms | max ms | req/s |"
+          " versions served (requests) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     seen = ", ".join(f"v{v}: {n}" for v, n in result["versions_seen"].items())
     print(f"| {args.arch} | {args.dim}×{args.context} | {args.clients} | {args.dtype} | {result['requests']} | "

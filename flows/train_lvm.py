@@ -132,10 +132,10 @@ def train_lvm(
     split = split_dataset(dataset, tuple(fractions), seed)
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
-    # threads: trainings in this process share the cores, re-balanced every epoch (lvm.train, threads="auto"), so the
-    # last one left running is not stuck on one core; other runners: a fixed share per worker process
-    threads = "auto" if runner == "threads" else max(1, (os.cpu_count() or 1) // max(1, min(n_workers,
-                                                                                              len(architectures))))
+    if runner == "threads":  # the trainings share the cores, re-balanced every epoch (lvm.train): the last one
+        threads = "auto"     # left running is not stuck on one core
+    else:                    # one process per training: a fixed share each
+        threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
     configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options or {}, threads)
                for a in architectures]
     trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)

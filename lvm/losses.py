@@ -15,8 +15,8 @@ Terms (each unweighted value is reported in ``terms``):
                ``hard_negatives=k`` adds, for each prediction, 2k neighbouring sentences as extra negatives: rows
                t+1..t+k after the target and the k rows before the context (gathered by the training engine; its own
                article's, except near an article's ends; the context itself never is a negative, as in the
-               retrieval metric). In-batch negatives are mostly other articles,
-               which the bank of the retrieval metric is not: these are the neighbours a prediction must beat.
+               retrieval metric). In-batch negatives are mostly other articles, which the bank of the retrieval
+               metric is not: these are the neighbours a prediction must beat.
 - ``moment``   batch moment matching: |mean(p̂) - mean(t̂)|² + |std(p̂) - std(t̂)|², per-dimension mean and
                (population) std over the batch, squared differences summed over dimensions.
 - ``variance`` VICReg-style anti-collapse hinge: mean over dimensions of relu(std(t̂) - std(p̂)), the target's
@@ -43,7 +43,8 @@ LOSS_PRESETS: dict[str, dict[str, float]] = {
     # the original project's composite: InfoNCE as the main term + moment matching + variance regulariser
     "composite_seed": {"cosine": 0.0, "infonce": 1.0, "moment": 0.1, "variance": 0.1, "temperature": 0.07},
     "cosine_infonce": {"cosine": 1.0, "infonce": 0.1, "temperature": 0.07},
-    # retrieval-first: InfoNCE against in-batch AND same-article neighbours; best MRR, much lower cosine (BENCHMARKS.md)
+    # retrieval-first: InfoNCE against in-batch negatives AND each target's neighbouring sentences; trades most of the
+    # cosine for ranking, like every InfoNCE preset (BENCHMARKS.md, "Loss presets on real text")
     "retrieval": {"cosine": 0.0, "infonce": 1.0, "temperature": 0.05, "hard_negatives": 4},
     # measured best on held-out cosine (lstm, ../shared/corpus with MiniLM; bench/loss_comparison.sh, BENCHMARKS.md)
     "default": {"cosine": 0.0, "mse": 1.0},
@@ -105,7 +106,7 @@ class CompositeLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, negatives: torch.Tensor | None = None,
                 negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """negatives [B, M, D] (extra InfoNCE negatives per row, with hard_negatives), negative_mask [B, M] (True =
-        use it; e.g. False where an article has no neighbour there)."""
+        use it; the engine passes False where a neighbour row would fall outside the table)."""
         if pred.shape != target.shape or pred.dim() != 2:
             raise ValueError(f"pred and target must both be [B, D]; got {tuple(pred.shape)} and {tuple(target.shape)}")
         if negatives is not None and (negatives.dim() != 3 or negatives.shape[0] != pred.shape[0]

@@ -449,7 +449,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                 (out_dir / name).unlink(missing_ok=True)
 
         offs = torch.arange(-cfg.context, 0, device=device)
-        k = loss_fn.hard_negatives  # same-article neighbours as extra negatives: k after the target, k before the context
+        k = loss_fn.hard_negatives  # neighbouring rows as extra negatives: k after the target, k before the context
         neg_offs = torch.cat([torch.arange(1, k + 1), torch.arange(-cfg.context - k, -cfg.context)]).to(device)
         val_dev = torch.from_numpy(val_t).to(device)
         params = [p for p in model.parameters() if p.requires_grad]

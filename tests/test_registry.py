@@ -72,7 +72,7 @@ def test_promote_get_rollback(tmp_path, model_dir):
     reg = Registry(tmp_path / "reg")
     v1 = reg.register(model_dir, alias="production", **reg_kwargs())
     v2 = reg.register(model_dir, alias="candidate", **reg_kwargs())
-    v3 = reg.register(model_dir, **reg_kwargs())
+    reg.register(model_dir, **reg_kwargs())
     assert reg.aliases() == {"production": v1, "candidate": v2}
     assert reg.get("production") == reg.get(v1) and reg.get("candidate") == reg.get("v2")
     assert {d["version"]: d["aliases"] for d in reg.list()} == {1: ["production"], 2: ["candidate"], 3: []}
