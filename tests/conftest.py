@@ -1,6 +1,8 @@
 """Shared fixtures. Real text comes from ../shared/corpus (beside the repository); tests fail, not skip, without it."""
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,28 @@ def quadratic_table(n_articles, length=25, dim=16, seed=0, noise=0.3):
             v = W @ (dim * v * v - 1) / np.sqrt(dim) + 0.5 * (W @ v) + noise * rng.normal(size=dim) / np.sqrt(dim)
             v /= np.linalg.norm(v)
     return SentenceTable.from_sentences(rows, np.array(vecs, np.float32), {"encoder": "synthetic-quadratic"})
+
+
+@contextlib.contextmanager
+def prefect_harness(data_dir: Path):
+    """One Prefect test server (for a test module), with LVM_DATA_DIR at `data_dir`. The whole environment is
+    restored afterwards: the runners export PREFECT_API_URL and the Dask nanny OMP_NUM_THREADS & co., which must not
+    leak into other modules."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    saved = dict(os.environ)
+    os.environ["LVM_DATA_DIR"] = str(data_dir)
+    try:
+        with prefect_test_harness(server_startup_timeout=120):
+            yield data_dir
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def copy_sotu12(corpus_dir: Path, dest: Path) -> Path:
+    """The first twelve State of the Union speeches of the shared corpus, in a folder of their own."""
+    dest.mkdir()
+    for f in sorted((corpus_dir / "sotu").glob("*.txt"))[:12]:
+        shutil.copy(f, dest)
+    return dest

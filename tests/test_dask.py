@@ -3,14 +3,12 @@ processes, against the local runners; and the sharded sentence table (lvm.shards
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
-from conftest import make_table
+from conftest import copy_sotu12, make_table, prefect_harness
 
 TINY = {"*": {"hidden": 32, "layers": 1}}
 ARCHS = ["lstm", "gru", "mamba2"]
@@ -18,26 +16,15 @@ ARCHS = ["lstm", "gru", "mamba2"]
 
 @pytest.fixture(scope="module", autouse=True)
 def harness(tmp_path_factory):
-    """One Prefect server for the module. The environment is restored afterwards: the runners export
-    PREFECT_API_URL and the Dask nanny exports OMP_NUM_THREADS & co., which must not leak into other modules."""
-    saved = dict(os.environ)
+    """One Prefect server for the module (environment restored afterwards, see conftest.prefect_harness)."""
     root = tmp_path_factory.mktemp("lvm-dask")
-    os.environ["LVM_DATA_DIR"] = str(root / "data-local")
-    try:
-        with prefect_test_harness(server_startup_timeout=120):
-            yield root
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with prefect_harness(root / "data-local"):
+        yield root
 
 
 @pytest.fixture(scope="module")
 def sotu_corpus(harness, corpus_dir):
-    corpus = harness / "sotu12"
-    corpus.mkdir()
-    for f in sorted((corpus_dir / "sotu").glob("*.txt"))[:12]:
-        shutil.copy(f, corpus)
-    return corpus
+    return copy_sotu12(corpus_dir, harness / "sotu12")
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """The Prefect flows in Prefect's test harness: tiny models on real text, every branch, failures, caching."""
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
+
+from conftest import copy_sotu12, prefect_harness
 
 TINY = {"*": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64}}
 
@@ -14,15 +13,8 @@ TINY = {"*": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers"
 @pytest.fixture(scope="module", autouse=True)
 def harness(tmp_path_factory):
     """One Prefect server and one data folder for the module."""
-    data = tmp_path_factory.mktemp("lvm-data")
-    old = os.environ.get("LVM_DATA_DIR")
-    os.environ["LVM_DATA_DIR"] = str(data)
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_harness(tmp_path_factory.mktemp("lvm-data")) as data:
         yield data
-    if old is None:
-        os.environ.pop("LVM_DATA_DIR", None)
-    else:
-        os.environ["LVM_DATA_DIR"] = old
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +22,7 @@ def sotu_table(harness, corpus_dir):
     """Twelve real State of the Union speeches embedded with the hash encoder (fast, no model download)."""
     from flows.build_dataset import build_dataset_flow
 
-    corpus = harness / "sotu12"
-    corpus.mkdir()
-    for f in sorted((corpus_dir / "sotu").glob("*.txt"))[:12]:
-        shutil.copy(f, corpus)
-    return build_dataset_flow(corpus=str(corpus), encoder="hash:32")
+    return build_dataset_flow(corpus=str(copy_sotu12(corpus_dir, harness / "sotu12")), encoder="hash:32")
 
 
 def _run(table, **kw):
