@@ -174,12 +174,15 @@ def fit_ridge(vectors: np.ndarray, train_targets: np.ndarray, context: int, ridg
             rel, scores = 1e-2, {}
         else:
             fit_t, hold_t = targets[:-n_hold], targets[-n_hold:]
-            hctx, hy = gather(vectors, hold_t, context)
-            hx = hctx.reshape(len(hy), -1)
             fit_m = _moments(vectors, fit_t, context) if len(fit_t) >= p else None
-            scores = {}
-            for r, (W, b, _) in zip(RIDGE_ALPHAS, _ridge_path(vectors, fit_t, context, RIDGE_ALPHAS, fit_m)):
-                scores[r] = cosine(hx @ W.astype(np.float32) + b.astype(np.float32), hy)
+            path = [(r, _Ridge(W, b)) for r, (W, b, _) in
+                    zip(RIDGE_ALPHAS, _ridge_path(vectors, fit_t, context, RIDGE_ALPHAS, fit_m))]
+            sums = dict.fromkeys(RIDGE_ALPHAS, 0.0)
+            for s in range(0, n_hold, 8192):  # held-out windows in chunks, never [n_hold, C*D] at once
+                hctx, hy = gather(vectors, hold_t[s:s + 8192], context)
+                for r, model in path:
+                    sums[r] += float(per_example_cosine(model(hctx), hy).sum())
+            scores = {r: v / n_hold for r, v in sums.items()}
             rel = max(scores, key=scores.get)
             if fit_m is not None:   # the sums are additive: add the held-out part instead of a second full pass
                 all_moments = tuple(a + b for a, b in zip(fit_m, _moments(vectors, hold_t, context)))
@@ -194,7 +197,10 @@ def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
     train_targets = np.asarray(train_targets, dtype=np.int64)
     if len(train_targets) == 0:
         raise ValueError("fit_baselines needs at least one training window")
-    mean = vectors[train_targets].astype(np.float64).mean(0).astype(np.float32)
+    total = np.zeros(vectors.shape[1])
+    for s in range(0, len(train_targets), 65536):  # in chunks: the whole [N, D] float64 copy was the peak at 1M rows
+        total += vectors[train_targets[s:s + 65536]].sum(0, dtype=np.float64)
+    mean = (total / len(train_targets)).astype(np.float32)
     return {
         "global_mean": Baseline("global_mean", lambda ctx: np.tile(mean, (ctx.shape[0], 1)),
                                 {"n_train": int(len(train_targets))}),
