@@ -6,7 +6,8 @@ import numpy as np
 
 from lvm.checkpoint import load_model
 from lvm.dataset import load_split, read_table, window_targets
-from lvm.metrics import evaluate, evaluate_baselines, fit_baselines, gather, paired_difference, per_example_cosine
+from lvm.metrics import (evaluate_baselines, fit_baselines, paired_difference, per_example_cosine,
+                         predict_windows, score)
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin")
@@ -38,24 +39,25 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
         raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
     fitted = fit_baselines(table.vectors, train_t, context)
     baselines = evaluate_baselines(fitted, table.vectors, eval_t, rows, context)
-    predictors = {arch: predictor(d) for arch, d in model_dirs.items()}
-    models = {arch: evaluate(f, table.vectors, eval_t, rows, context) for arch, f in predictors.items()}
+    preds = {arch: predict_windows(predictor(d), table.vectors, eval_t, context) for arch, d in model_dirs.items()}
+    models = {arch: score(p, table.vectors, eval_t, rows, context) for arch, p in preds.items()}
     out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines}
     if models:
-        out["vs_best_baseline"] = vs_best_baseline(predictors, fitted, baselines, table, eval_t, context)
+        out["vs_best_baseline"] = vs_best_baseline(preds, fitted, baselines, table, eval_t, context)
     return out
 
 
-def vs_best_baseline(predictors: dict, fitted: dict, baselines: dict, table, eval_t, context: int) -> dict:
-    """Each model's cosine minus the best baseline's, window by window, with a 95% interval from resampling the
-    evaluation articles: is "beats the baseline" more than the luck of which articles were held out?"""
+def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict, table, eval_t,
+                     context: int) -> dict:
+    """Each model's cosine (its predictions `preds[arch]` for windows `eval_t`) minus the best baseline's, window by
+    window, with a 95% interval from resampling the evaluation articles: is "beats the baseline" more than the luck
+    of which articles were held out?"""
     name = max(baselines, key=lambda k: baselines[k]["cosine"])
-    ctx, tgt = gather(table.vectors, eval_t, context)
-    base = per_example_cosine(fitted[name].predict(ctx), tgt)
+    tgt = table.vectors[eval_t]
+    base = per_example_cosine(predict_windows(fitted[name].predict, table.vectors, eval_t, context), tgt)
     groups = np.asarray(table.article_id)[eval_t]
     return {"baseline": name, "metric": "cosine",
-            "models": {arch: paired_difference(per_example_cosine(f(ctx), tgt), base, groups)
-                       for arch, f in predictors.items()}}
+            "models": {arch: paired_difference(per_example_cosine(p, tgt), base, groups) for arch, p in preds.items()}}
 
 
 def markdown_table(comparison: dict) -> str:

@@ -272,10 +272,9 @@ def paired_difference(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: 
 
 # ------------------------------------------------------------------------------------------------- evaluation
 
-def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
-             bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict:
-    """All held-out metrics of ``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) in one flat dict:
-    cosine, hit@1, hit@5, mrr, direction_margin, n (number of windows)."""
+def predict_windows(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
+                    context: int, batch_size: int = 4096) -> np.ndarray:
+    """``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) over every window, in batches: float32 [N, D]."""
     eval_targets = np.asarray(eval_targets, dtype=np.int64)
     if len(eval_targets) == 0:
         raise ValueError("evaluate needs at least one evaluation window")
@@ -286,13 +285,27 @@ def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray
         if out.shape != (ctx.shape[0], vectors.shape[1]):
             raise ValueError(f"predict_fn returned shape {out.shape}, expected {(ctx.shape[0], vectors.shape[1])}")
         preds.append(out)
-    pred = np.concatenate(preds)
+    return np.concatenate(preds)
+
+
+def score(pred: np.ndarray, vectors: np.ndarray, eval_targets: np.ndarray, bank_rows: np.ndarray,
+          context: int) -> dict:
+    """All held-out metrics of predictions ``pred`` [N, D] for windows ``eval_targets`` in one flat dict:
+    cosine, hit@1, hit@5, mrr, direction_margin, n (number of windows)."""
+    eval_targets = np.asarray(eval_targets, dtype=np.int64)
     tgt = vectors[eval_targets]
     last = vectors[eval_targets - 1]
     return {"cosine": cosine(pred, tgt),
             **retrieval(pred, eval_targets, bank_rows, vectors, context),
             "direction_margin": direction_margin(pred, tgt, last),
             "n": int(len(eval_targets))}
+
+
+def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
+             bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict:
+    """``score`` of ``predict_windows``: every held-out metric of ``predict_fn``."""
+    return score(predict_windows(predict_fn, vectors, eval_targets, context, batch_size), vectors, eval_targets,
+                 bank_rows, context)
 
 
 def evaluate_baselines(baselines: dict[str, Baseline], vectors: np.ndarray, eval_targets: np.ndarray,

@@ -47,7 +47,7 @@ from lvm.atomic import write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
 from lvm.evaluation import vs_best_baseline
 from lvm.losses import CompositeLoss
-from lvm.metrics import evaluate, evaluate_baselines, fit_baselines
+from lvm.metrics import evaluate_baselines, fit_baselines, predict_windows, score
 from lvm.models import MODEL_NAMES, build_model, count_parameters
 
 CHECKPOINT_DIR = "checkpoint"
@@ -581,14 +581,15 @@ def _held_out(model, vectors, split, table, context, parts=("val", "test"), base
         eval_t = window_targets(table.article_id, table.position, context, rows)
         if len(eval_t) == 0:
             continue
-        m = evaluate(fn, vectors, eval_t, rows, context)
+        pred = predict_windows(fn, vectors, eval_t, context)
+        m = score(pred, vectors, eval_t, rows, context)
         out[part] = {"model": m}
         if baselines:
             b = evaluate_baselines(baselines, vectors, eval_t, rows, context)
             best = _best_baseline(b)
             out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
                              beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),
-                             vs_best_baseline=vs_best_baseline({arch: fn}, baselines, b, table, eval_t, context))
+                             vs_best_baseline=vs_best_baseline({arch: pred}, baselines, b, table, eval_t, context))
     return out
 
 
