@@ -112,11 +112,12 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_frac <= 1 or not 0 < self.plateau_factor <= 1:
             raise ValueError("need 0 <= warmup_frac < 1, 0 <= min_lr_frac <= 1 and 0 < plateau_factor <= 1")
-        for name in ("grad_clip", "patience") + (() if self.threads == "auto" else ("threads",)):
+        for name in ("grad_clip", "patience"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{name} must be None or a non-negative number, got {v!r}")
-        if self.threads not in (None, "auto") and (not isinstance(self.threads, int) or self.threads < 1):
+        if self.threads not in (None, "auto") and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                                    or self.threads < 1):
             raise ValueError(f"threads must be None, 'auto' or a positive int, got {self.threads!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
@@ -449,8 +450,9 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                 (out_dir / name).unlink(missing_ok=True)
 
         offs = torch.arange(-cfg.context, 0, device=device)
-        k = loss_fn.hard_negatives  # neighbouring rows as extra negatives: k after the target, k before the context
-        neg_offs = torch.cat([torch.arange(1, k + 1), torch.arange(-cfg.context - k, -cfg.context)]).to(device)
+        n_hard = loss_fn.hard_negatives  # neighbouring rows as extra negatives: after the target, before the context
+        neg_offs = torch.cat([torch.arange(1, n_hard + 1),
+                              torch.arange(-cfg.context - n_hard, -cfg.context)]).to(device)
         val_dev = torch.from_numpy(val_t).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
         clip = float(cfg.grad_clip or 0.0)
@@ -476,7 +478,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                     g["lr"] = lr
                 with _autocast(device, precision):
                     pred = model(V[idx[:, None] + offs])
-                if k:
+                if n_hard:
                     nidx = idx[:, None] + neg_offs
                     inside = (nidx >= 0) & (nidx < n_rows)
                     loss, terms = loss_fn(pred, tgt, V[nidx.clamp(0, n_rows - 1)], inside)
