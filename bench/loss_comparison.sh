@@ -7,7 +7,9 @@ echo "| loss preset | test cosine | test MRR | best val cosine | best epoch | be
 echo "|---|---:|---:|---:|---:|---|"
 for loss in mse cosine cosine_infonce retrieval infonce composite_seed; do
   out=$(mktemp -d)
-  .venv/bin/lvm train --arch lstm --data "$data" --loss "$loss" --out "$out/m" 2>/dev/null > "$out/summary.json"
+  if ! .venv/bin/lvm train --arch lstm --data "$data" --loss "$loss" --out "$out/m" 2>"$out/log" > "$out/summary.json"; then
+    echo "| $loss | failed: $(tail -1 "$out/log") | | | | |"; rm -rf "$out"; continue
+  fi
   .venv/bin/python - "$loss" "$out" <<'PY'
 import json, sys
 loss, out = sys.argv[1], sys.argv[2]

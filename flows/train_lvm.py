@@ -109,8 +109,8 @@ def train_lvm(
     loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
     model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
     train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
-    runner: threads (default: as fast as processes on a small machine, see bench/parallel_training.py, and no
-    interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
+    runner: threads (default: measured as fast as processes on 2 cores at 2 and 5 epochs, see
+    bench/parallel_training.py, and no interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
     min(architectures, cores) trainings at a time; with threads they share the cores among the trainings still
     running (re-balanced every epoch), with processes each gets cores // workers torch threads.
     """
