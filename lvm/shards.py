@@ -35,13 +35,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm.atomic import atomic_path
+from lvm.atomic import write_atomic, write_json
 from lvm.dataset import META_KEY, SentenceTable, file_hash
 from lvm.schema import DataValidationError, Failure, _failures, _schema
 
 MANIFEST = "_lvm_shards.json"
 VECTORS = "_vectors.npy"
-VECTORS_STAMP = "_vectors.json"
 SHARD_PATTERN = "part-*.parquet"
 FORMAT = 1
 ROWS_PER_SHARD = 65536
@@ -361,7 +360,7 @@ def materialize_vectors(path: str | Path, out: str | Path | None = None) -> Path
     path = Path(path)
     manifest = _read_manifest(path)
     npy = Path(out) if out is not None else path / VECTORS
-    stamp_path = npy.with_suffix(".json")
+    stamp_path = npy.with_suffix(".json")  # _vectors.json beside the default _vectors.npy
     stamp = _stamp(path, manifest)
     n, d = int(manifest["rows"]), int(manifest["dim"])
     if npy.is_file() and stamp_path.is_file():
@@ -370,8 +369,7 @@ def materialize_vectors(path: str | Path, out: str | Path | None = None) -> Path
                 return npy
         except (ValueError, OSError):
             pass
-    tmp = atomic_path(npy)
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                                                      "fortran_order": False, "shape": (n, d)})
@@ -389,12 +387,9 @@ def materialize_vectors(path: str | Path, out: str | Path | None = None) -> Path
         if written != n:
             raise DataValidationError(str(path), [Failure("manifest", f"{written} vectors in the shards, the "
                                                           f"manifest says {n}", 0, [])])
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
-    stamp_tmp = atomic_path(stamp_path)
-    stamp_tmp.write_text(json.dumps(stamp))
-    os.replace(stamp_tmp, stamp_path)
+
+    write_atomic(npy, write)
+    write_json(stamp_path, stamp)
     return npy
 
 
