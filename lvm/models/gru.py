@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .head import LVM, PredictionHead, resolve_hparams
+from .head import LVM, resolve_hparams
 
 
 class GRUBlock(nn.Module):
@@ -34,7 +34,7 @@ class GRUModel(LVM):
         super().__init__(dim, context, residual, hp)
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(GRUBlock(hp["hidden"], hp["dropout"]) for _ in range(hp["layers"]))
-        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
+        self.head = self.make_head(hp["hidden"])
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         x = self.proj(ctx)

@@ -52,6 +52,10 @@ class LVM(nn.Module):
         self.residual = residual
         self.hparams = dict(hparams)
 
+    def make_head(self, hidden: int) -> PredictionHead:
+        """The seed head from `hidden` to D; zero-initialised output when residual (the model starts as the mean)."""
+        return PredictionHead(hidden, self.dim, zero_init=self.residual)
+
     def features(self, ctx: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

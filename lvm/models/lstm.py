@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .head import LVM, PredictionHead, resolve_hparams
+from .head import LVM, resolve_hparams
 
 
 class LSTMModel(LVM):
@@ -22,7 +22,7 @@ class LSTMModel(LVM):
         # dropout acts between stacked layers only (as in nn.LSTM), so it changes nothing when layers=1
         self.lstm = nn.LSTM(dim, hp["hidden"], num_layers=hp["layers"], batch_first=True,
                             dropout=hp["dropout"] if hp["layers"] > 1 else 0.0)
-        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
+        self.head = self.make_head(hp["hidden"])
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(ctx)

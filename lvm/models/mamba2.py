@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .head import LVM, PredictionHead, resolve_hparams
+from .head import LVM, resolve_hparams
 
 try:  # optional fused CUDA kernel; the same maths as ssd_scan
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _fused_scan
@@ -200,16 +200,15 @@ class Mamba2Mixer(nn.Module):
             if _fused_scan is not None and u.is_cuda and not self.use_reference:
                 y = _fused_scan(x.contiguous(), dt.float().contiguous(), A, B.contiguous(), C.contiguous(),
                                 self.chunk_size, D=self.D.float(), dt_bias=self.dt_bias.float(), dt_softplus=True)
-                y = y[:, -1:] if last_only else y
             else:
                 dt = F.softplus(dt.float() + self.dt_bias.float())
                 if self.use_reference:
                     y = ssd_reference(x, dt, A, B, C, self.D)
-                    y = y[:, -1:] if last_only else y
                 elif last_only:
                     y = ssd_scan_last(x, dt, A, B, C, self.D)
                 else:
                     y = ssd_scan(x, dt, A, B, C, self.D, self.chunk_size)
+            y = y[:, -1:] if last_only else y  # a no-op after ssd_scan_last
             y = self.norm(y.reshape(b, y.shape[1], self.d_inner), z)
         return self.out_proj(y)
 
@@ -236,7 +235,7 @@ class Mamba2Model(LVM):
         mixer = {k: hp[k] for k in ("d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size")}
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(Mamba2Block(hp["hidden"], hp["dropout"], **mixer) for _ in range(hp["layers"]))
-        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
+        self.head = self.make_head(hp["hidden"])
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         x = self.proj(ctx).float()  # fp32 residual stream, also under bf16 autocast

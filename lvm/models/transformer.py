@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .head import LVM, PredictionHead, resolve_hparams
+from .head import LVM, resolve_hparams
 
 
 class CausalBlock(nn.Module):
@@ -77,7 +77,7 @@ class TransformerModel(LVM):
         self.layers = nn.ModuleList(CausalBlock(hp["hidden"], hp["heads"], hp["ffn"], hp["dropout"])
                                     for _ in range(hp["layers"]))
         self.norm = nn.LayerNorm(hp["hidden"])
-        self.head = PredictionHead(hp["hidden"], dim, zero_init=residual)
+        self.head = self.make_head(hp["hidden"])
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         C = ctx.shape[1]
