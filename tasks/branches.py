@@ -41,7 +41,8 @@ def hold(model_dir: str, dataset: dict, metrics: dict, reason: str, flow_run_id:
 @task(name="investigate", cache_policy=by_inputs() - "run_dir", persist_result=True)
 def investigate(run_dir: str, evidence: dict) -> dict:
     """Diagnose the run from its evidence and write the report into the run folder. Cached by the evidence
-    (data, split, model folders), not by the run folder: the same evidence gives the same diagnosis."""
+    (data, split, model folders), not by the run folder: the same evidence gives the same diagnosis, so a cache hit
+    returns the earlier run's report (its path and markdown) and writes nothing into the new run folder."""
     from lvm.report import diagnose, markdown_with_images
 
     diagnosis = diagnose(run_dir)

@@ -52,7 +52,8 @@ def model_dir_for(dataset: dict, split: dict, config: dict) -> str:
 def train_architecture(dataset: dict, split: dict, config: dict, code_version: str = "") -> dict:
     """Train `config["arch"]` on the split's train rows (early stopping on val); returns a small summary record
     with the model folder. Resumes from the folder's last checkpoint if an earlier attempt was interrupted.
-    `code_version` (tasks.caching.code_version of the training code) is only part of the cache key."""
+    `code_version` (tasks.caching.code_version of the training code) is part of the cache key and of the model
+    folder's name, so changed code neither reuses a cached result nor resumes an old checkpoint."""
     from lvm.train import TrainConfig, train_on_table
 
     logger = get_run_logger()
