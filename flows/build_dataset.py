@@ -8,18 +8,15 @@ from typing import Literal, Optional, Union
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from lvm.build import corpus_name
 from lvm.corpus import corpus_fingerprint
 from lvm.encoders import DEFAULT_ENCODER
 from lvm.paths import data_dir
 from tasks.data import assemble_table_task, embed_document_task, read_corpus_task
 
 
-def _corpus_name(corpus: str) -> str:
-    return "builtin" if corpus == "builtin" else Path(corpus).stem or "corpus"
-
-
 def default_table_path(corpus: str | list[str], encoder: str | None) -> Path:
-    stem = "+".join(_corpus_name(c) for c in corpus) if isinstance(corpus, (list, tuple)) else _corpus_name(corpus)
+    stem = "+".join(corpus_name(c) for c in corpus) if isinstance(corpus, (list, tuple)) else corpus_name(corpus)
     enc = (encoder or DEFAULT_ENCODER).replace("/", "_").replace(":", "-")
     return data_dir() / f"{stem}.{enc}.parquet"
 
@@ -54,7 +51,7 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
     for c in corpora:
         part = read_corpus_task(c, fmt, corpus_fingerprint(c))
         if len(corpora) > 1:
-            part = [{**d, "doc_id": f"{_corpus_name(c)}/{d['doc_id']}"} for d in part]
+            part = [{**d, "doc_id": f"{corpus_name(c)}/{d['doc_id']}"} for d in part]
         docs.extend(part)
     logger.info("%d documents, %d sentences", len(docs), sum(len(d["sentences"]) for d in docs))
     if runner == "dask":

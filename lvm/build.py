@@ -56,13 +56,19 @@ def assemble_table(docs: list[Document], vectors: list[np.ndarray], meta: dict) 
     return SentenceTable.from_sentences(rows, np.concatenate(vectors) if vectors else np.zeros((0, 0)), meta)
 
 
+def corpus_name(corpus: str | Path) -> str:
+    """A corpus's short name: the prefix of its document ids when several corpora make one table, and part of the
+    default table name."""
+    return "builtin" if str(corpus) == "builtin" else Path(corpus).stem or "corpus"
+
+
 def read_corpora(corpora: list[str | Path], fmt: str = "auto") -> list[Document]:
     """Several corpora as one list; with more than one, document ids are prefixed by their corpus's name."""
     if len(corpora) == 1:
         return read_corpus(corpora[0], fmt)
     docs = []
     for c in corpora:
-        name = "builtin" if str(c) == "builtin" else Path(c).stem
+        name = corpus_name(c)
         for d in read_corpus(c, fmt):
             d.doc_id = f"{name}/{d.doc_id}"
             docs.append(d)
