@@ -269,7 +269,7 @@ def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -418,7 +418,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         torch.manual_seed(cfg.seed)
         model = cfg.build(dim).to(device)
         loss_fn = cfg.loss_fn()
-        opt = _make_optimizer(model, cfg, device)
+        opt = _make_optimizer(model, cfg)
         n_batches = math.ceil(len(train_t) / cfg.batch_size)
         bounds = np.linspace(0, len(train_t), n_batches + 1).round().astype(np.int64)  # near-equal batches
         sched = LRSchedule(cfg, cfg.epochs * n_batches)
@@ -561,9 +561,13 @@ def _best_baseline(baselines: dict[str, dict]) -> dict:
 _BASELINES: dict[tuple, dict] = {}  # (data hash, split, context) -> fitted baselines, this process only
 
 
-def fitted_baselines(vectors, train_t, context: int, key: tuple | None = None) -> dict:
-    """fit_baselines on the training windows, memoised in this process under `key` (data hash, split, context):
-    the ridge baseline at D=768, C=5 solves a 3840-wide system, which costs far more than evaluating it."""
+def fitted_baselines(vectors, train_t, context: int, data_hash: str | None = None,
+                     record: dict | None = None) -> dict:
+    """fit_baselines on the training windows, memoised in this process by (data hash, split record, context) when
+    both are given: the ridge baseline at D=768, C=5 solves a 3840-wide system, which costs far more than
+    evaluating it."""
+    key = None if data_hash is None or record is None else \
+        (data_hash, record["article_ids_sha256"], json.dumps(record["rows"]), context)
     if key is not None and key in _BASELINES:
         return _BASELINES[key]
     fitted = fit_baselines(vectors, train_t, context)
@@ -622,8 +626,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
     model = model.to("cpu")
     if baselines is True:
-        baselines = fitted_baselines(table.vectors, parts["train"], C, (data_hash, record["article_ids_sha256"],
-                                                                        json.dumps(record["rows"]), C))
+        baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record)
     held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None, arch=cfg.arch)
     head = "test" if "test" in held else "val"
     metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
@@ -658,8 +661,7 @@ def evaluate_model_dir(model_dir, table_path, part: str = "test", split_path=Non
     record = split.record()
     data_hash = file_hash(table_path)
     train_t = window_targets(table.article_id, table.position, C, split.train)
-    baselines = fitted_baselines(table.vectors, train_t, C,
-                                 (data_hash, record["article_ids_sha256"], json.dumps(record["rows"]), C))
+    baselines = fitted_baselines(table.vectors, train_t, C, data_hash, record)
     held = _held_out(model, table.vectors, split, table, C, parts=(part,), baselines=baselines, arch=config["arch"])
     if part not in held:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {C}")
