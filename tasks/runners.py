@@ -37,11 +37,11 @@ def share_api_url() -> str:
 
 
 def _worker_facts() -> dict:
-    """Run on every worker of an external cluster: where it would write and which server it would call."""
+    """Run on every worker of an external cluster: its machine and where it would write (what check_workers uses;
+    the server a worker calls is the one the flow serialises with each task)."""
     from lvm.paths import data_dir
 
-    return {"host": socket.gethostname(), "data_dir": str(data_dir()),
-            "api_url": os.environ.get("PREFECT_API_URL", "")}
+    return {"host": socket.gethostname(), "data_dir": str(data_dir())}
 
 
 def check_workers(facts: dict[str, dict], data_dir: str, api_url: str) -> None:
