@@ -56,22 +56,27 @@ class SentenceTable:
 
 # ---------------------------------------------------------------------------------------------------- files
 
+#: how every sentence table (one file or shards) is written
+PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["article_id"],
+                   "use_byte_stream_split": ["vector"], "row_group_size": 65536}
+
+
+def to_arrow(article_id, position, text, vectors: np.ndarray, meta: dict) -> pa.Table:
+    """The table's columns and metadata as Arrow: article_id, position, text, vector (fixed-size float32 list)."""
+    return pa.table({
+        "article_id": pa.array(np.asarray(article_id).astype(str).tolist(), pa.string()),
+        "position": pa.array(np.asarray(position, dtype=np.int64), pa.int64()),
+        "text": pa.array([str(t) for t in text], pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1]),
+    }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
 def write_table(table: SentenceTable, path: str | Path) -> Path:
     """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place."""
     path = Path(path)
     validate_arrays(str(path), table.article_id, table.position, table.vectors)
-    d = table.dim
-    arrow = pa.table(
-        {
-            "article_id": pa.array(table.article_id.astype(str).tolist(), pa.string()),
-            "position": pa.array(table.position, pa.int64()),
-            "text": pa.array([str(t) for t in table.text], pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(table.vectors.reshape(-1), pa.float32()), d),
-        }
-    ).replace_schema_metadata({META_KEY: json.dumps(table.meta).encode()})
-    return write_atomic(path, lambda tmp: pq.write_table(
-        arrow, tmp, compression="zstd", use_dictionary=["article_id"], use_byte_stream_split=["vector"],
-        row_group_size=65536))
+    arrow = to_arrow(table.article_id, table.position, table.text, table.vectors, table.meta)
+    return write_atomic(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
 
 
 def read_table(path: str | Path, validate: bool = True) -> SentenceTable:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic, write_json
-from lvm.dataset import META_KEY, SentenceTable, file_hash
+from lvm.dataset import PARQUET_OPTIONS, SentenceTable, file_hash, to_arrow
 from lvm.schema import DataValidationError, Failure, _failures, _schema
 
 MANIFEST = "_lvm_shards.json"
@@ -188,16 +188,6 @@ def validate_shards(path: str | Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- writing
 
-def _arrow_shard(article_id, position, text, vectors: np.ndarray, meta: dict) -> pa.Table:
-    """The same columns, types and metadata as lvm.dataset.write_table."""
-    return pa.table({
-        "article_id": pa.array(np.asarray(article_id).astype(str).tolist(), pa.string()),
-        "position": pa.array(np.asarray(position, dtype=np.int64), pa.int64()),
-        "text": pa.array([str(t) for t in text], pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1]),
-    }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-
-
 class ShardWriter:
     """Stream a sentence table into shards: `write()` chunks of rows in table order (an article may continue in
     the next chunk), `close()` to finish. Only one shard's rows are held at a time. Each shard is validated before
@@ -276,9 +266,8 @@ class ShardWriter:
                         "unique_article_position", f"article {a!r} was already written to {self._owner[a]}: rows "
                         "must come sorted by article, each article once", 1, [])])
                 self._owner[a] = name
-            table = _arrow_shard(aid[:cut], pos[:cut], txt[:cut], vec[:cut], self.meta)
-            pq.write_table(table, self.tmp / name, compression="zstd", use_dictionary=["article_id"],
-                           use_byte_stream_split=["vector"], row_group_size=65536)
+            table = to_arrow(aid[:cut], pos[:cut], txt[:cut], vec[:cut], self.meta)
+            pq.write_table(table, self.tmp / name, **PARQUET_OPTIONS)
             del table
             pa.default_memory_pool().release_unused()
         except BaseException:

@@ -159,8 +159,9 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
 def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     import pyarrow.parquet as pq
 
+    from lvm.dataset import to_arrow
     from lvm.schema import DataValidationError
-    from lvm.shards import ShardWriter, _arrow_shard, write_shards
+    from lvm.shards import ShardWriter, write_shards
 
     table = make_table(n_articles=10, length=12, dim=8)
     folder = write_shards(table, tmp_path / "tbl", rows_per_shard=24)
@@ -168,8 +169,8 @@ def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     rows = pq.read_table(bad)
     vec = np.asarray(rows.column("vector").combine_chunks().flatten()).reshape(-1, 8).copy()
     vec[3, 0] = np.nan
-    pq.write_table(_arrow_shard(np.asarray(rows.column("article_id").to_pylist(), dtype=object),
-                                rows.column("position").to_numpy(), rows.column("text").to_pylist(), vec, {}), bad)
+    pq.write_table(to_arrow(np.asarray(rows.column("article_id").to_pylist(), dtype=object),
+                            rows.column("position").to_numpy(), rows.column("text").to_pylist(), vec, {}), bad)
     from lvm.dataset import read_table
 
     with pytest.raises(DataValidationError) as err:
