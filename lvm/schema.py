@@ -67,25 +67,25 @@ def _schema(dim: int) -> pa.DataFrameSchema:
     )
 
 
-def validate_arrays(source: str, article_id: np.ndarray, position: np.ndarray, vectors: list | np.ndarray,
-                    dim: int | None = None) -> int:
-    """Validate columns already in memory; returns D. `vectors` may be a 2-D array or a list of 1-D arrays (ragged
-    input, from a list column). Raises DataValidationError listing every broken rule."""
+def vector_facts(vectors: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(finite [n], L2 norm [n] in float64, non-finite entries counted as 0) of a 2-D array, `chunk` rows at a time
+    (temporaries stay a few tens of MB, also for a memory-mapped million rows)."""
+    finite = np.empty(len(vectors), bool)
+    norms = np.empty(len(vectors), np.float64)
+    for s in range(0, len(vectors), chunk):
+        part = vectors[s:s + chunk]
+        finite[s:s + len(part)] = np.isfinite(part).all(axis=1)
+        norms[s:s + len(part)] = np.linalg.norm(np.nan_to_num(part.astype(np.float64), posinf=0, neginf=0), axis=1)
+    return finite, norms
+
+
+def validate_facts(source: str, article_id: np.ndarray, position: np.ndarray, widths: np.ndarray, finite: np.ndarray,
+                   norms: np.ndarray, dim: int, what: str = "table") -> None:
+    """Every rule on the columns and the per-row vector facts (width, finite, norm); raises DataValidationError
+    naming `source` and listing every broken rule. `what` names the unit in the empty-input message."""
     n = len(article_id)
     if n == 0:
-        raise DataValidationError(source, [Failure("non_empty", "the table has no rows", 0, [])])
-    if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
-        widths = np.full(n, vectors.shape[1], dtype=np.int64)
-        finite = np.isfinite(vectors).all(axis=1)
-        norms = np.linalg.norm(np.nan_to_num(vectors.astype(np.float64), posinf=0, neginf=0), axis=1)
-    else:
-        widths = np.array([len(v) for v in vectors], dtype=np.int64)
-        finite = np.array([np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in vectors])
-        norms = np.array([np.linalg.norm(np.nan_to_num(np.asarray(v, dtype=np.float64), posinf=0, neginf=0))
-                          for v in vectors])
-    if dim is None:
-        vals, counts = np.unique(widths, return_counts=True)
-        dim = int(vals[np.argmax(counts)])
+        raise DataValidationError(source, [Failure("non_empty", f"the {what} has no rows", 0, [])])
     aid = pd.Series(np.asarray(article_id, dtype=object)).astype(str)
     starts = np.r_[True, aid.values[1:] != aid.values[:-1]]
     first_row = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
@@ -97,6 +97,27 @@ def validate_arrays(source: str, article_id: np.ndarray, position: np.ndarray, v
         _schema(dim).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         raise DataValidationError(source, _failures(exc.failure_cases)) from None
+
+
+def validate_arrays(source: str, article_id: np.ndarray, position: np.ndarray, vectors: list | np.ndarray,
+                    dim: int | None = None) -> int:
+    """Validate columns already in memory; returns D. `vectors` may be a 2-D array or a list of 1-D arrays (ragged
+    input, from a list column). Raises DataValidationError listing every broken rule."""
+    n = len(article_id)
+    if n == 0:
+        raise DataValidationError(source, [Failure("non_empty", "the table has no rows", 0, [])])
+    if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
+        widths = np.full(n, vectors.shape[1], dtype=np.int64)
+        finite, norms = vector_facts(vectors)
+    else:
+        widths = np.array([len(v) for v in vectors], dtype=np.int64)
+        finite = np.array([np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in vectors])
+        norms = np.array([np.linalg.norm(np.nan_to_num(np.asarray(v, dtype=np.float64), posinf=0, neginf=0))
+                          for v in vectors])
+    if dim is None:
+        vals, counts = np.unique(widths, return_counts=True)
+        dim = int(vals[np.argmax(counts)])
+    validate_facts(source, article_id, position, widths, finite, norms, dim)
     return dim
 
 

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic, write_json
 from lvm.dataset import PARQUET_OPTIONS, SentenceTable, file_hash, to_arrow
-from lvm.schema import DataValidationError, Failure, _failures, _schema
+from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
 
 MANIFEST = "_lvm_shards.json"
 VECTORS = "_vectors.npy"
@@ -56,40 +56,6 @@ def is_sharded(path: str | Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- validation
-
-def _vector_facts(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(finite [n], norm [n]) exactly as lvm.schema.validate_arrays computes them, a chunk at a time."""
-    finite = np.empty(len(vectors), bool)
-    norms = np.empty(len(vectors), np.float64)
-    for s in range(0, len(vectors), _FACT_ROWS):
-        chunk = vectors[s:s + _FACT_ROWS]
-        finite[s:s + len(chunk)] = np.isfinite(chunk).all(axis=1)
-        norms[s:s + len(chunk)] = np.linalg.norm(np.nan_to_num(chunk.astype(np.float64), posinf=0, neginf=0), axis=1)
-    return finite, norms
-
-
-def _check_rows(source: str, article_id: np.ndarray, position: np.ndarray, finite: np.ndarray, norms: np.ndarray,
-                dim: int, widths: np.ndarray | None = None) -> None:
-    """lvm.schema's rules on one shard's columns and per-row vector facts; raises DataValidationError(source)."""
-    import pandas as pd
-
-    n = len(article_id)
-    if n == 0:
-        raise DataValidationError(source, [Failure("non_empty", "the shard has no rows", 0, [])])
-    aid = pd.Series(np.asarray(article_id, dtype=object)).astype(str)
-    starts = np.r_[True, aid.values[1:] != aid.values[:-1]]
-    first_row = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    frame = pd.DataFrame({
-        "article_id": aid.values, "position": np.asarray(position, dtype=np.int64),
-        "_dim": np.full(n, dim, np.int64) if widths is None else widths,
-        "_finite": finite, "_norm": norms, "_expected": np.arange(n) - first_row})
-    import pandera.pandas as pa_
-
-    try:
-        _schema(dim).validate(frame, lazy=True)
-    except pa_.errors.SchemaErrors as exc:
-        raise DataValidationError(source, _failures(exc.failure_cases)) from None
-
 
 def _read_manifest(path: Path) -> dict:
     mf = path / MANIFEST
@@ -162,7 +128,7 @@ def validate_shards(path: str | Path) -> dict:
                                                        f"says {entry['rows']}", 0, [])])
         try:
             ids = pf.read(columns=["article_id", "position"])
-            facts = [_vector_facts(v) for v in _vector_batches(pf, dim)]
+            facts = [vector_facts(v, _FACT_ROWS) for v in _vector_batches(pf, dim)]
         except (pa.ArrowException, OSError) as exc:
             raise DataValidationError(source, [Failure(
                 "readable_parquet", f"not a readable Parquet file, truncated or corrupt ({exc})", 0, [])]) from None
@@ -170,7 +136,8 @@ def validate_shards(path: str | Path) -> dict:
         position = ids.column("position").to_numpy().astype(np.int64)
         finite = np.concatenate([f for f, _ in facts]) if facts else np.zeros(0, bool)
         norms = np.concatenate([n for _, n in facts]) if facts else np.zeros(0)
-        _check_rows(source, article_id, position, finite, norms, dim)
+        validate_facts(source, article_id, position, np.full(len(article_id), dim, np.int64), finite, norms, dim,
+                       what="shard")
         for a in dict.fromkeys(article_id.tolist()):
             if a in owner:
                 raise DataValidationError(source, [Failure(
@@ -258,8 +225,9 @@ class ShardWriter:
         name = shard_name(len(self.shards))
         source = str(self.path / name)
         try:
-            finite, norms = _vector_facts(vec[:cut])
-            _check_rows(source, aid[:cut], pos[:cut], finite, norms, self.dim)
+            finite, norms = vector_facts(vec[:cut], _FACT_ROWS)
+            validate_facts(source, aid[:cut], pos[:cut], np.full(cut, self.dim, np.int64), finite, norms, self.dim,
+                           what="shard")
             for a in dict.fromkeys(aid[:cut].tolist()):
                 if a in self._owner:
                     raise DataValidationError(source, [Failure(
