@@ -3,26 +3,54 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.",
+
+class _UserErrors(TyperGroup):
+    """Every command's user mistakes end as one `error: ...` line and exit code 2, never a traceback.
+
+    Set LVM_DEBUG=1 to see the traceback instead (for bug reports)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, typer.Exit, click.ClickException, click.Abort, typer.Abort):
+            raise
+        except _user_errors() as exc:
+            if os.environ.get("LVM_DEBUG"):
+                raise
+            _fail(exc)
+
+
+app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.", cls=_UserErrors,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{msg}: {exc.filename}"
+    typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
 
 
-def _user_errors():
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can raise from the library: bad files, bad options, a full or read-only disk."""
+    from safetensors import SafetensorError
+
     from lvm.corpus import CorpusError
+    from lvm.registry import RegistryError
     from lvm.schema import DataValidationError
 
-    return (CorpusError, DataValidationError, FileNotFoundError, ValueError)
+    return (CorpusError, DataValidationError, RegistryError, SafetensorError, OSError, ValueError, TypeError,
+            RuntimeError, FloatingPointError)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -40,11 +68,8 @@ def build_dataset_cmd(
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
     from lvm.build import build_dataset
 
-    try:
-        summary = build_dataset(corpus, out, fmt=format, encoder=encoder, cache_dir=None if no_cache else cache_dir,
-                                log=lambda m: typer.echo(m, err=True))
-    except _user_errors() as exc:
-        _fail(exc)
+    summary = build_dataset(corpus, out, fmt=format, encoder=encoder, cache_dir=None if no_cache else cache_dir,
+                            log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -59,12 +84,9 @@ def inspect(
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
     from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
 
-    try:
-        table = read_table(file)
-        warn_short_articles(table, context)
-        split = split_articles(table, tuple(float(x) for x in fractions.split(",")), seed)
-    except _user_errors() as exc:
-        _fail(exc)
+    table = read_table(file)
+    warn_short_articles(table, context)
+    split = split_articles(table, tuple(float(x) for x in fractions.split(",")), seed)
     stats = table_stats(table, context, split)
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
@@ -89,11 +111,8 @@ def import_npz_cmd(
     from lvm.dataset import write_table
     from lvm.seed_npz import import_npz
 
-    try:
-        table = import_npz(npz)
-        write_table(table, out)
-    except _user_errors() as exc:
-        _fail(exc)
+    table = import_npz(npz)
+    write_table(table, out)
     typer.echo(json.dumps({"path": str(out), **table.meta}, indent=2))
 
 
@@ -107,10 +126,7 @@ def export_npz_cmd(
     from lvm.dataset import read_table
     from lvm.seed_npz import export_npz
 
-    try:
-        export_npz(read_table(file), out, context)
-    except _user_errors() as exc:
-        _fail(exc)
+    export_npz(read_table(file), out, context)
     typer.echo(str(out))
 
 
@@ -160,10 +176,7 @@ def train(
         typer.echo(f"epoch {r['epoch']:>3}/{epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
                    f"val_cos {r['val_cosine']:.4f}  {r['seconds']:.1f}s", err=True)
 
-    try:
-        summary = train_on_table(data, TrainConfig.from_dict(fields), out, callback=on_epoch, resume=resume)
-    except _user_errors() as exc:
-        _fail(exc)
+    summary = train_on_table(data, TrainConfig.from_dict(fields), out, callback=on_epoch, resume=resume)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -177,10 +190,7 @@ def evaluate(
     from lvm.evaluation import markdown_table
     from lvm.train import evaluate_model_dir
 
-    try:
-        res = evaluate_model_dir(model, data, part)
-    except _user_errors() as exc:
-        _fail(exc)
+    res = evaluate_model_dir(model, data, part)
     typer.echo(markdown_table({"models": {res["arch"]: res["model"]}, "baselines": res["baselines"],
                                "vs_best_baseline": res["vs_best_baseline"]}))
     typer.echo(f"\n{res['n']} {part} windows; beats every baseline: {res['beats_all_baselines']}; "
@@ -202,19 +212,10 @@ def _registry(root):
     return Registry(root or registry_dir())
 
 
-def _registry_call(fn):
-    from lvm.registry import RegistryError
-
-    try:
-        return fn()
-    except RegistryError as exc:
-        _fail(exc)
-
-
 @registry_app.command("ls")
 def registry_ls(root: Optional[Path] = _ROOT):
     """Every version with its architecture, held-out cosine, aliases and creation time."""
-    rows = _registry_call(lambda: _registry(root).list())
+    rows = _registry(root).list()
     if not rows:
         typer.echo("(empty registry)")
     for r in rows:
@@ -227,14 +228,14 @@ def registry_ls(root: Optional[Path] = _ROOT):
 def registry_show(ref: str = typer.Argument("production", help="Version (v3 or 3) or alias."),
                   root: Optional[Path] = _ROOT):
     """Everything recorded about one version."""
-    typer.echo(json.dumps(_registry_call(lambda: _registry(root).show(ref)), indent=2, default=str))
+    typer.echo(json.dumps(_registry(root).show(ref), indent=2, default=str))
 
 
 @registry_app.command("promote")
 def registry_promote(ref: str = typer.Argument(..., help="Version to promote."),
                      alias: str = typer.Option("production", help="Alias to move."), root: Optional[Path] = _ROOT):
     """Point an alias at a version (atomic; a running server follows `production`)."""
-    v = _registry_call(lambda: _registry(root).promote(ref, alias))
+    v = _registry(root).promote(ref, alias)
     typer.echo(f"{alias} -> v{v}")
 
 
@@ -242,7 +243,7 @@ def registry_promote(ref: str = typer.Argument(..., help="Version to promote."),
 def registry_rollback(alias: str = typer.Option("production", help="Alias to move back."),
                       root: Optional[Path] = _ROOT):
     """Move an alias back to the version it pointed to before the last promotion."""
-    v = _registry_call(lambda: _registry(root).rollback(alias))
+    v = _registry(root).rollback(alias)
     typer.echo(f"{alias} -> v{v}")
 
 
@@ -274,10 +275,7 @@ def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (da
     """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
     from lvm.report import diagnose as run
 
-    try:
-        d = run(run_dir, out)
-    except _user_errors() as exc:
-        _fail(exc)
+    d = run(run_dir, out)
     typer.echo(d.to_markdown(images="none"))
 
 

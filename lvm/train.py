@@ -165,7 +165,8 @@ _BF16_CPU: bool | None = None
 
 
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """True when bf16 autocast runs natively (CUDA with bf16, or a CPU with AVX-512-bf16 / AMX) and works."""
+    """True when bf16 autocast runs natively (CUDA with bf16, or a CPU with AVX-512-bf16 / AMX) for the ops the models
+    use. The CPU flags are not enough: oneDNN has no bf16 LSTM primitive on some builds and ISAs, so probe it too."""
     global _BF16_CPU
     device = torch.device(device)
     if device.type == "cuda":
@@ -173,16 +174,22 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
     if _BF16_CPU is None:
         cpu = torch.cpu
         native = any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-        ok = False
-        if native:
-            try:  # the feature flag is not enough: check that autocast really gives a bf16 matmul
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    out = torch.ones(4, 4) @ torch.ones(4, 4)
-                ok = out.dtype == torch.bfloat16 and float(out[0, 0]) == 4.0
-            except Exception:  # pragma: no cover - depends on the build
-                ok = False
-        _BF16_CPU = ok
+        _BF16_CPU = native and _bf16_probe()
     return _BF16_CPU
+
+
+def _bf16_probe() -> bool:
+    """A bf16 matmul and a tiny LSTM forward + backward under CPU autocast, without touching the global RNG."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = torch.ones(4, 4) @ torch.ones(4, 4)
+                lstm = torch.nn.LSTM(4, 4, batch_first=True)
+                y, _ = lstm(torch.ones(2, 3, 4))
+            y.float().sum().backward()
+        return out.dtype == torch.bfloat16 and float(out[0, 0]) == 4.0
+    except RuntimeError:  # e.g. "could not create a primitive descriptor for the LSTM forward propagation primitive"
+        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

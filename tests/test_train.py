@@ -145,6 +145,17 @@ def test_bf16_and_fp32(data, tmp_path):
         assert s16["precision"] == "fp32"
 
 
+def test_bf16_falls_back_to_fp32_where_unsupported(data, tmp_path, monkeypatch):
+    """The fallback path runs on every CPU: pretend bf16 is missing, ask for it, get an fp32 run and a warning."""
+    import lvm.train as train_mod
+
+    monkeypatch.setattr(train_mod, "_BF16_CPU", False)
+    path, table, tr, va = data
+    with pytest.warns(UserWarning, match="bf16 autocast is not supported"):
+        s = fit(tiny(epochs=1, precision="bf16"), table.vectors, tr, va, tmp_path / "fallback")
+    assert s["precision"] == "fp32" and np.isfinite(s["best_val_cosine"])
+
+
 def test_seeded_runs_are_reproducible(data, tmp_path):
     path, table, tr, va = data
     cfg = tiny(epochs=3, model={"hidden": 32, "layers": 2, "dropout": 0.2})
