@@ -41,6 +41,13 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _json_option(flag: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} is not valid JSON ({e}): {text!r}") from None
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What a user's input can raise from the library: bad files, bad options, a full or read-only disk."""
     from safetensors import SafetensorError
@@ -169,7 +176,7 @@ def train(
     if lr:
         fields["lr"] = lr
     if loss:
-        fields["loss"] = json.loads(loss) if loss.strip().startswith("{") else loss
+        fields["loss"] = _json_option("--loss", loss) if loss.strip().startswith("{") else loss
     out = out or runs_dir() / "models" / f"{arch}-cli"
 
     def on_epoch(r: dict) -> None:

@@ -28,6 +28,8 @@ Terms (each unweighted value is reported in ``terms``):
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,10 @@ class CompositeLoss(nn.Module):
             if config not in LOSS_PRESETS:
                 raise ValueError(f"unknown loss preset {config!r}; known: {sorted(LOSS_PRESETS)}")
             config = LOSS_PRESETS[config]
+        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"unknown loss settings {unknown}; known: {sorted(known)}")
         return cls(**config)
 
     def config(self) -> dict:

@@ -46,6 +46,7 @@ from lvm.checkpoint import load_model, save_model
 from lvm.atomic import write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
 from lvm.evaluation import vs_best_baseline
+from lvm.locking import FolderBusy, folder_lock
 from lvm.losses import CompositeLoss
 from lvm.metrics import evaluate_baselines, fit_baselines, predict_windows, score
 from lvm.models import MODEL_NAMES, build_model, count_parameters
@@ -58,6 +59,10 @@ PRECISIONS = ("bf16", "fp32")
 SCHEDULES = ("cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
 # fields that may differ between an interrupted run and its resumption without changing the maths
+class ModelFolderBusy(FolderBusy):
+    """Another training holds the model folder."""
+
+
 _RESUME_FREE = ("threads", "eval_batch_size", "device")
 
 
@@ -354,38 +359,90 @@ def predict(model: torch.nn.Module, ctx: np.ndarray, precision: str = "fp32", ba
 
 def _save_checkpoint(ckdir: Path, model, opt, state: dict, best_state: dict | None, best_is_new: bool) -> None:
     """Write the state file (and the best weights when they changed), then checkpoint.json (the commit point),
-    then delete files no longer referenced."""
+    then delete files no longer referenced. A failed write (a full disk) removes what this call wrote: the previous
+    checkpoint stays the committed one, with nothing orphaned beside it."""
     ckdir.mkdir(parents=True, exist_ok=True)
     epoch = state["epoch"]
     state_file = f"state-{epoch:06d}.pt"
     tensors = {"model": _cpu_state(model), "optimizer": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    write_atomic(ckdir / state_file, lambda p: torch.save(tensors, p))
-    if best_state is not None and (best_is_new or not (ckdir / state.get("best_file", "")).is_file()):
-        state["best_file"] = f"best-{state['best_epoch']:06d}.safetensors"
-        write_atomic(ckdir / state["best_file"], lambda p: save_file(best_state, p))
-    state["state_file"] = state_file
-    write_json(ckdir / CHECKPOINT_JSON, state)
-    keep = {state_file, state.get("best_file"), CHECKPOINT_JSON}
+    written = []
+    try:
+        written.append(write_atomic(ckdir / state_file, lambda p: torch.save(tensors, p)))
+        if best_state is not None and (best_is_new or not (ckdir / state.get("best_file", "")).is_file()):
+            state["best_file"] = f"best-{state['best_epoch']:06d}.safetensors"
+            written.append(write_atomic(ckdir / state["best_file"], lambda p: save_file(best_state, p)))
+        state["state_file"] = state_file
+        write_json(ckdir / CHECKPOINT_JSON, state)
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise
+    _clean_checkpoint_dir(ckdir, state)
+
+
+def _clean_checkpoint_dir(ckdir: Path, state: dict | None) -> None:
+    """Delete state/best/temporary files that `state` (the committed checkpoint.json) does not reference: what an
+    earlier epoch, or a writer that died, left behind. Only called by the folder's lock holder."""
+    keep = {CHECKPOINT_JSON} | {(state or {}).get(k) for k in ("state_file", "best_file")}
     for f in ckdir.iterdir():
         if f.name not in keep and (f.name.startswith(("state-", "best-")) or f.name.endswith(".tmp")):
             f.unlink(missing_ok=True)
 
 
+def _clean_dead_writers(out_dir: Path) -> None:
+    """Temporary files of a writer that died (we hold the lock, so no live writer owns them)."""
+    for f in out_dir.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+    ckdir = out_dir / CHECKPOINT_DIR
+    if ckdir.is_dir():
+        try:
+            state = _read_checkpoint_json(ckdir / CHECKPOINT_JSON) if (ckdir / CHECKPOINT_JSON).is_file() else None
+        except ValueError:
+            return  # a damaged checkpoint.json: keep everything for the user to look at
+        _clean_checkpoint_dir(ckdir, state)
+
+
 def _load_checkpoint(ckdir: Path):
-    """(state dict from JSON, tensors from the state file, best weights) - nothing is unpickled."""
-    state = json.loads((ckdir / CHECKPOINT_JSON).read_text())
+    """(state dict from JSON, tensors from the state file, best weights) - nothing is unpickled. A damaged file is
+    a ValueError that names it."""
+    state = _read_checkpoint_json(ckdir / CHECKPOINT_JSON)
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{ckdir}: unknown checkpoint format {state.get('format')!r}")
-    tensors = torch.load(ckdir / state["state_file"], map_location="cpu", weights_only=True)
-    best = load_file(ckdir / state["best_file"]) if state.get("best_file") else None
+        raise ValueError(f"{ckdir / CHECKPOINT_JSON}: unknown checkpoint format {state.get('format')!r}")
+    try:
+        path = ckdir / state["state_file"]
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("model", "optimizer", "rng_cpu", "rng_cuda"):
+            tensors[key]
+    except KeyError as e:
+        raise ValueError(f"{ckdir}: the checkpoint lacks {e}; start afresh without --resume") from None
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for a damaged file
+        raise ValueError(f"{path}: not a readable training state ({type(e).__name__}: {str(e)[:200]}); "
+                         f"start afresh without --resume") from None
+    best = None
+    if state.get("best_file"):
+        try:
+            best = load_file(ckdir / state["best_file"])
+        except Exception as e:  # SafetensorError, OSError
+            raise ValueError(f"{ckdir / state['best_file']}: not readable safetensors ({e}); start afresh without "
+                             f"--resume") from None
     return state, tensors, best
+
+
+def _read_checkpoint_json(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); start afresh without --resume") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: must hold a JSON object")
+    return state
 
 
 def read_checkpoint_info(out_dir) -> dict | None:
     """checkpoint.json of a model folder (epoch, history, best so far...), or None when there is none."""
     path = Path(out_dir) / CHECKPOINT_DIR / CHECKPOINT_JSON
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _read_checkpoint_json(path) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------------- fit
@@ -400,13 +457,17 @@ def fit(cfg: TrainConfig, vectors, train_targets, val_targets, out_dir, callback
     (data_hash, encoder, split, ...). resume=True continues from out_dir/checkpoint when it exists and belongs to
     the same config and data (otherwise it warns and starts afresh).
     """
-    _, summary = _fit(cfg, vectors, train_targets, val_targets, out_dir, callback, resume, meta)
+    with folder_lock(out_dir, "model folder", ModelFolderBusy):
+        _, summary = _fit(cfg, vectors, train_targets, val_targets, out_dir, callback, resume, meta)
     return summary
 
 
 def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resume=False, meta=None):
+    """fit's body; the caller holds out_dir's lock. A model already in out_dir stays whole until this run's model
+    replaces it at the end (file by file, each atomically): a run that fails or is killed leaves it as it was."""
     out_dir = Path(out_dir)
     ckdir = out_dir / CHECKPOINT_DIR
+    _clean_dead_writers(out_dir)
     keep_freed_memory()  # no page faults on every step's activations (lvm/allocator.py)
     old_threads = torch.get_num_threads()
     if cfg.threads == "auto":
@@ -452,9 +513,6 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
                 best_state = best
                 state = saved
                 state["resumed_from"] = [*saved.get("resumed_from", []), saved["epoch"]]
-        elif not resume:
-            for name in MODEL_FILES:  # a fresh run never leaves another run's files beside its own
-                (out_dir / name).unlink(missing_ok=True)
 
         offs = torch.arange(-cfg.context, 0, device=device)
         n_hard = loss_fn.hard_negatives  # neighbouring rows as extra negatives: after the target, before the context
@@ -630,17 +688,18 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     encoder = table.meta.get("encoder")
     record = split.record()
     meta = {"data_hash": data_hash, "encoder": encoder, "split": record, "dataset": str(table_path)}
-    model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
-    model = model.to("cpu")
-    if baselines is True:
-        baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record)
-    held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None, arch=cfg.arch)
-    head = "test" if "test" in held else "val"
-    metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
-               **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
-               "held_out": held, "training": {k: v for k, v in summary.items() if k not in ("arch", "model_dir")},
-               "split": record, "data_hash": data_hash, "encoder": encoder}
-    write_json(Path(out_dir) / "metrics.json", metrics)
+    with folder_lock(out_dir, "model folder", ModelFolderBusy):
+        model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
+        model = model.to("cpu")
+        if baselines is True:
+            baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record)
+        held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None, arch=cfg.arch)
+        head = "test" if "test" in held else "val"
+        metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
+                   **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
+                   "held_out": held, "training": {k: v for k, v in summary.items() if k not in ("arch", "model_dir")},
+                   "split": record, "data_hash": data_hash, "encoder": encoder}
+        write_json(Path(out_dir) / "metrics.json", metrics)
     return {"arch": cfg.arch, "model_dir": str(out_dir), "part": head, "cosine": metrics["cosine"],
             "val_cosine": held["val"]["model"]["cosine"], "best_val_cosine": summary["best_val_cosine"],
             "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],

@@ -1,9 +1,9 @@
 """Child process for tests/test_train.py's kill-and-resume test (not a test module itself).
 
-usage: python tests/_train_child.py TABLE.parquet OUT_DIR CONFIG_JSON SLEEP_SECONDS
+usage: python tests/_train_child.py TABLE.parquet OUT_DIR CONFIG_JSON SLEEP_SECONDS [fresh]
 
 Fits on the table's default article split (seed 0) and sleeps in the epoch callback, so that the parent can
-SIGKILL it between (or during) epochs.
+SIGKILL it between (or during) epochs. It resumes from OUT_DIR's checkpoint unless `fresh` is given.
 """
 
 import json
@@ -33,7 +33,7 @@ def main():
         print(f"epoch {record['epoch']} done", flush=True)
         time.sleep(pause)
 
-    fit(cfg, table.vectors, train_t, val_t, out_dir, callback=slow, resume=True)
+    fit(cfg, table.vectors, train_t, val_t, out_dir, callback=slow, resume=sys.argv[5:] != ["fresh"])
 
 
 if __name__ == "__main__":
