@@ -8,34 +8,18 @@ its config is refused with a message naming the folder instead of giving a half-
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_atomic
 from .models import build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 REQUIRED = ("arch", "dim", "context", "model")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder, fsync, then os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(folder, model: torch.nn.Module, config: dict) -> Path:
@@ -64,8 +48,8 @@ def save_model(folder, model: torch.nn.Module, config: dict) -> Path:
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / WEIGHTS, lambda p: save_file(state, p, metadata={"arch": str(config["arch"])}))
-    _atomic_write(folder / CONFIG, lambda p: Path(p).write_text(text + "\n"))
+    write_atomic(folder / WEIGHTS, lambda p: save_file(state, p, metadata={"arch": str(config["arch"])}), fsync=True)
+    write_atomic(folder / CONFIG, lambda p: Path(p).write_text(text + "\n"), fsync=True)
     return folder
 
 
@@ -102,24 +86,33 @@ def load_model(folder, device: str | torch.device = "cpu") -> tuple[torch.nn.Mod
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"model folder {folder} has no {WEIGHTS}")
-    try:
-        model = build_model(config["arch"], config["dim"], context=config["context"],
-                            residual=config.get("residual", False), **config["model"])
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"model folder {folder}: {CONFIG} does not describe a model: {e}") from None
-    try:
-        state = load_file(weights)
+    try:  # the header alone: shapes are checked before anything of the model's size is allocated
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"model folder {folder}: cannot read {WEIGHTS} ({e})") from None
-
-    expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [f"{k}: shape {tuple(state[k].shape)} != {tuple(v.shape)}"
-                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    expected = {k: tuple(v.shape) for k, v in _build(config, folder, torch.device("meta")).state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in shapes]
+    problems += [f"unexpected {k}" for k in shapes if k not in expected]
+    problems += [f"{k}: shape {shapes[k]} != {v}" for k, v in expected.items() if k in shapes and shapes[k] != v]
     if problems:
         more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ValueError(f"model folder {folder}: {WEIGHTS} does not match {CONFIG} "
                          f"(arch={config['arch']}, dim={config['dim']}): {'; '.join(problems[:5])}{more}")
+    model = _build(config, folder, torch.device("cpu"))
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"model folder {folder}: cannot read {WEIGHTS} ({e})") from None
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), config
+
+
+def _build(config: dict, folder: Path, device: torch.device) -> torch.nn.Module:
+    """The architecture config.json describes; on the meta device it costs no memory, whatever the sizes say."""
+    try:
+        with device:
+            return build_model(config["arch"], config["dim"], context=config["context"],
+                               residual=config.get("residual", False), **config["model"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"model folder {folder}: {CONFIG} does not describe a model: {e}") from None
