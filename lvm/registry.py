@@ -34,7 +34,8 @@ Guarantees:
 * A tampered ``aliases.json`` or ``version.json`` (invalid JSON, wrong types) is a ``RegistryError`` that names
   the file, never a ``KeyError`` deep inside.
 
-This module only needs the standard library, numpy and ``filelock``: it never imports torch.
+This module only needs the standard library and ``filelock`` (numpy for the weight check): it never imports
+torch.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from filelock import FileLock
 
 from lvm.paths import registry_dir
@@ -154,6 +154,8 @@ def check_weights(path: Path) -> None:
     """Refuse a ``model.safetensors`` that does not parse or holds NaN/Infinity (the server could only serve
     NaN from it). Reads the safetensors layout directly (u64 header length, JSON header, raw little-endian
     data), so it needs neither torch nor a loader that knows bfloat16."""
+    import numpy as np  # here, not at the top: reading aliases stays as light as the standard library
+
     path = Path(path)
     try:
         size = path.stat().st_size
