@@ -266,12 +266,21 @@ def serve(
     encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
     alias: str = typer.Option("production", help="Alias to follow."),
     dtype: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX-512 bf16)."),
+    insecure_no_token: bool = typer.Option(False, "--insecure-no-token",
+                                           help="Allow a non-loopback --host without a token (anyone who can "
+                                                "reach it can call the model)."),
 ):
     """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
     from lvm.paths import registry_dir
+    from lvm.serve_options import TOKEN_ENV, check_serve_options
+
+    # before `import lvm.server` (torch): a refused start-up takes well under a second
+    check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype,
+                        insecure_no_token=insecure_no_token)
     from lvm.server import serve as run
 
-    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, dtype=dtype)
+    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, dtype=dtype,
+        insecure_no_token=insecure_no_token)
 
 
 # ---------------------------------------------------------------------------------------------------- diagnosis

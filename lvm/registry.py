@@ -16,6 +16,8 @@ Layout under ``root`` (default ``lvm.paths.registry_dir()``: ``data/registry``, 
                              "log": [{"at", "action", "alias", "from", "to"}, ...],
                              "updated_at": ...}
     .lock                   file lock held around every mutation
+    .aliases.json.*.tmp     a write of aliases.json in progress, or left by a killed writer: removed by the
+                            next mutation (under the lock no other writer can be in progress)
 
 Guarantees:
 
@@ -26,8 +28,14 @@ Guarantees:
   polls it) sees either the old or the new file, never a partial one. A crash between writing a version and
   moving an alias leaves every alias where it was.
 * ``rollback("production")`` moves the alias back to the version it pointed to before the last promotion.
+  Each alias keeps its last ``HISTORY_LIMIT`` previous versions (and the file its last ``LOG_LIMIT`` log
+  entries), so a registry promoted on every retrain does not grow without bound.
+* A model whose ``model.safetensors`` cannot be parsed or holds NaN/Infinity is refused at ``register``.
+* A tampered ``aliases.json`` or ``version.json`` (invalid JSON, wrong types) is a ``RegistryError`` that names
+  the file, never a ``KeyError`` deep inside.
 
-This module only needs the standard library and ``filelock``: it never imports torch.
+This module only needs the standard library and ``filelock`` (numpy for the weight check): it never imports
+torch.
 """
 
 from __future__ import annotations
@@ -51,6 +59,12 @@ REQUIRED_FILES = ("model.safetensors", "config.json")
 KNOWN_ALIASES = ("production", "candidate")
 LOCK_TIMEOUT_S = 120.0
 LOG_LIMIT = 200
+HISTORY_LIMIT = 100  # previous versions kept per alias: how far back `rollback` can walk
+_ALIASES_TMP_GLOB = ".aliases.json.*.tmp"
+_FLOAT_DTYPES = {"F16": "<u2", "BF16": "<u2", "F32": "<u4", "F64": "<u8"}
+# exponent bits of each float type: all ones means Infinity or NaN
+_EXPONENT_MASK = {"F16": 0x7C00, "BF16": 0x7F80, "F32": 0x7F800000, "F64": 0x7FF0000000000000}
+_CHECK_CHUNK = 1 << 22  # elements per finiteness check, to keep memory flat on big models
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _VERSION_REF = re.compile(r"^v?(\d+)$")
@@ -104,6 +118,87 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 def _read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def _read_registry_json(path: Path) -> dict:
+    """A registry JSON file that must hold an object; any failure is a RegistryError naming the file."""
+    try:
+        data = _read_json(path)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8
+        raise RegistryError(f"{path} is not valid JSON ({exc}); restore it from a backup or fix it by hand") from None
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_version_info(path: Path) -> dict:
+    """``version.json`` of one version folder, checked: an object whose version/dim/context are integers."""
+    file = Path(path) / "version.json"
+    info = _read_registry_json(file)
+    for key in ("version", "dim", "context"):
+        if key in info and not (_is_count(info[key]) and info[key] > 0):
+            raise RegistryError(f"{file}: {key!r} must be a positive integer, got {info[key]!r}")
+    for key in ("metrics",):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise RegistryError(f"{file}: {key!r} must be an object, got {type(info[key]).__name__}")
+    return info
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a ``model.safetensors`` that does not parse or holds NaN/Infinity (the server could only serve
+    NaN from it). Reads the safetensors layout directly (u64 header length, JSON header, raw little-endian
+    data), so it needs neither torch nor a loader that knows bfloat16."""
+    import numpy as np  # here, not at the top: reading aliases stays as light as the standard library
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 2 <= n <= min(size - 8, 100 << 20):
+                raise RegistryError(f"{path} is not a safetensors file (bad header length)")
+            header = json.loads(fh.read(n))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path} is not a safetensors file (header is not JSON: {exc})") from None
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(header, dict):
+        raise RegistryError(f"{path} is not a safetensors file (header is not an object)")
+    data_start, data_len = 8 + n, size - 8 - n
+    bad = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
+                or not offsets[0] <= offsets[1] <= data_len):
+            raise RegistryError(f"{path} is not a safetensors file (tensor {name!r} has bad data_offsets)")
+        dtype = entry.get("dtype")
+        if dtype not in _FLOAT_DTYPES:
+            continue
+        word = np.dtype(_FLOAT_DTYPES[dtype])
+        count = (offsets[1] - offsets[0]) // word.itemsize
+        if count == 0:
+            continue
+        values = np.memmap(path, dtype=word, mode="r", offset=data_start + offsets[0], shape=(count,))
+        mask = np.array(_EXPONENT_MASK[dtype], dtype=word)
+        nonfinite = 0
+        for i in range(0, count, _CHECK_CHUNK):
+            nonfinite += int(np.count_nonzero((values[i:i + _CHECK_CHUNK] & mask) == mask))
+        del values
+        if nonfinite:
+            bad.append(f"{name} ({nonfinite} of {count})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise RegistryError(f"{path} holds non-finite weights (NaN or Infinity) in {shown}: refusing to register "
+                            "a model that can only predict NaN")
 
 
 class Registry:
@@ -195,15 +290,17 @@ class Registry:
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
         if missing:
             raise RegistryError(f"model folder {model_dir} lacks {', '.join(missing)}")
-        try:
-            config = _read_json(model_dir / "config.json")
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"cannot read {model_dir / 'config.json'}: {exc}") from exc
+        config = _read_registry_json(model_dir / "config.json")
         for key in ("arch", "dim", "context"):
             if key not in config:
                 raise RegistryError(f"{model_dir / 'config.json'} has no {key!r}")
+        for key in ("dim", "context"):
+            if not (_is_count(config[key]) and config[key] > 0):
+                raise RegistryError(f"{model_dir / 'config.json'}: {key!r} must be a positive integer, "
+                                    f"got {config[key]!r}")
         if metrics is None and (model_dir / "metrics.json").is_file():
-            metrics = _read_json(model_dir / "metrics.json")
+            metrics = _read_registry_json(model_dir / "metrics.json")
+        check_weights(model_dir / "model.safetensors")
         if alias is not None:
             self._check_alias_name(alias)
 
@@ -260,20 +357,46 @@ class Registry:
             )
 
     def _read_aliases(self) -> dict:
-        if not self.aliases_path.is_file():
+        path = self.aliases_path
+        if not path.exists():
             return {"aliases": {}, "history": {}, "log": []}
-        try:
-            data = _read_json(self.aliases_path)
-        except ValueError as exc:
-            raise RegistryError(f"{self.aliases_path} is not valid JSON: {exc}") from exc
+        data = _read_registry_json(path)
         data.setdefault("aliases", {})
         data.setdefault("history", {})
         data.setdefault("log", [])
+        aliases, history = data["aliases"], data["history"]
+        if not isinstance(aliases, dict):
+            raise RegistryError(f"{path}: 'aliases' must be an object of alias -> version number, "
+                                f"got {type(aliases).__name__}")
+        for name, number in aliases.items():
+            if not (_is_count(number) and number > 0):
+                raise RegistryError(f"{path}: alias {name!r} must point to a version number, got {number!r}")
+        if not isinstance(history, dict):
+            raise RegistryError(f"{path}: 'history' must be an object of alias -> list of version numbers, "
+                                f"got {type(history).__name__}")
+        for name, numbers in history.items():
+            if not isinstance(numbers, list) or not all(_is_count(n) and n > 0 for n in numbers):
+                raise RegistryError(f"{path}: history of alias {name!r} must be a list of version numbers, "
+                                    f"got {numbers!r}")
+        if not isinstance(data["log"], list):
+            raise RegistryError(f"{path}: 'log' must be a list, got {type(data['log']).__name__}")
         return data
 
+    def _clean_alias_tmp(self) -> None:
+        """Remove ``.aliases.json.*.tmp`` files of writers killed mid-write. Safe because the caller holds the
+        lock: every writer of aliases.json holds it too, so none of these files belongs to a live writer."""
+        for tmp in self.root.glob(_ALIASES_TMP_GLOB):
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+
     def _write_aliases(self, data: dict) -> None:
+        """Write aliases.json (caller holds the lock), capping the log and each alias's history."""
+        self._clean_alias_tmp()
         data["updated_at"] = _utc_now()
         data["log"] = data["log"][-LOG_LIMIT:]
+        data["history"] = {name: numbers[-HISTORY_LIMIT:] for name, numbers in data["history"].items()}
         _write_json_atomic(self.aliases_path, data)
 
     def _set_alias(self, alias: str, version: int, *, action: str) -> None:
@@ -357,7 +480,7 @@ class Registry:
         out = []
         for number in self._version_numbers():
             path = self.versions_dir / f"v{number}"
-            info = _read_json(path / "version.json")
+            info = read_version_info(path)
             info["aliases"] = by_version.get(number, [])
             info["path"] = str(path)
             out.append(info)
@@ -367,7 +490,7 @@ class Registry:
         """version.json of one version plus ``aliases``, ``path`` and the training ``config``."""
         number = self.resolve(alias_or_version)
         path = self.versions_dir / f"v{number}"
-        info = _read_json(path / "version.json")
+        info = read_version_info(path)
         info["aliases"] = self._aliases_by_version().get(number, [])
         info["path"] = str(path)
         try:

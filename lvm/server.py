@@ -3,35 +3,51 @@
 Endpoints (JSON in, JSON out; errors are ``{"detail": "<message>"}`` with a 4xx status):
 
 ``GET /health``
-    ``{"status": "ok", "version", "alias", "last_reload_error"}``; 503 while no model is loaded. Never needs a token
-    (for load balancers and process supervisors).
+    ``{"status", "version", "alias", "alias_version", "last_reload_error"}``; 503 while no model is loaded.
+    ``status`` is ``ok`` when the served version is the one the alias points to, ``loading`` while a newly
+    promoted version is being loaded, ``degraded`` when the alias points to a version that failed to load (the
+    previous model keeps serving, with 200, and ``last_reload_error`` says why). ``alias_version`` is read from
+    the registry on every call, so it never lags a poll. Never needs a token (for load balancers and process
+    supervisors).
 ``GET /model``
     version, alias, arch, dim, context, metrics, encoder, encoder_dim, data_hash, created_at, loaded_at, max_batch,
     dtype, next_available.
 ``POST /predict`` ``{"contexts": [[[float] * D] * C] * B}``
     -> ``{"version": N, "vectors": [[float] * D] * B}``: the predicted next-sentence embeddings, unit-normalised.
     The context length must be exactly the model's ``C`` (models are trained on exactly C sentences; pad or
-    trim on the client side), every vector must have the model's ``D`` values, every value must be finite.
+    trim on the client side), every vector must have the model's ``D`` values, every value must be finite and
+    at most ``MAX_ABS_INPUT`` in magnitude (embeddings are near unit norm; values near float32's range overflow
+    the model's arithmetic, and silently rescaling them would answer a different question).
 ``POST /next`` ``{"sentences": [str, ...], "k": 5, "exclude_context": true}``
     Encodes the last C sentences with the server's encoder, predicts the next embedding and returns the k
     sentences of the bank (a sentence table in Parquet) with the highest cosine to it:
     ``{"version", "method": "nearest-neighbour", "results": [{"text", "score", "article_id", "position"}]}``.
     This is nearest-neighbour decoding, not text generation: inverting an embedding into new text
     (vec2text) needs the GTR-T5 encoder and its trained inversion models on a GPU, which this server does not
-    assume. With ``exclude_context`` (default) the context's own sentences are never returned.
+    assume. With ``exclude_context`` (default) the context's own sentences are never returned. Each of the
+    last C sentences (the ones encoded) may have at most ``MAX_SENTENCE_CHARS`` characters (encoders read a few
+    hundred tokens at most; longer text only costs CPU).
 
 Status codes: 400 malformed JSON or empty body; 401 missing/wrong bearer token (when a token is set);
-413 body larger than ``max_body_bytes`` or more than ``max_batch`` contexts; 422 well-formed JSON with wrong
-content (missing field, wrong nesting or types, wrong dimension, wrong context length, NaN/Infinity - the
-parser accepts the non-standard ``NaN``/``Infinity`` literals only to reject them with a clear message);
+408 body not received within ``body_timeout`` seconds (a slow or stalled client does not hold a connection);
+413 body larger than ``max_body_bytes``, more than ``max_batch`` contexts, or a /next sentence longer than
+``MAX_SENTENCE_CHARS``; 415 a body whose ``Content-Type`` is not ``application/json``; 422 well-formed JSON with
+wrong content (missing field, wrong nesting or types, wrong dimension, wrong context length, NaN/Infinity,
+values beyond ``MAX_ABS_INPUT`` - the parser accepts the non-standard ``NaN``/``Infinity`` literals only to
+reject them with a clear message - or, as a last guard, a context for which the model's output is not finite);
 503 no model loaded, or /next without a bank/encoder or with one of the wrong dimension.
+
+Binding to anything but a loopback address needs a token (``--token`` or ``LVM_SERVER_TOKEN``): ``serve``
+refuses to start without one unless ``insecure_no_token`` (``--insecure-no-token``) is given.
 
 Hot reload: every request does at most one ``os.stat`` of ``aliases.json`` per ``poll_interval`` (0.5 s). When the
 file changed and the alias now names another version, a background thread loads that version completely
 (weights, eval mode, one warm-up forward pass) and then replaces a single reference. Requests never wait for a
 load and never hold a lock during inference: each request takes the reference once and uses that model to the
 end, so requests in flight during a swap finish on the old model and none is dropped. A version that fails to
-load leaves the current model serving and is reported in ``/health``.
+load leaves the current model serving and is reported in ``/health``. The warm-up also checks the weights
+and the outputs for random unit-norm contexts are finite and non-zero, so a model with NaN weights never
+replaces a working one.
 
 The body is read by the endpoint itself rather than through a pydantic model, so that its size is capped while
 it streams in, NaN/Infinity get a clear 422 and the messages can name the served model's C and D. Parsing is
@@ -43,10 +59,12 @@ are serialised by orjson straight from the numpy array. Inference runs in the th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,7 +77,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from lvm.registry import Registry, RegistryError
+from lvm.registry import Registry, RegistryError, UnknownAliasError, check_weights, read_version_info
+from lvm.serve_options import DTYPE_NAMES, TOKEN_ENV, check_serve_options, is_loopback
 
 log = logging.getLogger("lvm.server")
 
@@ -68,9 +87,12 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_BATCH = 1024
 MAX_K = 100
 MAX_SENTENCES = 10_000
-TOKEN_ENV = "LVM_SERVER_TOKEN"
 FORCED_CHECK_S = 5.0
 INLINE_PARSE_BYTES = 256 << 10  # bodies up to this size are parsed on the event loop (< ~0.3 ms)
+BODY_TIMEOUT_S = 10.0  # the whole body must arrive within this (a stalled client gets 408)
+MAX_ABS_INPUT = 1e6  # |value| limit of /predict inputs: far above any embedding, far below float32 overflow
+MAX_SENTENCE_CHARS = 10_000  # per encoded /next sentence
+NEXT_MAX_BODY_BYTES = 8 << 20  # /next bodies (text), unless max_body_bytes is set
 
 
 class EncoderLike(Protocol):
@@ -95,21 +117,25 @@ class LoadedModel:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+assert tuple(DTYPES) == DTYPE_NAMES
 
 
 def _load_version(registry: Registry, version: int, dtype: torch.dtype = torch.float32) -> LoadedModel:
     from lvm.checkpoint import load_model
 
     path = registry.get(version)
+    info = read_version_info(path)
+    check_weights(path / "model.safetensors")  # NaN/Infinity weights: refuse before building anything
     model, config = load_model(path)
     model.eval()
     if dtype != torch.float32:
         model.to(dtype)
-    info = json.loads((path / "version.json").read_text(encoding="utf-8"))
     dim = int(info.get("dim") or config["dim"])
     context = int(info.get("context") or config["context"])
     autocast = False
-    probe = torch.zeros(1, context, dim, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(2, context, dim, generator=generator)
+    probe = torch.nn.functional.normalize(probe, dim=-1).to(dtype)  # what real embeddings look like
     with torch.inference_mode():  # warm-up: the first forward pass allocates and picks kernels
         try:
             out = model(probe)
@@ -119,8 +145,15 @@ def _load_version(registry: Registry, version: int, dtype: torch.dtype = torch.f
             autocast = True  # the model casts some activations back to float32: let autocast reconcile them
             with torch.autocast("cpu", dtype=dtype):
                 out = model(probe)
-    if tuple(out.shape) != (1, dim):
-        raise RuntimeError(f"model v{version} maps [1, {context}, {dim}] to {tuple(out.shape)}, expected (1, {dim})")
+    if tuple(out.shape) != (2, dim):
+        raise RuntimeError(f"model v{version} maps [2, {context}, {dim}] to {tuple(out.shape)}, expected (2, {dim})")
+    out = out.float()
+    if not bool(torch.isfinite(out).all()):
+        raise RuntimeError(f"model v{version} failed the warm-up check: its output for random unit-norm contexts "
+                           "has NaN or Infinity values (non-finite weights or unstable arithmetic)")
+    if not bool((out.abs().amax(dim=-1) > 0).all()):
+        raise RuntimeError(f"model v{version} failed the warm-up check: its output for random unit-norm contexts "
+                           "is all zeros, which cannot be unit-normalised")
     return LoadedModel(version=version, model=model, config=config, info=info, dim=dim, context=context,
                        dtype=dtype, autocast=autocast)
 
@@ -136,6 +169,7 @@ class ModelHolder:
         self.poll_interval = poll_interval
         self.state: LoadedModel | None = None
         self.last_error: str | None = None
+        self.failed_version: int | None = None  # the alias's version that last failed to load
         self._signature: tuple | None = None
         self._next_check = 0.0
         self._next_forced = 0.0
@@ -154,10 +188,15 @@ class ModelHolder:
             version = self.registry.resolve(self.alias)
             current = self.state
             if current is None or current.version != version:
-                loaded = _load_version(self.registry, version, self.dtype)
+                try:
+                    loaded = _load_version(self.registry, version, self.dtype)
+                except Exception:
+                    self.failed_version = version
+                    raise
                 self.state = loaded  # the swap: one reference assignment
                 log.info("serving v%s (%s) for alias %r", version, loaded.info.get("arch"), self.alias)
             self.last_error = None
+            self.failed_version = None
         except Exception as exc:  # keep serving the current model
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("could not load alias %r: %s", self.alias, self.last_error)
@@ -191,6 +230,9 @@ class ModelHolder:
             threading.Thread(target=self._refresh_background, args=(signature,), daemon=True,
                              name="lvm-model-reload").start()
 
+    def loading(self) -> bool:
+        return self._loading.locked()
+
     def current(self) -> LoadedModel:
         self.maybe_refresh()
         state = self.state
@@ -223,7 +265,13 @@ def load_bank(path: str | os.PathLike[str]) -> SentenceBank:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["article_id", "position", "text", "vector"])
+    try:
+        table = pq.read_table(path, columns=["article_id", "position", "text", "vector"])
+    except FileNotFoundError:
+        raise ValueError(f"sentence bank {path} does not exist") from None
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow: not Parquet, or a missing column
+        raise ValueError(f"sentence bank {path} is not a readable sentence table (Parquet with article_id, "
+                         f"position, text, vector): {exc}") from None
     column = table.column("vector").combine_chunks()
     if column.null_count:
         raise ValueError(f"{path}: column 'vector' has {column.null_count} null rows")
@@ -255,7 +303,24 @@ def _json_response(data: Any, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _require_json_content(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        shown = repr(content_type) if content_type else "none"
+        raise HTTPException(415, f"Content-Type must be application/json, got {shown}")
+
+
+async def _read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT_S) -> bytes:
+    """The body, capped at ``limit`` bytes while it streams in and at ``timeout`` seconds in all."""
+    _require_json_content(request)
+    try:
+        return await asyncio.wait_for(_collect_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"request body not received within {timeout:g} s") from None
+
+
+async def _collect_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -329,6 +394,12 @@ def _contexts_array(raw: Any, state: LoadedModel, max_batch: int) -> np.ndarray:
         b, c, d = (int(i) for i in np.argwhere(~finite)[0])
         raise HTTPException(422, f"'contexts' has {int((~finite).sum())} non-finite values (NaN, Infinity or "
                                  f"beyond float32 range), first at contexts[{b}][{c}][{d}]")
+    huge = np.abs(arr) > MAX_ABS_INPUT
+    if huge.any():
+        b, c, d = (int(i) for i in np.argwhere(huge)[0])
+        raise HTTPException(422, f"'contexts' has {int(huge.sum())} values beyond +-{MAX_ABS_INPUT:g}, first at "
+                                 f"contexts[{b}][{c}][{d}] = {float(arr[b, c, d]):g}: values this large overflow "
+                                 "float32 arithmetic in the model (sentence embeddings are near unit norm)")
     return np.ascontiguousarray(arr)
 
 
@@ -347,7 +418,15 @@ def _predict(state: LoadedModel, ctx: np.ndarray) -> np.ndarray:
                 out = state.model(x).float()
         else:
             out = state.model(x).float()
-        out = torch.nn.functional.normalize(out, dim=-1, eps=1e-12)
+        # scale by the largest entry first, so that squaring large outputs cannot overflow to a zero vector
+        peak = out.abs().amax(dim=-1, keepdim=True)
+        out = torch.nn.functional.normalize(out / peak.clamp_min(1e-30), dim=-1, eps=1e-12)
+        bad = ~(torch.isfinite(out).all(dim=-1) & (peak[:, 0] > 0))
+    if bool(bad.any()):
+        first = int(torch.nonzero(bad)[0, 0])
+        raise HTTPException(422, f"model v{state.version} gives no finite, non-zero prediction for "
+                                 f"{int(bad.sum())} contexts, first contexts[{first}]: check that the values are "
+                                 "embeddings of the model's encoder")
     return out.numpy()
 
 
@@ -365,9 +444,11 @@ def create_app(
     torch_threads: int | None = None,
     dtype: str = "float32",
     onednn: bool | None = None,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """Build the FastAPI app.
 
+    ``body_timeout`` bounds the time a request body may take to arrive (408 after it).
     ``max_body_bytes=None`` sizes the limit from the loaded model: 32 bytes per float of a full batch
     (``max_batch * C * D``) plus 64 KiB, which a client writing shortest-repr floats stays well under.
     ``torch_threads`` sets torch's intra-op threads for this process (left alone when None).
@@ -385,8 +466,8 @@ def create_app(
     if torch_threads is not None:
         torch.set_num_threads(max(1, int(torch_threads)))
     registry = Registry(registry_root)
+    bank = load_bank(bank_path) if bank_path is not None else None  # before the model: a bad bank fails fast
     holder = ModelHolder(registry, alias=alias, poll_interval=poll_interval, dtype=DTYPES[dtype])
-    bank = load_bank(bank_path) if bank_path is not None else None
     token_bytes = token.encode() if token else None
 
     def body_limit(state: LoadedModel | None) -> int:
@@ -395,6 +476,9 @@ def create_app(
         if state is None:
             return 1 << 20
         return 32 * max_batch * state.context * state.dim + (64 << 10)
+
+    def next_body_limit(state: LoadedModel) -> int:
+        return int(max_body_bytes) if max_body_bytes is not None else min(body_limit(state), NEXT_MAX_BODY_BYTES)
 
     async def check_token(request: Request) -> None:  # async: a sync dependency costs a thread hop
         if token_bytes is None:
@@ -422,11 +506,26 @@ def create_app(
     async def health() -> Response:
         holder.maybe_refresh()
         state = holder.state
+        error = holder.last_error
+        try:  # read the alias now: a status that waits for the next poll would lag behind a promotion
+            target = registry.resolve(alias)
+        except RegistryError as exc:
+            target = None
+            error = error or f"{type(exc).__name__}: {exc}"
+        if state is None:
+            status = "no_model"
+        elif target == state.version:
+            status = "ok"
+        elif target is None or (holder.failed_version == target and error is not None):
+            status = "degraded"  # the alias names a version that cannot be served: the old model serves
+        else:
+            status = "loading"  # the alias moved: its version is being loaded (or will be on this poll)
         body = {
-            "status": "ok" if state is not None else "no_model",
+            "status": status,
             "alias": alias,
             "version": state.version if state else None,
-            "last_reload_error": holder.last_error,
+            "alias_version": target,
+            "last_reload_error": error if status != "ok" else None,
         }
         return _json_response(body, 200 if state is not None else 503)
 
@@ -466,7 +565,7 @@ def create_app(
     @app.post("/predict", dependencies=auth, openapi_extra=predict_schema)
     async def predict(request: Request) -> Response:
         state = holder.current()
-        body = await _read_body(request, body_limit(state))
+        body = await _read_body(request, body_limit(state), body_timeout)
         if len(body) <= INLINE_PARSE_BYTES:
             ctx = _parse_contexts(body, state, max_batch)
         else:  # a big batch takes tens of ms to parse: keep the event loop free for other requests
@@ -522,7 +621,7 @@ def create_app(
         if bank.dim != state.dim:
             raise HTTPException(503, f"the sentence bank holds {bank.dim}-D vectors but model v{state.version} "
                                      f"expects {state.dim}-D")
-        body = await _read_body(request, body_limit(state))
+        body = await _read_body(request, next_body_limit(state), body_timeout)
         payload = _require_object(_parse_json(body), '{"sentences": ["...", ...]}')
         sentences = payload.get("sentences")
         if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
@@ -533,6 +632,11 @@ def create_app(
         if len(sentences) > MAX_SENTENCES:
             raise HTTPException(413, f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; only the "
                                      f"last {state.context} are used, send those")
+        for i in range(len(sentences) - state.context, len(sentences)):
+            if len(sentences[i]) > MAX_SENTENCE_CHARS:
+                raise HTTPException(413, f"sentences[{i}] has {len(sentences[i])} characters, more than the limit "
+                                         f"of {MAX_SENTENCE_CHARS} for each of the last {state.context} sentences "
+                                         "(the ones encoded): send sentences, not documents")
         k = payload.get("k", 5)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise HTTPException(422, f"'k' must be an integer from 1 to {MAX_K}, got {k!r}")
@@ -568,30 +672,45 @@ def serve(
     dtype: str = "float32",
     onednn: bool | None = None,
     log_level: str = "info",
+    insecure_no_token: bool = False,
 ) -> None:
     """Entry point for ``lvm serve``: build the app and run it until interrupted.
 
     ``token`` falls back to the ``LVM_SERVER_TOKEN`` environment variable (keeps it off the command line).
+    Without a token only a loopback ``host`` is allowed, unless ``insecure_no_token`` says that an open server
+    on a public address is really meant. The options are checked before anything is loaded.
     With ``bank_path``, /next is enabled with ``encoder_name`` or else the encoder the served model was
     registered with. ``onednn`` defaults to off for float32 (fastest for one context per request, see
     ``create_app``) and on for bfloat16. ``torch_threads`` defaults to half the CPUs (at least 1): requests run side by side in
     the thread pool, and more intra-op threads than free cores makes small forward passes many times slower.
     """
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = token or os.environ.get(TOKEN_ENV) or None
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s without a token: anyone who can reach this address can call the model", host)
+    check_serve_options(host, port, token, dtype=dtype, max_batch=max_batch, torch_threads=torch_threads,
+                        log_level=log_level, insecure_no_token=insecure_no_token)
+    logging.basicConfig(level=getattr(logging, log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if token is None and not is_loopback(host):
+        log.warning("--insecure-no-token: serving on %s WITHOUT a token: anyone who can reach this address can "
+                    "call the model", host)
+    try:  # a tampered aliases.json / version.json is an error now, not a server that never loads a model
+        served = Registry(registry_root).show(alias)
+    except UnknownAliasError:
+        served = None  # the alias is not set yet: start, and serve it once it is
     encoder = None
     if bank_path is not None:
         from lvm.encoders import get_encoder
 
+        origin = "--encoder"
         if encoder_name is None:
-            try:
-                encoder_name = Registry(registry_root).show(alias).get("encoder")
-            except RegistryError:
-                encoder_name = None
-        encoder = get_encoder(encoder_name)
+            encoder_name = served.get("encoder") if served else None
+            origin = f"the encoder recorded with the model of alias {alias!r} (choose one with --encoder)"
+            if encoder_name is None:
+                origin = "the default encoder (the model records none; choose one with --encoder)"
+        try:
+            encoder = get_encoder(encoder_name)
+        except Exception as exc:  # an unknown name, a model not available offline, a bad 'hash:<dim>'
+            raise ValueError(f"cannot load encoder {encoder_name!r} ({origin}): {type(exc).__name__}: {exc}") \
+                from None
     if torch_threads is None:
         torch_threads = max(1, (os.cpu_count() or 2) // 2)
     if onednn is None:
@@ -617,10 +736,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--onednn", choices=["on", "off"], default=None,
                         help="torch oneDNN kernels (default: off for float32, on for bfloat16)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--token", default=None, help=f"bearer token (better: set {TOKEN_ENV})")
+    parser.add_argument("--insecure-no-token", action="store_true",
+                        help="allow a non-loopback --host without a token (anyone who can reach it can call it)")
     args = parser.parse_args(argv)
-    serve(args.registry, args.host, args.port, None, args.bank, args.encoder, alias=args.alias,
-          max_batch=args.max_batch, torch_threads=args.torch_threads, dtype=args.dtype,
-          onednn=None if args.onednn is None else args.onednn == "on", log_level=args.log_level)
+    from safetensors import SafetensorError
+
+    try:
+        serve(args.registry, args.host, args.port, args.token, args.bank, args.encoder, alias=args.alias,
+              max_batch=args.max_batch, torch_threads=args.torch_threads, dtype=args.dtype,
+              onednn=None if args.onednn is None else args.onednn == "on", log_level=args.log_level,
+              insecure_no_token=args.insecure_no_token)
+    except (RegistryError, SafetensorError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        if os.environ.get("LVM_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from lvm.registry import Registry, RegistryError, UnknownAliasError, UnknownVersionError
 
@@ -20,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_model_dir(path: Path, *, arch="lstm", dim=16, context=5, cosine=0.5, history=True) -> Path:
-    """A model folder as lvm.train writes it; the registry never reads the weights, so any bytes do."""
+    """A model folder as lvm.train writes it; the registry only checks that the weights parse and are finite."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "model.safetensors").write_bytes(os.urandom(256))
+    save_file({"w": np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)}, str(path / "model.safetensors"))
     (path / "config.json").write_text(json.dumps({"arch": arch, "dim": dim, "context": context, "model": {}}))
     (path / "metrics.json").write_text(json.dumps({"cosine": cosine}))
     if history:

@@ -100,7 +100,7 @@ def test_health_model_predict(registry, model_dirs):
     with TestClient(create_app(registry.root)) as client:
         r = client.get("/health")
         assert r.status_code == 200 and r.json() == {"status": "ok", "alias": "production", "version": 1,
-                                                     "last_reload_error": None}
+                                                     "alias_version": 1, "last_reload_error": None}
         info = client.get("/model").json()
         assert info["version"] == 1 and info["arch"] == "lstm" and info["dim"] == DIM
         assert info["context"] == CONTEXT and info["metrics"] == {"cosine": 0.5}
@@ -279,16 +279,20 @@ def test_hot_reload_follows_promote_and_rollback(registry, model_dirs):
 
 def test_broken_version_keeps_current_model(registry, tmp_path):
     broken = make_model_dir(tmp_path / "broken", seed=5)
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     v = register(registry, broken)
+    weights = registry.get(v) / "model.safetensors"  # damaged after registration (register refuses it)
+    os.chmod(weights, 0o644)
+    weights.write_bytes(b"not a safetensors file")
     with TestClient(create_app(registry.root, poll_interval=0.05)) as client:
         registry.promote(v)
         deadline = time.monotonic() + 10
-        while client.get("/health").json()["last_reload_error"] is None:
+        while (health := client.get("/health").json())["last_reload_error"] is None:
+            assert health["status"] == "loading" and health["alias_version"] == v, health  # never "ok"
             assert time.monotonic() < deadline, "reload error never reported"
             time.sleep(0.02)
         health = client.get("/health").json()
-        assert health["status"] == "ok" and health["version"] == 1
+        assert health["status"] == "degraded" and health["version"] == 1 and health["alias_version"] == v
+        assert "not a safetensors file" in health["last_reload_error"]
         ok_predict(client, version=1)
         registry.rollback()
         registry.promote(2)
@@ -350,7 +354,8 @@ def test_real_uvicorn_process(registry, tmp_path, bank_path):
                             headers={"content-type": "application/json"})
             assert r.status_code == 422
             # default body limit is sized from the model: 32 B x max_batch x C x D + 64 KiB
-            r = client.post("/predict", content=b"[" + b" " * 3_000_000 + b"]")
+            r = client.post("/predict", content=b"[" + b" " * 3_000_000 + b"]",
+                            headers={"content-type": "application/json"})
             assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
             # /next with the encoder the model was registered with (hash:16)
             r = client.post("/next", json={"sentences": [f"sentence {i} of article 1" for i in range(5)], "k": 3})
