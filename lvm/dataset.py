@@ -122,7 +122,7 @@ def _null_rows(arr: pa.Array) -> np.ndarray:
     return np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
 
 
-def _vector_failures(path, col: pa.Array) -> list[Failure]:
+def vector_failures(path, col: pa.Array) -> list[Failure]:
     """The vector column must be one flat list of floats per row, without nulls: nothing else is coerced."""
     t = col.type
     if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
@@ -146,7 +146,7 @@ def _vector_failures(path, col: pa.Array) -> list[Failure]:
     return out
 
 
-def _position_failures(path, col: pa.Array) -> list[Failure]:
+def position_failures(path, col: pa.Array) -> list[Failure]:
     """Positions are integers (0, 1, 2, ... per article); fractions, strings and nulls are refused, not cast."""
     out = []
     rows = _null_rows(col)
@@ -191,7 +191,7 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     aid_col = arrow.column("article_id").combine_chunks()
     pos_col = arrow.column("position").combine_chunks()
     col = arrow.column("vector").combine_chunks()
-    failures = _vector_failures(path, col) + _position_failures(path, pos_col)
+    failures = vector_failures(path, col) + position_failures(path, pos_col)
     rows = _null_rows(aid_col)
     if len(rows):
         failures.append(_fail(path, "non_empty_article_id", "article_id is null", rows))

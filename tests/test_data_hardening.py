@@ -334,3 +334,19 @@ def test_load_and_validate_task_reads_a_seed_npz(tmp_path, monkeypatch):
     npz = _seed(tmp_path / "seed.npz", make_table(n_articles=4, length=10, dim=8), context=3)
     info = load_and_validate.fn(str(npz), 3)
     assert info["articles"] == 4 and info["dim"] == 8
+
+
+def test_shards_refuse_fractional_positions_and_integer_vectors(tmp_path):
+    from lvm.shards import validate_shards, write_shards
+
+    folder = write_shards(make_table(n_articles=4, length=8, dim=8), tmp_path / "sh", rows_per_shard=16)
+    shard = sorted(folder.glob("*.parquet"))[0]
+    t = pq.read_table(shard)
+    pos = pa.array(np.asarray(t.column("position").to_numpy(), float) + np.r_[0.5, np.zeros(len(t) - 1)])
+    pq.write_table(t.set_column(t.column_names.index("position"), "position", pos), shard)
+    with pytest.raises(DataValidationError, match=rf"(?s){shard.name}.*integer_positions.*first rows: 0"):
+        validate_shards(folder)
+    vec = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(len(t) * 8, np.int32)), 8)
+    pq.write_table(t.set_column(t.column_names.index("vector"), "vector", vec), shard)
+    with pytest.raises(DataValidationError, match=rf"(?s){shard.name}.*vector_type"):
+        validate_shards(folder)
