@@ -12,6 +12,7 @@ from lvm.build import corpus_name
 from lvm.corpus import corpus_fingerprint
 from lvm.encoders import DEFAULT_ENCODER
 from lvm.paths import data_dir
+from tasks.caching import code_version
 from tasks.data import assemble_table_task, embed_document_task, read_corpus_task
 
 
@@ -49,7 +50,7 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
     out_path = str(out or default_table_path(corpus, encoder))
     docs = []
     for c in corpora:
-        part = read_corpus_task(c, fmt, corpus_fingerprint(c))
+        part = read_corpus_task(c, fmt, corpus_fingerprint(c), code_version("lvm.corpus"))
         if len(corpora) > 1:
             part = [{**d, "doc_id": f"{corpus_name(c)}/{d['doc_id']}"} for d in part]
         docs.extend(part)

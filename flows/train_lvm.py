@@ -20,7 +20,7 @@ from lvm.decision import decide
 from lvm.evaluation import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
-from lvm.shards import is_sharded
+from lvm.dataset import is_table_path
 from tasks.branches import deploy, hold, investigate
 from tasks.data import load_and_validate, split_dataset
 from tasks.caching import code_version
@@ -105,7 +105,7 @@ def train_lvm(
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
-    data: a sentence table (.parquet), a corpus (file or folder, embedded first), or `builtin`.
+    data: a sentence table (.parquet, a folder of shards, or a seed .npz), a corpus (file or folder, embedded first), or `builtin`.
     loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
     model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
     train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
@@ -121,7 +121,7 @@ def train_lvm(
         raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
                          f"{deploy_threshold}")
     table_path = data
-    if not (data.endswith(".parquet") or is_sharded(data)):
+    if not is_table_path(data):  # a corpus: embedded first
         from flows.build_dataset import build_dataset_flow
 
         table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",

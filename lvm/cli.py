@@ -62,27 +62,52 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 # ---------------------------------------------------------------------------------------------------- data
 
+_TABLE = "A sentence table: Parquet, a folder of Parquet shards, or a seed .npz (imported, cached by content)."
+
+
+def _context(value: int, option: str = "--context") -> int:
+    if value < 1:
+        raise ValueError(f"{option} must be >= 1 (the number of context sentences), got {value}")
+    return value
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        fr = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        fr = ()
+    if len(fr) != 3 or any(not 0 <= f <= 1 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise ValueError(f"--fractions must be three numbers in [0, 1] summing to 1 (train,val,test), got {text!r}")
+    return fr
+
+
 @app.command("build-dataset")
 def build_dataset_cmd(
     corpus: list[str] = typer.Option(["builtin"], help="A text file, a folder of .txt files, WikiText raw, JSONL, "
                                      "or 'builtin'; repeat to combine corpora."),
     format: str = typer.Option("auto", "--format", help="auto|text|wikitext|jsonl|builtin"),
     encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled all-MiniLM-L6-v2."),
-    out: Path = typer.Option(Path("data/dataset.parquet"), help="Where to write the sentence table (Parquet)."),
-    cache_dir: Path = typer.Option(Path("data/cache/embeddings"), help="Per-document embedding cache."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the sentence table (Parquet); LVM_DATA_DIR "
+                                       "defaults to ./data.", show_default="$LVM_DATA_DIR/dataset.parquet"),
+    cache_dir: Optional[Path] = typer.Option(None, help="Per-document embedding cache, shared with the flows.",
+                                             show_default="$LVM_DATA_DIR/cache/embeddings"),
     no_cache: bool = typer.Option(False, help="Embed everything again, ignoring the cache."),
+    detokenize: Optional[bool] = typer.Option(None, "--detokenize/--no-detokenize",
+                                              help="Undo Moses tokenisation (` , ` ` 's` ` @-@ `).",
+                                              show_default="WikiText, and text that looks tokenised"),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
-    from lvm.build import build_dataset
+    from lvm.build import DEFAULT_CACHE, build_dataset
 
-    summary = build_dataset(corpus, out, fmt=format, encoder=encoder, cache_dir=None if no_cache else cache_dir,
-                            log=lambda m: typer.echo(m, err=True))
+    summary = build_dataset(corpus, out, fmt=format, encoder=encoder,
+                            cache_dir=None if no_cache else (cache_dir or DEFAULT_CACHE),
+                            log=lambda m: typer.echo(m, err=True), detokenize=detokenize)
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
 def inspect(
-    file: Path = typer.Argument(..., help="A sentence table (Parquet)."),
+    file: Path = typer.Argument(..., help=_TABLE),
     context: int = typer.Option(5, help="Context length used to count windows."),
     seed: int = typer.Option(0, help="Split seed."),
     fractions: str = typer.Option("0.8,0.1,0.1", help="train,val,test fractions of articles."),
@@ -91,9 +116,11 @@ def inspect(
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
     from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
 
+    _context(context)
+    fr = _fractions(fractions)
     table = read_table(file)
     warn_short_articles(table, context)
-    split = split_articles(table, tuple(float(x) for x in fractions.split(",")), seed)
+    split = split_articles(table, fr, seed)
     stats = table_stats(table, context, split)
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
@@ -116,24 +143,29 @@ def import_npz_cmd(
 ):
     """Turn the original project's window file into a sentence table (stride-1 streams rebuilt)."""
     from lvm.dataset import write_table
+    from lvm.paths import check_output
     from lvm.seed_npz import import_npz
 
+    check_output(out, [npz])
     table = import_npz(npz)
-    write_table(table, out)
+    write_table(table, out, source=str(npz))
     typer.echo(json.dumps({"path": str(out), **table.meta}, indent=2))
 
 
 @app.command("export-npz")
 def export_npz_cmd(
-    file: Path = typer.Argument(..., help="A sentence table (Parquet)."),
+    file: Path = typer.Argument(..., help=_TABLE),
     out: Path = typer.Option(..., help=".npz to write."),
     context: int = typer.Option(5, help="Context length of the windows."),
 ):
     """Write every in-article window of a sentence table in the original project's .npz format."""
     from lvm.dataset import read_table
+    from lvm.paths import check_output
     from lvm.seed_npz import export_npz
 
-    export_npz(read_table(file), out, context)
+    _context(context)
+    check_output(out, [file])
+    export_npz(read_table(file), out, context, source=str(file))
     typer.echo(str(out))
 
 
@@ -153,7 +185,7 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
 @app.command()
 def train(
     arch: str = typer.Option("lstm", help="lstm, gru, mamba2 or transformer."),
-    data: Path = typer.Option(..., help="Sentence table (Parquet)."),
+    data: Path = typer.Option(..., help=_TABLE),
     epochs: int = typer.Option(20),
     batch_size: Optional[int] = typer.Option(None, help="Default: the engine's measured default."),
     lr: Optional[float] = typer.Option(None),
@@ -166,7 +198,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
 ):
     """Train one architecture on the article-disjoint split; prints each epoch, then the model against baselines."""
-    from lvm.paths import runs_dir
+    from lvm.paths import check_output, runs_dir
     from lvm.train import TrainConfig, train_on_table
 
     fields = {"arch": arch, "epochs": epochs, "context": context, "device": device, "precision": precision,
@@ -177,7 +209,7 @@ def train(
         fields["lr"] = lr
     if loss:
         fields["loss"] = _json_option("--loss", loss) if loss.strip().startswith("{") else loss
-    out = out or runs_dir() / "models" / f"{arch}-cli"
+    out = check_output(out or runs_dir() / "models" / f"{arch}-cli", [data], folder=True)
 
     def on_epoch(r: dict) -> None:
         typer.echo(f"epoch {r['epoch']:>3}/{epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
@@ -190,7 +222,7 @@ def train(
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., help="A trained model folder (or a registry version folder)."),
-    data: Path = typer.Option(..., help="Sentence table (Parquet)."),
+    data: Path = typer.Option(..., help=_TABLE),
     part: str = typer.Option("test", help="Which part of the model's split: test, val or train."),
 ):
     """The model against every baseline (fitted on the train articles) on held-out articles."""
@@ -289,8 +321,11 @@ def serve(
 def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (data/runs/<name>)."),
              out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report).")):
     """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
+    from lvm.paths import check_output
     from lvm.report import diagnose as run
 
+    if out is not None:
+        check_output(out, [run_dir], folder=True)
     d = run(run_dir, out)
     typer.echo(d.to_markdown(images="none"))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic
@@ -71,16 +72,102 @@ def to_arrow(article_id, position, text, vectors: np.ndarray, meta: dict) -> pa.
     }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
-def write_table(table: SentenceTable, path: str | Path) -> Path:
-    """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place."""
+def write_output(path: str | Path, write) -> Path:
+    """`write_atomic`, with a failure (read-only disk, full disk, a folder in the way) named by the output path:
+    the temporary file is removed and an existing file at `path` is kept."""
     path = Path(path)
-    validate_arrays(str(path), table.article_id, table.position, table.vectors)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, expected a file path (nothing written)")
+    try:
+        return write_atomic(path, write)
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc}); nothing written") from None
+
+
+def write_table(table: SentenceTable, path: str | Path, source: str | None = None) -> Path:
+    """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place.
+    A validation failure names `source` (where the rows came from) when given, else `path`."""
+    path = Path(path)
+    validate_arrays(str(source or path), table.article_id, table.position, table.vectors)
     arrow = to_arrow(table.article_id, table.position, table.text, table.vectors, table.meta)
-    return write_atomic(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
+    return write_output(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
+
+
+def is_npz(path: str | Path) -> bool:
+    """A seed `.npz` (by name, or by the zip archive's magic bytes: Parquet files start with PAR1)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def is_table_path(data: str | Path) -> bool:
+    """Whether `data` names a sentence table (Parquet, a folder of shards, or a seed `.npz`) rather than a corpus."""
+    from lvm.shards import is_sharded
+
+    s = str(data)
+    return s.endswith(".parquet") or s.lower().endswith(".npz") or is_sharded(s)
+
+
+def _fail(path, rule: str, message: str, rows=None) -> Failure:
+    rows = [] if rows is None else [int(r) for r in rows]
+    return Failure(rule, message, len(rows), rows[:10])
+
+
+def _null_rows(arr: pa.Array) -> np.ndarray:
+    return np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
+
+
+def vector_failures(path, col: pa.Array) -> list[Failure]:
+    """The vector column must be one flat list of floats per row, without nulls: nothing else is coerced."""
+    t = col.type
+    if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return [_fail(path, "vector_type", f"the vector column must hold a list of D floats per row "
+                      f"(fixed_size_list<float32>[D]); it holds {t}")]
+    vt = t.value_type
+    if pa.types.is_list(vt) or pa.types.is_large_list(vt) or pa.types.is_fixed_size_list(vt):
+        return [_fail(path, "vector_type", f"the vector column holds lists of lists ({t}); each row must be one "
+                      "flat list of D floats")]
+    if not pa.types.is_floating(vt):
+        return [_fail(path, "vector_type", f"vector values must be floating point; the column holds {t}")]
+    out = []
+    rows = _null_rows(col)
+    if len(rows):
+        out.append(_fail(path, "vector_not_null", "vector is null", rows))
+    flat = col.flatten()  # the values of the non-null rows
+    if flat.null_count:
+        parents = pc.list_parent_indices(col).to_numpy()
+        rows = np.unique(parents[_null_rows(flat)])
+        out.append(_fail(path, "vector_not_null", "vector has null values", rows))
+    return out
+
+
+def position_failures(path, col: pa.Array) -> list[Failure]:
+    """Positions are integers (0, 1, 2, ... per article); fractions, strings and nulls are refused, not cast."""
+    out = []
+    rows = _null_rows(col)
+    if len(rows):
+        out.append(_fail(path, "integer_positions", "position is null", rows))
+    if pa.types.is_integer(col.type):
+        return out
+    if pa.types.is_floating(col.type):
+        vals = col.to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(~np.isfinite(vals) | (np.nan_to_num(vals) != np.round(np.nan_to_num(vals))))
+        what = "fractional values" if len(bad) else "whole numbers, stored as floats: write them as int64"
+        out.append(_fail(path, "integer_positions", f"position must be integers; the column is {col.type} "
+                         f"with {what}", bad if len(bad) else None))
+    else:
+        out.append(_fail(path, "integer_positions", f"position must be integers; the column holds {col.type}"))
+    return out
 
 
 def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
-    """Read and validate a sentence table. Any unreadable or invalid file raises DataValidationError naming it."""
+    """Read and validate a sentence table: a Parquet file, a folder of shards, or a seed `.npz` (imported by
+    lvm.seed_npz, cached by content). Any unreadable or invalid file raises DataValidationError naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset file")
@@ -90,6 +177,8 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
         return open_sharded(path, validate=validate)
     if path.stat().st_size == 0:
         raise DataValidationError(str(path), [Failure("readable_parquet", "the file is empty (0 bytes)", 0, [])])
+    if is_npz(path):
+        return _read_npz_table(path, validate)
     try:
         arrow = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -99,11 +188,26 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     missing = {"article_id", "position", "vector"} - set(arrow.column_names)
     if missing:
         raise DataValidationError(str(path), [Failure("columns", f"missing columns {sorted(missing)}", 0, [])])
-    article_id = np.array(arrow.column("article_id").to_pylist(), dtype=object)
-    position = arrow.column("position").to_numpy().astype(np.int64)
-    text = (np.array(arrow.column("text").to_pylist(), dtype=object) if "text" in arrow.column_names
-            else np.full(len(position), "", dtype=object))
+    aid_col = arrow.column("article_id").combine_chunks()
+    pos_col = arrow.column("position").combine_chunks()
     col = arrow.column("vector").combine_chunks()
+    failures = vector_failures(path, col) + position_failures(path, pos_col)
+    rows = _null_rows(aid_col)
+    if len(rows):
+        failures.append(_fail(path, "non_empty_article_id", "article_id is null", rows))
+    raw = (arrow.schema.metadata or {}).get(META_KEY)
+    meta = {}
+    if raw:
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            failures.append(_fail(path, "metadata", f"the table's `lvm` Parquet metadata is not valid JSON ({exc})"))
+    if failures:
+        raise DataValidationError(str(path), failures)
+    article_id = np.array(aid_col.to_pylist(), dtype=object)
+    position = pos_col.to_numpy(zero_copy_only=False).astype(np.int64)
+    text = (np.array(["" if t is None else t for t in arrow.column("text").to_pylist()], dtype=object)
+            if "text" in arrow.column_names else np.full(len(position), "", dtype=object))
     if pa.types.is_fixed_size_list(col.type):
         vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), col.type.list_size)
     else:  # a plain list column may be ragged: validate per row, then stack
@@ -113,8 +217,29 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
         vectors = np.stack(ragged) if ragged else np.zeros((0, 0), np.float32)
     if validate:
         validate_arrays(str(path), article_id, position, vectors)
-    raw = (arrow.schema.metadata or {}).get(META_KEY)
-    return SentenceTable(article_id, position, text, vectors, json.loads(raw) if raw else {})
+    return SentenceTable(article_id, position, text, vectors, meta)
+
+
+def _read_npz_table(path: Path, validate: bool) -> SentenceTable:
+    """A seed `.npz` as a sentence table: imported (and validated, naming the `.npz`) once, then read from a
+    Parquet copy under the data folder's cache, keyed by the `.npz` file's content hash."""
+    from lvm.paths import npz_cache_dir
+    from lvm.seed_npz import import_npz
+
+    cached = npz_cache_dir() / f"{file_hash(path)}.parquet"
+    if cached.is_file():
+        try:
+            table = read_table(cached, validate)
+            table.meta["source"] = str(path)
+            return table
+        except DataValidationError as exc:
+            warnings.warn(f"{cached}: unreadable cached import of {path}, importing again ({exc})", stacklevel=2)
+    table = import_npz(path)  # validated, errors name the .npz
+    try:
+        write_table(table, cached)
+    except OSError as exc:
+        warnings.warn(f"{path}: imported, but the cached copy could not be written ({exc})", stacklevel=2)
+    return table
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -90,7 +90,23 @@ def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
     key = f"{name}@{device}"
     if key not in _CACHE:
         if name.startswith("hash:"):
-            _CACHE[key] = HashEncoder(int(name.split(":", 1)[1]))
+            width = name.split(":", 1)[1]
+            if not width.isdigit() or int(width) < 1:
+                raise ValueError(f"encoder {name!r}: hash:D needs a whole number D >= 1, e.g. hash:64")
+            _CACHE[key] = HashEncoder(int(width))
         else:
-            _CACHE[key] = SentenceTransformerEncoder(name, device=device)
+            _CACHE[key] = _load_sentence_transformer(name, device)
     return _CACHE[key]
+
+
+def _load_sentence_transformer(name: str, device: str) -> SentenceTransformerEncoder:
+    """A model that does not load (unknown name offline, a folder that is not a model) is one clear error."""
+    try:
+        return SentenceTransformerEncoder(name, device=device)
+    except ImportError:
+        raise
+    except Exception as exc:  # huggingface_hub, transformers and torch each raise their own types here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"encoder {name!r}: not a sentence-transformers model name or local model folder that "
+                         f"loads here ({type(exc).__name__}: {first[:300]}); use the default, a model folder, "
+                         "or hash:D") from None

@@ -20,12 +20,13 @@ class Failure:
     message: str
     count: int
     rows: list  # first offending row numbers (0-based, in the table's order)
+    unit: str = "row"  # what `rows` count: table rows, or windows of a seed .npz
 
     def __str__(self) -> str:
         if not self.rows:
             return f"- {self.rule}: {self.message}"
         shown = ", ".join(str(r) for r in self.rows[:5])
-        return f"- {self.rule}: {self.message} ({self.count} rows; first rows: {shown})"
+        return f"- {self.rule}: {self.message} ({self.count} {self.unit}s; first {self.unit}s: {shown})"
 
 
 class DataValidationError(ValueError):

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.atomic import write_atomic
-from lvm.dataset import SentenceTable, gather_windows, window_targets
+from lvm.dataset import SentenceTable, gather_windows, window_targets, write_output
 from lvm.schema import DataValidationError, Failure
 
 REQUIRED = ("context_sequences", "target_vectors")
@@ -23,6 +22,22 @@ REQUIRED = ("context_sequences", "target_vectors")
 
 def _fail(path, rule, message, rows=()):
     return DataValidationError(str(path), [Failure(rule, message, len(rows), list(rows)[:10])])
+
+
+def validate_windows(path, ctx: np.ndarray, tgt: np.ndarray) -> None:
+    """The vector rules (finite, non-zero norm) per window of a seed file, so a bad file is named with its
+    window numbers, not with rows of the table it would become."""
+    finite = np.isfinite(ctx).all(axis=(1, 2)) & np.isfinite(tgt).all(axis=1)
+    clean = lambda a: np.nan_to_num(a.astype(np.float64), nan=1.0, posinf=1.0, neginf=1.0)  # noqa: E731
+    zero = (np.linalg.norm(clean(ctx), axis=2) < 1e-6).any(axis=1) | (np.linalg.norm(clean(tgt), axis=1) < 1e-6)
+    failures = []
+    for rule, bad, what in (("finite_values", ~finite, "window has NaN or inf values"),
+                            ("non_zero_norm", zero, "window has a (near) zero-norm vector")):
+        rows = np.flatnonzero(bad).tolist()
+        if rows:
+            failures.append(Failure(rule, what, len(rows), rows[:10], unit="window"))
+    if failures:
+        raise DataValidationError(str(path), failures)
 
 
 def load_npz(path: str | Path) -> dict:
@@ -40,10 +55,18 @@ def load_npz(path: str | Path) -> dict:
     if missing:
         raise _fail(path, "required_keys", f"missing arrays {missing}; has {sorted(arrays)}")
     ctx, tgt = arrays["context_sequences"], arrays["target_vectors"]
+    for key in ("context_sequences", "target_vectors"):  # cast nothing: ints, bools, complex or text are refused
+        if not np.issubdtype(arrays[key].dtype, np.floating):
+            raise _fail(path, "float_arrays", f"{key} must hold floating-point numbers (float32); it holds "
+                        f"{arrays[key].dtype}")
     if ctx.ndim != 3 or tgt.ndim != 2:
         raise _fail(path, "shapes", f"context_sequences must be [N,C,D] and target_vectors [N,D]; got {ctx.shape} and {tgt.shape}")
     if ctx.shape[0] != tgt.shape[0]:
         raise _fail(path, "matching_n", f"context_sequences has N={ctx.shape[0]} windows but target_vectors has N={tgt.shape[0]}")
+    if ctx.shape[0] == 0:
+        raise _fail(path, "non_empty", "the file has no windows (N=0)")
+    if ctx.shape[1] == 0 or ctx.shape[2] == 0:
+        raise _fail(path, "shapes", f"context_sequences {ctx.shape} has no context rows or no dimensions")
     if ctx.shape[2] != tgt.shape[1]:
         raise _fail(path, "one_dimension", f"context D={ctx.shape[2]} but target D={tgt.shape[1]}")
     if "target_texts" in arrays and len(arrays["target_texts"]) != tgt.shape[0]:
@@ -57,6 +80,7 @@ def import_npz(path: str | Path) -> SentenceTable:
     ctx = np.asarray(arrays["context_sequences"], dtype=np.float32)
     tgt = np.asarray(arrays["target_vectors"], dtype=np.float32)
     texts = arrays.get("target_texts")
+    validate_windows(path, ctx, tgt)
     n, c, d = ctx.shape
     continues = np.zeros(n, dtype=bool)
     if n > 1:
@@ -85,10 +109,16 @@ def import_npz(path: str | Path) -> SentenceTable:
                          np.array(row_texts, dtype=object), np.stack(rows).astype(np.float32), meta)
 
 
-def export_npz(table: SentenceTable, path: str | Path, context: int) -> Path:
-    """Sentence table → seed windows (every window inside an article, in table order), written atomically."""
+def export_npz(table: SentenceTable, path: str | Path, context: int, source: str | None = None) -> Path:
+    """Sentence table → seed windows (every window inside an article, in table order), written atomically.
+    A table with no window of this context is refused (import_npz would refuse the empty file)."""
     path = Path(path)
     targets = window_targets(table.article_id, table.position, context)
+    if len(targets) == 0:
+        longest = int(table.position.max()) + 1 if len(table) else 0
+        raise ValueError(f"{source or 'the table'}: no window of context {context} (rule: a window needs "
+                         f"context + 1 = {context + 1} sentences in one article; the longest article has "
+                         f"{longest}); nothing written to {path}")
     ctx, tgt = gather_windows(table.vectors, targets, context)
     out = {"context_sequences": ctx.astype(np.float32), "target_vectors": tgt.astype(np.float32),
            "sequence_positions": table.position[targets].astype(np.int64)}
@@ -98,4 +128,4 @@ def export_npz(table: SentenceTable, path: str | Path, context: int) -> Path:
         with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
             np.savez(f, **out)
 
-    return write_atomic(path, write)
+    return write_output(path, write)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic, write_json
-from lvm.dataset import PARQUET_OPTIONS, SentenceTable, file_hash, to_arrow
+from lvm.dataset import PARQUET_OPTIONS, SentenceTable, position_failures, file_hash, to_arrow
 from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
 
 MANIFEST = "_lvm_shards.json"
@@ -81,6 +81,9 @@ def _shard_vector_column(source: str, pf: pq.ParquetFile) -> int:
     if not pa.types.is_fixed_size_list(vt):
         raise DataValidationError(source, [Failure("one_dimension", f"vector column is {vt}, a shard needs "
                                                    "fixed_size_list<float>[D]", 0, [])])
+    if not pa.types.is_floating(vt.value_type):  # ints, bools or strings are refused, not cast
+        raise DataValidationError(source, [Failure("vector_type", f"vector values must be floating point; the "
+                                                   f"column holds {vt}", 0, [])])
     return int(vt.list_size)
 
 
@@ -133,6 +136,9 @@ def validate_shards(path: str | Path) -> dict:
             raise DataValidationError(source, [Failure(
                 "readable_parquet", f"not a readable Parquet file, truncated or corrupt ({exc})", 0, [])]) from None
         article_id = ids.column("article_id").to_numpy(zero_copy_only=False)
+        bad = position_failures(source, ids.column("position").combine_chunks())
+        if bad:
+            raise DataValidationError(source, bad)
         position = ids.column("position").to_numpy().astype(np.int64)
         finite = np.concatenate([f for f, _ in facts]) if facts else np.zeros(0, bool)
         norms = np.concatenate([n for _, n in facts]) if facts else np.zeros(0)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from prefect import task
 
-from lvm.build import assemble_table, cache_path, embed_document
+from lvm.build import assemble_table, cache_path, embed_document, read_cached
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import (file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles,
                          write_table)
@@ -17,8 +16,9 @@ from tasks.caching import by_file_content, by_inputs
 
 
 @task(name="read-corpus", cache_policy=by_inputs(), persist_result=True)
-def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "") -> list[dict]:
-    """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files."""
+def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "", reader_version: str = "") -> list[dict]:
+    """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files,
+    `reader_version` (tasks.caching.code_version("lvm.corpus")) the reader's code."""
     return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]
 
 
@@ -35,8 +35,15 @@ def embed_document_task(doc: dict, encoder: str | None = None, cache_dir: str | 
 
 @task(name="assemble-table", cache_policy=by_inputs(), persist_result=True)
 def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, meta: dict) -> str:
+    """The cached vectors of every document as one table. An entry that went missing or corrupt since its
+    embed task ran (that task's result is cached) is embedded again here, with a warning."""
     documents = [Document(d["doc_id"], d["title"], [], sentences=d["sentences"]) for d in docs]
-    vectors = [np.load(p, allow_pickle=False) for p in vector_paths]
+    vectors = []
+    for d, p in zip(documents, vector_paths):
+        v = read_cached(Path(p), len(d.sentences))
+        if v is None:  # the path is <cache_dir>/<encoder>/<key>.npy
+            v, _ = embed_document(d, get_encoder(meta.get("encoder")), Path(p).parents[1])
+        vectors.append(v)
     write_table(assemble_table(documents, vectors, meta), out)
     return out
 

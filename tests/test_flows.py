@@ -104,3 +104,14 @@ def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, 
     with TestClient(create_app(reg.root)) as client:
         info = client.get("/model").json()
         assert info["version"] == r.registry["version"] and info["arch"] == "lstm"
+
+
+def test_train_flow_accepts_a_seed_npz(sotu_table, harness):
+    """`data=seed.npz`: the original project's window file is a sentence table to the flow (not a corpus)."""
+    from lvm.dataset import read_table
+    from lvm.seed_npz import export_npz
+
+    npz = export_npz(read_table(sotu_table), harness / "seed.npz", context=5)
+    r = _run(str(npz), architectures=["lstm"], epochs=1, baseline_threshold=0.99, deploy_threshold=0.99)
+    run = json.loads(Path(r.run_dir, "run.json").read_text())
+    assert run["data_path"] == str(npz) and list(run["models"]) == ["lstm"] and run["failed"] == {}
