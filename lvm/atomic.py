@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -30,9 +31,16 @@ def _usual_mode(path) -> None:
 
 def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) -> Path:
     """`write(tmp_path)` writes the content; it is renamed onto `path` only if it returns. fsync=True flushes the
-    content to disk before the rename (files that must survive a power cut, not only a crash)."""
+    content to disk before the rename (files that must survive a power cut, not only a crash). A failure (a
+    read-only or full disk, a folder in the way) is an OSError named by `path`, not by the temporary file, and an
+    existing file at `path` is kept."""
     path = Path(path)
-    tmp = atomic_path(path)
+    if path.is_dir():
+        raise _named(path, IsADirectoryError(errno.EISDIR, "is a folder, expected a file path"))
+    try:
+        tmp = atomic_path(path)
+    except OSError as exc:
+        raise _named(path, exc) from None
     try:
         write(str(tmp))
         _usual_mode(tmp)
@@ -40,9 +48,17 @@ def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) 
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _named(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _named(path: Path, exc: OSError) -> OSError:
+    named = OSError(f"{path}: cannot write ({exc.strerror or exc}); nothing written")
+    named.errno = exc.errno
+    return named
 
 
 def write_json(path: Path, data) -> Path:

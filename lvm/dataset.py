@@ -72,25 +72,13 @@ def to_arrow(article_id, position, text, vectors: np.ndarray, meta: dict) -> pa.
     }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
-def write_output(path: str | Path, write) -> Path:
-    """`write_atomic`, with a failure (read-only disk, full disk, a folder in the way) named by the output path:
-    the temporary file is removed and an existing file at `path` is kept."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder, expected a file path (nothing written)")
-    try:
-        return write_atomic(path, write)
-    except OSError as exc:
-        raise OSError(f"{path}: cannot write ({exc.strerror or exc}); nothing written") from None
-
-
 def write_table(table: SentenceTable, path: str | Path, source: str | None = None) -> Path:
     """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place.
     A validation failure names `source` (where the rows came from) when given, else `path`."""
     path = Path(path)
     validate_arrays(str(source or path), table.article_id, table.position, table.vectors)
     arrow = to_arrow(table.article_id, table.position, table.text, table.vectors, table.meta)
-    return write_output(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
+    return write_atomic(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
 
 
 def is_npz(path: str | Path) -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import SentenceTable, gather_windows, window_targets, write_output
+from lvm.atomic import write_atomic
+from lvm.dataset import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError, Failure
 
 REQUIRED = ("context_sequences", "target_vectors")
@@ -128,4 +129,4 @@ def export_npz(table: SentenceTable, path: str | Path, context: int, source: str
         with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
             np.savez(f, **out)
 
-    return write_output(path, write)
+    return write_atomic(path, write)

@@ -261,40 +261,15 @@ class SentenceBank:
 
 
 def load_bank(path: str | os.PathLike[str]) -> SentenceBank:
-    """Read a sentence table (Parquet: article_id, position, text, vector fixed_size_list<float32>[D])."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """The sentences /next can return: any sentence table `lvm.dataset.read_table` reads (Parquet, a sharded table,
+    a seed .npz), validated like training data, vectors unit-normalised for cosine ranking."""
+    from lvm.dataset import read_table
 
-    try:
-        table = pq.read_table(path, columns=["article_id", "position", "text", "vector"])
-    except FileNotFoundError:
-        raise ValueError(f"sentence bank {path} does not exist") from None
-    except (OSError, ValueError, KeyError) as exc:  # pyarrow: not Parquet, or a missing column
-        raise ValueError(f"sentence bank {path} is not a readable sentence table (Parquet with article_id, "
-                         f"position, text, vector): {exc}") from None
-    column = table.column("vector").combine_chunks()
-    if column.null_count:
-        raise ValueError(f"{path}: column 'vector' has {column.null_count} null rows")
-    if pa.types.is_fixed_size_list(column.type):
-        dim = column.type.list_size
-    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        lengths = np.asarray(column.value_lengths())
-        dim = int(lengths[0]) if len(lengths) else 0
-        if len(lengths) and (lengths != dim).any():
-            raise ValueError(f"{path}: column 'vector' has rows of different lengths")
-    else:
-        raise ValueError(f"{path}: column 'vector' must be a list of float32, got {column.type}")
-    vectors = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-    if not np.isfinite(vectors).all():
-        raise ValueError(f"{path}: column 'vector' has non-finite values")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = vectors / np.maximum(norms, 1e-12)
-    return SentenceBank(
-        text=np.asarray(table.column("text").to_pylist(), dtype=object),
-        article_id=np.asarray(table.column("article_id").to_pylist(), dtype=object),
-        position=np.asarray(table.column("position").to_numpy(zero_copy_only=False), dtype=np.int64),
-        vectors=np.ascontiguousarray(vectors),
-    )
+    table = read_table(path)
+    vectors = table.vectors / np.maximum(np.linalg.norm(table.vectors, axis=1, keepdims=True), 1e-12)
+    return SentenceBank(text=np.asarray(table.text, dtype=object), article_id=np.asarray(table.article_id, dtype=object),
+                        position=np.asarray(table.position, dtype=np.int64),
+                        vectors=np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 # ---------------------------------------------------------------------------------------------- request helpers

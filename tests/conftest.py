@@ -16,6 +16,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """Process-wide torch settings that the server's start-up sets on purpose (oneDNN on/off, intra-op threads) are
+    put back after every test: a later training test in the same process must run the kernels it would alone (the
+    resume test compares a child process's epochs with this process's bit for bit)."""
+    import torch
+
+    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    yield
+    torch.backends.mkldnn.enabled = mkldnn
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS} (see shared/corpus/README.md)"
