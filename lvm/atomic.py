@@ -63,3 +63,16 @@ def _named(path: Path, exc: OSError) -> OSError:
 
 def write_json(path: Path, data) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def read_json_object(path: Path, hint: str = "") -> dict:
+    """A JSON object written by `write_json`; a damaged or foreign file is a ValueError naming it (and `hint`, what
+    the user can do about it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}){hint}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a JSON object{hint}")
+    return data

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .atomic import write_atomic
+from .atomic import read_json_object, write_atomic
 from .models import build_model
 
 WEIGHTS = "model.safetensors"
@@ -61,12 +61,7 @@ def read_config(folder) -> dict:
     path = folder / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"model folder {folder} has no {CONFIG}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"model folder {folder}: {CONFIG} is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"model folder {folder}: {CONFIG} must hold a JSON object")
+    config = read_json_object(path)
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise ValueError(f"model folder {folder}: {CONFIG} lacks {missing}")

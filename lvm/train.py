@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 
 from lvm.allocator import keep_freed_memory
 from lvm.checkpoint import load_model, save_model
-from lvm.atomic import write_atomic, write_json
+from lvm.atomic import read_json_object, write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
 from lvm.evaluation import vs_best_baseline
 from lvm.locking import FolderBusy, folder_lock
@@ -430,13 +430,7 @@ def _load_checkpoint(ckdir: Path):
 
 
 def _read_checkpoint_json(path: Path) -> dict:
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); start afresh without --resume") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
-    return state
+    return read_json_object(path, "; start afresh without --resume")
 
 
 def read_checkpoint_info(out_dir) -> dict | None:

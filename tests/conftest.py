@@ -50,6 +50,20 @@ def make_table(n_articles=6, length=12, dim=16, seed=0):
     return SentenceTable.from_sentences(rows, np.array(vecs, dtype=np.float32), {"encoder": "synthetic"})
 
 
+@pytest.fixture(scope="module")
+def train_windows(tmp_path_factory):
+    """A learnable synthetic table (30 articles x 20 sentences, D=16) on disk: (path, table, train and val windows
+    of context 5 on the default article split)."""
+    from lvm.dataset import read_table, split_articles, window_targets, write_table
+
+    path = tmp_path_factory.mktemp("train_data") / "table.parquet"
+    write_table(make_table(n_articles=30, length=20, dim=16, seed=1), path)
+    table = read_table(path)
+    split = split_articles(table, (0.8, 0.1, 0.1), 0)
+    tr, va = (window_targets(table.article_id, table.position, 5, split.part(p)) for p in ("train", "val"))
+    return path, table, tr, va
+
+
 @pytest.fixture
 def small_table():
     return make_table()

@@ -14,9 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_table
 from lvm.checkpoint import load_model
-from lvm.dataset import read_table, split_articles, window_targets, write_table
 from lvm.metrics import per_example_cosine
 from lvm.train import (CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, _mean_cosine, bf16_supported,
                        evaluate_model_dir, fit, predict, read_checkpoint_info, train_on_table)
@@ -34,16 +32,8 @@ def tiny(arch="lstm", **over) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """A learnable synthetic table (30 articles x 20 sentences, D=16) on disk, with its train/val windows."""
-    table = make_table(n_articles=30, length=20, dim=16, seed=1)
-    path = tmp_path_factory.mktemp("train_data") / "table.parquet"
-    write_table(table, path)
-    table = read_table(path)
-    split = split_articles(table, (0.8, 0.1, 0.1), 0)
-    tr = window_targets(table.article_id, table.position, 5, split.train)
-    va = window_targets(table.article_id, table.position, 5, split.val)
-    return path, table, tr, va
+def data(train_windows):
+    return train_windows
 
 
 def strip_timing(history):

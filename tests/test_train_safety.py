@@ -16,10 +16,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import make_table
 from lvm.checkpoint import CONFIG, WEIGHTS, load_model, save_model
 from lvm.cli import app
-from lvm.dataset import read_table, split_articles, window_targets, write_table
 from lvm.models import MODEL_NAMES, build_model
 from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, MODEL_FILES, ModelFolderBusy, TrainConfig, fit
 
@@ -37,15 +35,8 @@ def tiny(**over) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    table = make_table(n_articles=30, length=20, dim=16, seed=1)
-    path = tmp_path_factory.mktemp("safety_data") / "table.parquet"
-    write_table(table, path)
-    table = read_table(path)
-    split = split_articles(table, (0.8, 0.1, 0.1), 0)
-    tr = window_targets(table.article_id, table.position, 5, split.train)
-    va = window_targets(table.article_id, table.position, 5, split.val)
-    return path, table, tr, va
+def data(train_windows):
+    return train_windows
 
 
 @pytest.fixture()
