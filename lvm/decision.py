@@ -17,21 +17,23 @@ BRANCHES = ("deploy", "hold", "investigate")
 #: Gate defaults (flow parameters; the README explains the measurements behind them).
 MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-bootstrap interval must exceed it
 MIN_SHUFFLE_DROP = 0.005     # shuffling the context must cost at least this much cosine (and its interval > 0)
-MAX_PARAPHRASE_RATIO = 1.5   # the prediction may not sit closer to its context than real next sentences do x this
+MIN_LAST_INPUT_GAIN = 0.0    # cos(pred, next) - cos(last input, next), and its interval's low end, must exceed it
+MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context than real next sentences do x this
 
 
 def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
-                  min_shuffle_drop: float = MIN_SHUFFLE_DROP,
-                  max_paraphrase_ratio: float = MAX_PARAPHRASE_RATIO) -> dict:
+                  min_shuffle_drop: float = MIN_SHUFFLE_DROP, min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
+                  max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> dict:
     """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary (``lvm.forward.summary``).
-    A missing or non-finite value fails its gate."""
+    A missing or non-finite value fails its gate; ``max_paraphrase_ratio`` None leaves that gate out."""
     def ok(*vals):
         return all(v is not None and math.isfinite(v) for v in vals)
 
     fm, fm_lo = fwd.get("forward_margin"), fwd.get("forward_margin_lo")
     sd, sd_lo = fwd.get("shuffle_drop"), fwd.get("shuffle_drop_lo")
     pr = fwd.get("paraphrase_ratio")
-    return {
+    lg, lg_lo = fwd.get("last_input_gain"), fwd.get("last_input_gain_lo")
+    gates = {
         "forward_margin": {"value": fm, "interval_low": fm_lo, "threshold": min_forward_margin,
                            "passed": ok(fm, fm_lo) and fm > min_forward_margin and fm_lo > min_forward_margin,
                            "rule": "cos(pred, next) - cos(pred, sentence before the context) and its 95% "
@@ -39,10 +41,16 @@ def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
         "shuffle_drop": {"value": sd, "interval_low": sd_lo, "threshold": min_shuffle_drop,
                          "passed": ok(sd, sd_lo) and sd >= min_shuffle_drop and sd_lo > 0,
                          "rule": f"cosine lost when the context is shuffled >= {min_shuffle_drop:g}, interval > 0"},
-        "paraphrase_ratio": {"value": pr, "threshold": max_paraphrase_ratio,
-                             "passed": ok(pr) and pr <= max_paraphrase_ratio,
-                             "rule": f"max cos(pred, context) / max cos(next, context) <= {max_paraphrase_ratio:g}"},
+        "last_input_gain": {"value": lg, "interval_low": lg_lo, "threshold": min_last_input_gain,
+                            "passed": ok(lg, lg_lo) and lg > min_last_input_gain and lg_lo > min_last_input_gain,
+                            "rule": "cos(pred, next) - cos(last input, next) and its 95% interval's low end > "
+                                    f"{min_last_input_gain:g}"},
     }
+    if max_paraphrase_ratio is not None:
+        gates["paraphrase_ratio"] = {
+            "value": pr, "threshold": max_paraphrase_ratio, "passed": ok(pr) and pr <= max_paraphrase_ratio,
+            "rule": f"max cos(pred, context) / max cos(next, context) <= {max_paraphrase_ratio:g}"}
+    return gates
 
 
 @dataclass
@@ -73,7 +81,8 @@ def _finite(x) -> bool:
 def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float = 0.48,
            deploy_threshold: float = 0.55, metric: str = "cosine", require_forward: bool = True,
            min_forward_margin: float = MIN_FORWARD_MARGIN, min_shuffle_drop: float = MIN_SHUFFLE_DROP,
-           max_paraphrase_ratio: float = MAX_PARAPHRASE_RATIO) -> Decision:
+           min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
+           max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> Decision:
     """`models` and `baselines` map a name to its metrics dict (at least `metric`; for the gates the flat forward
     columns, e.g. ``forward_margin``; ``nonfinite``: the share of non-finite predictions)."""
     if not 0.0 <= baseline_threshold <= deploy_threshold <= 1.0:
@@ -100,7 +109,8 @@ def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_thresho
     base_name = max(finite_base, key=lambda k: finite_base[k][metric]) if finite_base else None
     base_score = float(finite_base[base_name][metric]) if base_name else None
     beats = base_score is None or score > base_score
-    gates = forward_gates(models[best], min_forward_margin, min_shuffle_drop, max_paraphrase_ratio)
+    gates = forward_gates(models[best], min_forward_margin, min_shuffle_drop, min_last_input_gain,
+                          max_paraphrase_ratio)
     passes = all(g["passed"] for g in gates.values())
     common.update(best_arch=best, best_cosine=score, best_baseline=base_name, best_baseline_cosine=base_score,
                   beats_all_baselines=beats, scores=scores, gates=gates, passes_gates=passes)

@@ -11,6 +11,9 @@ sentences shows itself:
   a predictor that knows only the topic scores about 0, one that looks backwards below 0. With a 95% interval
   from resampling whole articles (``lvm.metrics.paired_difference``). ``direction_margin`` (against the last
   input, which the model sees) is kept beside it, with the same interval.
+- ``gain_over_last_input``: cos(pred, next) - cos(last input, next), same interval: is the prediction nearer the
+  next sentence than the input it could have copied? A copier of its last input scores exactly 0 (the forward
+  margin cannot show that: the last input is itself nearer the next sentence than the one before the window).
 - ``ablations``: the same windows with the context shuffled (one seeded permutation per window), reversed, and
   every position replaced by the context mean: the cosine drop of each (0 = order plays no part).
 - ``rollout``: each prediction fed back as the newest context vector (at the scale of the vector it follows),
@@ -146,6 +149,8 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
     before = targets - C - 1
     fwd = margin(before, before >= starts[targets])
     direction = margin(targets - 1, np.ones(len(targets), bool))
+    echo = paired_difference(cos_next, per_example_cosine(vectors[targets - 1], tgt), t_art, n_boot=n_boot,
+                             seed=seed)
 
     ablations = {}
     for k in ABLATIONS:
@@ -170,7 +175,8 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
 
     ctx = vectors[targets[:, None] + np.arange(-C, 0)[None, :]]
     return {"n": int(len(targets)), "context": C, "cosine": float(cos_next.mean()),
-            "offsets": sweep, "forward_margin": fwd, "direction_margin": direction, "ablations": ablations,
+            "offsets": sweep, "forward_margin": fwd, "direction_margin": direction, "gain_over_last_input": echo,
+            "ablations": ablations,
             "rollout": roll,
             "contrastive_accuracy": contrastive_accuracy(p, targets, bank_rows, vectors, C),
             "paraphrase_ratio": paraphrase_ratio(p, ctx, tgt)}
@@ -180,6 +186,8 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
 SUMMARY = {
     "forward_margin": ("forward_margin", "diff"),
     "forward_margin_lo": ("forward_margin", "ci95", 0),
+    "last_input_gain": ("gain_over_last_input", "diff"),
+    "last_input_gain_lo": ("gain_over_last_input", "ci95", 0),
     "shuffle_drop": ("ablations", "shuffled", "drop"),
     "shuffle_drop_lo": ("ablations", "shuffled", "ci95", 0),
     "reverse_drop": ("ablations", "reversed", "drop"),

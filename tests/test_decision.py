@@ -6,7 +6,7 @@ from lvm.decision import decide
 
 BASE = {"global_mean": {"cosine": 0.27}, "context_mean": {"cosine": 0.42}, "ridge": {"cosine": 0.46}}
 FORWARD = {"forward_margin": 0.05, "forward_margin_lo": 0.03, "shuffle_drop": 0.04, "shuffle_drop_lo": 0.03,
-           "paraphrase_ratio": 1.1}
+           "paraphrase_ratio": 1.1, "last_input_gain": 0.1, "last_input_gain_lo": 0.05}
 
 
 def _m(cos, **kw):
@@ -29,14 +29,16 @@ def test_above_threshold_but_losing_to_a_baseline_is_held():
 @pytest.mark.parametrize("bad,gate", [({"forward_margin": -0.02, "forward_margin_lo": -0.03}, "forward_margin"),
                                       ({"forward_margin_lo": -0.001}, "forward_margin"),
                                       ({"shuffle_drop": 0.0, "shuffle_drop_lo": 0.0}, "shuffle_drop"),
-                                      ({"paraphrase_ratio": 1.9}, "paraphrase_ratio"),
+                                      ({"paraphrase_ratio": 2.5}, "paraphrase_ratio"),
+                                      ({"last_input_gain": 0.0, "last_input_gain_lo": -0.01}, "last_input_gain"),
                                       ({"forward_margin": None}, "forward_margin")])
 def test_clearing_the_cosine_threshold_but_failing_a_forward_gate_is_held(bad, gate):
     d = decide({"lstm": _m(0.60, **bad)}, BASE)
     assert d.branch == "hold" and d.beats_all_baselines and d.passes_gates is False
     assert "fails the forward gates" in d.reason and gate in d.reason
     assert not d.gates[gate]["passed"] and all(g["passed"] for n, g in d.gates.items() if n != gate)
-    assert set(d.to_dict()["gates"]) == {"forward_margin", "shuffle_drop", "paraphrase_ratio"}
+    assert set(d.to_dict()["gates"]) == {"forward_margin", "shuffle_drop", "last_input_gain",
+                                                "paraphrase_ratio"}
     assert decide({"lstm": _m(0.60, **bad)}, BASE, require_forward=False).branch == "deploy"
 
 
