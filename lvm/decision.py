@@ -140,3 +140,18 @@ def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_thresho
 
 def _fmt(v) -> str:
     return "missing" if v is None else f"{v:+.4f}"
+
+
+def gate_table(decision: Decision) -> str:
+    """The best model's forward gates as a markdown table (value, interval low end, threshold, verdict)."""
+    if not decision.gates:
+        return "(no forward gates: no model to judge)"
+    head = (f"Forward gates for {decision.best_arch} ({'required' if decision.require_forward else 'not required'}"
+            " for deploy):\n\n| gate | value | 95% low | threshold | verdict | rule |\n|---|---:|---:|---:|---|---|\n")
+    rows = [f"| {n} | {_cell(g['value'])} | {_cell(g.get('interval_low'))} | {g['threshold']:g} | "
+            f"{'pass' if g['passed'] else '**FAIL**'} | {g['rule']} |" for n, g in decision.gates.items()]
+    return head + "\n".join(rows)
+
+
+def _cell(v) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"

@@ -108,3 +108,93 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
         np.concatenate([val_t - k for k in range(C + 1)])), C, starts, n_boot=200)))
     assert not copier["last_input_gain"]["passed"] and copier["last_input_gain"]["value"] == pytest.approx(0.0)
     assert copier["forward_margin"]["passed"]   # why the forward margin alone is not enough to catch a copier
+
+
+# --------------------------------------------------------------------------------------------- lvm evaluate
+
+def _table(seed, dim=D, encoder="synthetic-rotation", n_articles=24):
+    from lvm.dataset import SentenceTable
+
+    vectors, position, _ = rotation_data(n_articles=n_articles, length=20, dim=dim, seed=seed)
+    rows = [(f"s{seed}-a{i // 20:03d}", int(p), "") for i, p in enumerate(position)]
+    return SentenceTable.from_sentences(rows, vectors, {"encoder": encoder})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny lstm trained on one rotation table (seed 0) through train_on_table (config.json records it)."""
+    from lvm.dataset import write_table
+    from lvm.train import TrainConfig, train_on_table
+
+    d = tmp_path_factory.mktemp("ood")
+    path = write_table(_table(0), d / "train.parquet")
+    cfg = TrainConfig(arch="lstm", epochs=3, batch_size=64, lr=3e-3, context=C, precision="fp32",
+                      model={"hidden": 16, "layers": 1})
+    train_on_table(path, cfg, d / "m", baselines=False)
+    return d, path
+
+
+def test_lvm_evaluate_scores_another_corpus_out_of_distribution(trained):
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+    from lvm.dataset import write_table
+
+    d, _ = trained
+    other = write_table(_table(7, n_articles=6), d / "other.parquet")
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(d / "m"), "--data", str(other),
+                                   "--json", str(d / "ood.json")])
+    assert res.exit_code == 0, res.output
+    assert "out of distribution" in res.output and "forward margin" in res.output
+    assert "article_blend (baseline)" in res.output
+    import json
+    out = json.loads((d / "ood.json").read_text())
+    assert out["part"] == "all" and out["out_of_distribution"] and out["n"] == 6 * (20 - C)
+    assert set(out["baselines"]) == {"global_mean", "last_context", "context_mean", "ridge", "article_mean",
+                                     "article_blend"}
+    assert out["models"]["lstm"]["forward"]["offsets"]["k"][0] == -(C + 2)
+    same = CliRunner().invoke(app, ["evaluate", "--model", str(d / "m"), "--data", str(d / "train.parquet")])
+    assert same.exit_code == 0 and "test windows" in same.output, same.output
+
+
+@pytest.mark.parametrize("kind", ["encoder", "dim"])
+def test_lvm_evaluate_refuses_another_encoder_or_dimension(trained, kind):
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+    from lvm.dataset import write_table
+
+    d, _ = trained
+    table = _table(3, encoder="hash:16") if kind == "encoder" else _table(3, dim=8)
+    path = write_table(table, d / f"bad-{kind}.parquet")
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(d / "m"), "--data", str(path)])
+    assert res.exit_code == 2 and "error:" in res.output and path.name in res.output, res.output
+    assert "Traceback" not in res.output
+    assert ("'hash:16'" in res.output and "synthetic-rotation" in res.output) if kind == "encoder" else \
+        "D=8" in res.output and "D=16" in res.output
+
+
+def test_lvm_evaluate_on_a_nan_model_scores_zero_not_one(trained, tmp_path):
+    """`lvm evaluate` on a NaN model used to print `nan | 1.0000 | 1.0000 | 1.0000`."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+
+    d, path = trained
+    m = shutil.copytree(d / "m", tmp_path / "nan")
+    w = load_file(m / "model.safetensors")
+    save_file({k: torch.full_like(v, float("nan")) for k, v in w.items()}, m / "model.safetensors")
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(path), "--json",
+                                   str(tmp_path / "nan.json")])
+    assert res.exit_code == 0, res.output
+    import json
+    lstm = json.loads((tmp_path / "nan.json").read_text())["models"]["lstm"]
+    assert lstm["cosine"] == lstm["hit@1"] == lstm["mrr"] == 0.0 and lstm["nonfinite"] == 1.0
+    row = next(line for line in res.output.splitlines() if line.startswith("| **lstm** |"))
+    assert row.startswith("| **lstm** | 0.0000 | 0.0000 | 0.0000 | 0.0000 |"), row
+    from lvm.decision import decide
+    assert decide({"lstm": lstm}, {}).branch == "investigate"
