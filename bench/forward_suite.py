@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT.parent / "shared" / "corpus"  # --corpus-root: another folder with the same layout
 ARCHS = ("lstm", "mamba2", "transformer")
 
 
@@ -43,14 +43,15 @@ def cpu_info() -> str:
     return f"{model}, {os.cpu_count()} cores; " + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
 
 
-def table(name: str, corpora: list[Path], out_dir: Path) -> Path:
+def table(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
     from lvm.build import build_dataset
     from lvm.paths import embedding_cache_dir
 
-    path = out_dir / f"{name}.all-MiniLM-L6-v2.parquet"
+    path = out_dir / f"{name}.{(encoder or 'all-MiniLM-L6-v2').replace(':', '')}.parquet"
     if not path.is_file():
         t0 = time.perf_counter()
-        s = build_dataset([str(c) for c in corpora], path, cache_dir=embedding_cache_dir(), log=print)
+        s = build_dataset([str(c) for c in corpora], path, encoder=encoder, cache_dir=embedding_cache_dir(),
+                          log=print)
         print(f"built {path.name}: {s['articles']} articles, {s['sentences']} sentences "
               f"({s['encoded_documents']} documents encoded) in {time.perf_counter() - t0:.0f} s", flush=True)
     return path
@@ -80,16 +81,19 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--archs", default=",".join(ARCHS))
     p.add_argument("--skip-ood", action="store_true")
+    p.add_argument("--corpus-root", type=Path, default=CORPUS)
+    p.add_argument("--encoder", default=None, help="default: the bundled MiniLM; e.g. hash:32 for a smoke run")
     args = p.parse_args(argv)
     out = data_dir() / "forward-bench"
     out.mkdir(parents=True, exist_ok=True)
     print("CPU:", cpu_info(), flush=True)
     t_all = time.perf_counter()
 
-    wiki, sotu, gut = CORPUS / "wikitext2" / "wiki.valid.raw", CORPUS / "sotu", CORPUS / "gutenberg"
-    full = table("shared", [wiki, sotu, gut], out)
+    root = args.corpus_root
+    wiki, sotu, gut = root / "wikitext2" / "wiki.valid.raw", root / "sotu", root / "gutenberg"
+    full = table("shared", [wiki, sotu, gut], out, args.encoder)
     split = save_split(split_articles(read_table(full, validate=False), (0.8, 0.1, 0.1), 0), out / "shared.split.json")
-    models = {a: str(train(full, split, a, out / "models" / f"shared-{a}", args.epochs)) for a in args.archs.split(",")}
+    models = {a: str(train(full, split, a, out / "models" / f"{full.stem}-{a}", args.epochs)) for a in args.archs.split(",")}
     t0 = time.perf_counter()
     comp = compare(str(full), str(split), models, 5)
     print(f"\nforward suite on the test articles of {full.name} ({comp['n']} windows): "
@@ -100,11 +104,11 @@ def main(argv=None) -> dict:
     result = {"cpu": cpu_info(), "table": str(full), "comparison": comp, "decision": d.to_dict()}
 
     if not args.skip_ood:
-        part_a = table("wikitext2-sotu", [wiki, sotu], out)
-        part_b = table("gutenberg", [gut], out)
+        part_a = table("wikitext2-sotu", [wiki, sotu], out, args.encoder)
+        part_b = table("gutenberg", [gut], out, args.encoder)
         split_a = save_split(split_articles(read_table(part_a, validate=False), (0.8, 0.1, 0.1), 0),
                              out / "wikitext2-sotu.split.json")
-        m = train(part_a, split_a, "lstm", out / "models" / "wikitext2-sotu-lstm", args.epochs)
+        m = train(part_a, split_a, "lstm", out / "models" / f"{part_a.stem}-lstm", args.epochs)
         same = evaluate_model(m, part_a, "test")
         ood = evaluate_model(m, part_b)
         print(f"\nOOD: lstm trained on {part_a.name}, its test articles ({same['n']} windows):\n")

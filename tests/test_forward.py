@@ -198,3 +198,20 @@ def test_lvm_evaluate_on_a_nan_model_scores_zero_not_one(trained, tmp_path):
     assert row.startswith("| **lstm** | 0.0000 | 0.0000 | 0.0000 | 0.0000 |"), row
     from lvm.decision import decide
     assert decide({"lstm": lstm}, {}).branch == "investigate"
+
+
+def test_compare_scores_every_predictor_with_the_suite_and_the_ood_gap(trained):
+    from lvm.dataset import read_table, save_split, split_articles, write_table
+    from lvm.evaluation import compare, markdown_table, table_rows
+
+    d, path = trained
+    split = save_split(split_articles(read_table(path), (0.8, 0.1, 0.1), 0), d / "split.json")
+    other = write_table(_table(9, n_articles=4), d / "other9.parquet")
+    comp = compare(str(path), str(split), {"lstm": str(d / "m")}, C, ood_path=str(other))
+    assert set(comp["baselines"]) == {"global_mean", "last_context", "context_mean", "ridge", "article_mean",
+                                      "article_blend"}
+    for m in [*comp["models"].values(), *comp["baselines"].values()]:
+        assert m["forward"]["n"] == comp["n"] and m["forward_margin"] is not None
+    ood = comp["ood"]
+    assert ood["n"] == 4 * (20 - C) and set(ood["val_minus_ood"]) == {"lstm", *comp["baselines"]}
+    assert "Out of distribution" in markdown_table(comp) and any(r["kind"] == "model (OOD)" for r in table_rows(comp))
