@@ -11,7 +11,7 @@ its target, its context the rows ``t-C .. t-1`` (same article: the caller guaran
 - Baselines (``fit_baselines``), fitted on the training windows only: ``global_mean`` (mean training target),
   ``last_context``, ``context_mean`` and ``ridge`` (linear map from the concatenated context to the target); with
   ``starts`` also ``article_mean`` (mean of every earlier sentence of the article) and ``article_blend``
-  (w * unit(article_mean) + (1 - w) * unit(context_mean), w chosen on held-back training articles).
+  (w * unit(article_mean) + (1 - w) * unit(context_mean), w chosen on the training windows).
 - ``retrieval``: rank of the true next sentence among every sentence of the evaluation split (the bank), the
   query's own context rows removed from its bank. Rank = 1 + number of bank rows with a score GREATER THAN OR EQUAL
   to the true row's score (the true row excluded), so ties count against the prediction (an all-zero prediction
@@ -104,7 +104,8 @@ def article_starts(position: np.ndarray) -> np.ndarray:
 def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
                  starts: np.ndarray | None = None) -> Windows:
     """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window
-    (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum)."""
+    (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum: pass
+    targets sorted, as ``lvm.dataset.window_targets`` returns them, or the span is as long as the table)."""
     ctx, _ = gather(vectors, targets, context)
     ctx = np.ascontiguousarray(ctx, dtype=np.float32)
     if starts is None or len(targets) == 0:
@@ -271,14 +272,12 @@ def fit_ridge(vectors: np.ndarray, train_targets: np.ndarray, context: int, ridg
 BLEND_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
 
 
-def fit_article_blend(vectors: np.ndarray, train_targets: np.ndarray, context: int, starts: np.ndarray,
-                      holdout: float = 0.2) -> Baseline:
-    """w * unit(article mean) + (1 - w) * unit(context mean); w from ``BLEND_WEIGHTS`` by mean cosine on the last
-    ``holdout`` fraction of the (article-sorted) training windows (all of them when that is under 20 windows).
-    Nothing is fitted but w, so no refit is needed."""
-    t = np.asarray(train_targets, dtype=np.int64)
-    n_hold = int(round(len(t) * holdout))
-    hold = t[-n_hold:] if n_hold >= 20 else t
+def fit_article_blend(vectors: np.ndarray, train_targets: np.ndarray, context: int,
+                      starts: np.ndarray) -> Baseline:
+    """w * unit(article mean) + (1 - w) * unit(context mean); w from ``BLEND_WEIGHTS`` by mean cosine over every
+    training window (one number is fitted: nothing to hold out, and any tail of the article-sorted windows would
+    be one corpus)."""
+    hold = np.asarray(train_targets, dtype=np.int64)
     sums = dict.fromkeys(BLEND_WEIGHTS, 0.0)
     for s in range(0, len(hold), 8192):
         w = window_batch(vectors, hold[s:s + 8192], context, starts)
@@ -291,8 +290,8 @@ def fit_article_blend(vectors: np.ndarray, train_targets: np.ndarray, context: i
     def blend(w: Windows) -> np.ndarray:
         return best * _unit(_article_mean(w)) + (1 - best) * _unit(w.ctx.mean(1, dtype=np.float64))
 
-    return Baseline("article_blend", blend, {"weight": best, "holdout_windows": int(len(hold)),
-                                             "holdout_cosine": {str(k): v for k, v in scores.items()}},
+    return Baseline("article_blend", blend, {"weight": best, "train_windows": int(len(hold)),
+                                             "train_cosine": {str(k): v for k, v in scores.items()}},
                     needs_article=True)
 
 
