@@ -215,3 +215,26 @@ def test_compare_scores_every_predictor_with_the_suite_and_the_ood_gap(trained):
     ood = comp["ood"]
     assert ood["n"] == 4 * (20 - C) and set(ood["val_minus_ood"]) == {"lstm", *comp["baselines"]}
     assert "Out of distribution" in markdown_table(comp) and any(r["kind"] == "model (OOD)" for r in table_rows(comp))
+
+
+def test_lvm_evaluate_needs_the_training_table_for_the_baselines(trained, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+    from lvm.dataset import write_table
+
+    d, path = trained
+    other = write_table(_table(5, n_articles=3), tmp_path / "other5.parquet")
+    moved = tmp_path / "moved.parquet"
+    shutil.copy(path, moved)
+    m = shutil.copytree(d / "m", tmp_path / "m")
+    cfg = (m / "config.json").read_text().replace(str(path), str(tmp_path / "gone.parquet"))
+    (m / "config.json").write_text(cfg)
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(other)])
+    assert res.exit_code == 2 and "gone.parquet" in res.output and "--train-data" in res.output, res.output
+    ok = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(other), "--train-data", str(moved)])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(other), "--train-data", str(other)])
+    assert bad.exit_code == 2 and "does not have the content" in bad.output and "Traceback" not in bad.output
