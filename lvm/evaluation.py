@@ -102,7 +102,8 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
     metrics, preds = score_all({**model_fns, **fitted}, table.vectors, eval_t, rows, context, starts, groups)
     models = {k: metrics[k] for k in model_fns}
     baselines = {k: metrics[k] for k in fitted}
-    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines}
+    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines,
+           "baseline_fit": {k: b.info for k, b in fitted.items()}}
     if models:
         out["vs_best_baseline"] = _paired(preds, models, baselines, table, eval_t)
     if ood_path:
