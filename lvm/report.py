@@ -843,7 +843,8 @@ def _blocks(d: Diagnosis, images: str) -> list:
     if d.forward:
         b.append(("h", 2, f"Does it predict forward? ({d.eval_part} split)"))
         rows = []
-        for k, f in d.forward.items():
+        for k in sorted(d.forward, key=lambda k: k.endswith("(baseline)")):  # models first
+            f = d.forward[k]
             ab, fm, lg = f["ablations"], f["forward_margin"], f["gain_over_last_input"]
             roll = f["rollout"]["cosine"]
             rows.append([k if k.endswith("(baseline)") else f"**{k}**", _f(f["cosine"]),
