@@ -96,12 +96,12 @@ def contrastive_accuracy(pred: np.ndarray, targets: np.ndarray, bank_rows: np.nd
     return float(np.where(bad, 0.0, acc).mean())
 
 
-def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> float:
+def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> float | None:
     """mean max_j cos(pred, ctx_j) / mean max_j cos(next, ctx_j) (see the module docstring)."""
     def closeness(x):
         return np.max([per_example_cosine(x, ctx[:, j]) for j in range(ctx.shape[1])], axis=0).mean()
     den = closeness(tgt)
-    return float(closeness(pred) / den) if abs(den) > 1e-12 else float("nan")
+    return float(closeness(pred) / den) if abs(den) > 1e-12 else None  # None: JSON has no nan
 
 
 def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, targets: np.ndarray,
