@@ -1,4 +1,5 @@
-"""Flow: dataset → validate → split → train architectures in parallel → evaluate vs baselines → deploy/hold/investigate.
+"""Flow: dataset → validate → split → train architectures in parallel → evaluate vs baselines (held-out cosine and
+the forward suite) → deploy/hold/investigate.
 
 Run it with `make run` (built-in corpus, bundled encoder, Prefect's temporary local server) or
 `python -m flows.train_lvm --help`. Every stage is cached across runs by content: a re-run with nothing changed
@@ -16,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
-from lvm.decision import decide
+from lvm.decision import (MAX_PARAPHRASE_RATIO, MIN_FORWARD_MARGIN, MIN_LAST_INPUT_GAIN, MIN_SHUFFLE_DROP, decide,
+                          gate_table)
 from lvm.evaluation import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
@@ -52,6 +54,8 @@ class TrainLVMResult(BaseModel):
     registry: Optional[dict] = None
     report: Optional[str] = None
     table: str = ""
+    gates: dict = Field(default_factory=dict)  # the best model's forward gates: value, threshold, passed
+    ood: Optional[dict] = None                 # {data, n, val_minus_ood} when ood_data was given
 
 
 def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads) -> dict:
@@ -102,6 +106,12 @@ def train_lvm(
     workers: Optional[int] = None,
     dask_address: Optional[str] = None,
     registry: Optional[str] = None,
+    ood_data: Optional[str] = None,
+    require_forward: bool = True,
+    min_forward_margin: float = MIN_FORWARD_MARGIN,
+    min_shuffle_drop: float = MIN_SHUFFLE_DROP,
+    min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
+    max_paraphrase_ratio: Optional[float] = MAX_PARAPHRASE_RATIO,
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
@@ -113,6 +123,9 @@ def train_lvm(
     bench/parallel_training.py, and no interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
     min(architectures, cores) trainings at a time; with threads they share the cores among the trainings still
     running (re-balanced every epoch), with processes each gets cores // workers torch threads.
+    ood_data: a second sentence table (.parquet, same encoder) scored whole: the validation − OOD gap per model.
+    require_forward and the four gate parameters: deploy only a model that predicts forward (lvm.decision,
+    README "The forward gate"); max_paraphrase_ratio None leaves that gate out.
     """
     logger = get_run_logger()
     ctx = get_run_context()
@@ -146,11 +159,18 @@ def train_lvm(
            "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
            "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
            "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
+    ood = load_and_validate(ood_data, context) if ood_data else None
+    if ood:
+        run["ood_data_path"], run["ood_data_sha256"] = ood["path"], ood["sha256"]
     comparison = evaluate_models(dataset, split, run["models"], context,
-                                 code_version=code_version("lvm.evaluation", "lvm.metrics", "lvm.checkpoint",
-                                                           "lvm.models")) if trained else \
+                                 code_version=code_version("lvm.evaluation", "lvm.metrics", "lvm.forward",
+                                                           "lvm.checkpoint", "lvm.models"), ood=ood) if trained else \
         {"part": "test", "n": 0, "models": {}, "baselines": {}}
-    decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold)
+    gates = dict(require_forward=require_forward, min_forward_margin=min_forward_margin,
+                 min_shuffle_drop=min_shuffle_drop, min_last_input_gain=min_last_input_gain,
+                 max_paraphrase_ratio=max_paraphrase_ratio)
+    run["gates"] = gates
+    decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold, **gates)
     write_run(run_dir, run, comparison, decision.to_dict())
 
     registry_out, report = None, None
@@ -172,7 +192,7 @@ def train_lvm(
     create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
                           description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
     create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
-        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n"
+        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{gate_table(decision)}\n\n"
         f"Thresholds: baseline {baseline_threshold:.2f}, deploy {deploy_threshold:.2f}. "
         f"Dataset `{dataset['path']}` ({dataset['articles']} articles, {dataset['sentences']} sentences, "
         f"D={dataset['dim']}, {dataset['encoder']}); split seed {seed}, {split['articles']}.\n\n{table}\n\n"
@@ -182,7 +202,8 @@ def train_lvm(
     return TrainLVMResult(
         decision=decision.branch, reason=decision.reason, best_arch=decision.best_arch,
         best_cosine=decision.best_cosine, baselines=comparison["baselines"], failed=failed, run_dir=str(run_dir),
-        dataset=dataset, registry=registry_out, report=report, table=table,
+        dataset=dataset, registry=registry_out, report=report, table=table, gates=decision.gates,
+        ood={k: comparison["ood"][k] for k in ("data", "n", "val_minus_ood")} if comparison.get("ood") else None,
         models=[ModelResult(arch=a, model_dir=t["model_dir"], cosine=comparison["models"][a]["cosine"],
                             metrics=comparison["models"][a]) for a, t in trained.items()])
 
@@ -201,12 +222,15 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--deploy-threshold", type=float, default=0.55)
     p.add_argument("--runner", default="threads", choices=["threads", "processes", "dask"])
     p.add_argument("--dask-address", default=None)
+    p.add_argument("--ood-data", default=None, help="a second sentence table scored whole (out of distribution)")
+    p.add_argument("--no-require-forward", action="store_true", help="deploy on cosine alone (not recommended)")
     args = p.parse_args(argv)
     if args.dask_address:
         args.runner = "dask"
     result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
                        seed=args.seed, baseline_threshold=args.baseline_threshold,
-                       deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address)
+                       deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,
+                       ood_data=args.ood_data, require_forward=not args.no_require_forward)
     print(f"\n{result.table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
     if result.failed:
         print(f"failed: {result.failed}")

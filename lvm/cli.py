@@ -222,18 +222,25 @@ def train(
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., help="A trained model folder (or a registry version folder)."),
-    data: Path = typer.Option(..., help=_TABLE),
+    data: Path = typer.Option(..., help=_TABLE + " The model's own (scored on --part) or any other of the same "
+                                             "encoder (scored whole, out of distribution)."),
     part: str = typer.Option("test", help="Which part of the model's split: test, val or train."),
+    train_data: Optional[Path] = typer.Option(None, help="The model's training table, for the baselines, when "
+                                                         "--data is another table and the recorded path moved."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every number (forward suite "
+                                                                 "included) to this JSON file."),
 ):
-    """The model against every baseline (fitted on the train articles) on held-out articles."""
-    from lvm.evaluation import markdown_table
-    from lvm.train import evaluate_model_dir
+    """The model against every baseline (fitted on its training split) with the forward-prediction suite."""
+    from lvm.atomic import write_json
+    from lvm.evaluation import evaluate_model, markdown_table
 
-    res = evaluate_model_dir(model, data, part)
-    typer.echo(markdown_table({"models": {res["arch"]: res["model"]}, "baselines": res["baselines"],
-                               "vs_best_baseline": res["vs_best_baseline"]}))
-    typer.echo(f"\n{res['n']} {part} windows; beats every baseline: {res['beats_all_baselines']}; "
+    res = evaluate_model(model, data, part, train_data)
+    typer.echo(markdown_table(res))
+    where = "every article (out of distribution)" if res["out_of_distribution"] else f"{res['part']} windows"
+    typer.echo(f"\n{res['n']} windows, {where}; beats every baseline: {res['beats_all_baselines']}; "
                f"same data as training: {res['same_data']}, same split: {res['same_split']}")
+    if json_out:
+        write_json(json_out, res)
 
 
 # ---------------------------------------------------------------------------------------------------- registry

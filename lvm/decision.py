@@ -1,14 +1,56 @@
 """Deploy, hold or investigate: the rule that turns held-out scores into an action, with its reason.
 
-Scores are held-out (test split) cosines. A model is deployed only when it clears the deploy threshold AND beats
-every baseline: a network that loses to a closed-form ridge regression is not worth serving, whatever its score.
+Scores are held-out (test split) cosines. A model is deployed only when it clears the deploy threshold, beats
+every baseline AND passes the forward gates (``forward_gates``, on the flat columns of ``lvm.forward.summary``):
+a network that loses to a closed-form baseline, or that echoes its input instead of predicting what comes next,
+is not worth serving, whatever its cosine. A model whose predictions are not all finite is never deployed, and a
+non-finite score never reaches the comparison (it is reported in the reason instead).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 BRANCHES = ("deploy", "hold", "investigate")
+
+#: Gate defaults (flow parameters; the README explains the measurements behind them).
+MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-bootstrap interval must exceed it
+MIN_SHUFFLE_DROP = 0.005     # shuffling the context must cost at least this much cosine (and its interval > 0)
+MIN_LAST_INPUT_GAIN = 0.0    # cos(pred, next) - cos(last input, next), and its interval's low end, must exceed it
+MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context than real next sentences do x this
+
+
+def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
+                  min_shuffle_drop: float = MIN_SHUFFLE_DROP, min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
+                  max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> dict:
+    """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary (``lvm.forward.summary``).
+    A missing or non-finite value fails its gate; ``max_paraphrase_ratio`` None leaves that gate out."""
+    def ok(*vals):
+        return all(v is not None and math.isfinite(v) for v in vals)
+
+    fm, fm_lo = fwd.get("forward_margin"), fwd.get("forward_margin_lo")
+    sd, sd_lo = fwd.get("shuffle_drop"), fwd.get("shuffle_drop_lo")
+    pr = fwd.get("paraphrase_ratio")
+    lg, lg_lo = fwd.get("last_input_gain"), fwd.get("last_input_gain_lo")
+    gates = {
+        "forward_margin": {"value": fm, "interval_low": fm_lo, "threshold": min_forward_margin,
+                           "passed": ok(fm, fm_lo) and fm > min_forward_margin and fm_lo > min_forward_margin,
+                           "rule": "cos(pred, next) - cos(pred, sentence before the context) and its 95% "
+                                   f"article-bootstrap low end > {min_forward_margin:g}"},
+        "shuffle_drop": {"value": sd, "interval_low": sd_lo, "threshold": min_shuffle_drop,
+                         "passed": ok(sd, sd_lo) and sd >= min_shuffle_drop and sd_lo > 0,
+                         "rule": f"cosine lost when the context is shuffled >= {min_shuffle_drop:g}, interval > 0"},
+        "last_input_gain": {"value": lg, "interval_low": lg_lo, "threshold": min_last_input_gain,
+                            "passed": ok(lg, lg_lo) and lg > min_last_input_gain and lg_lo > min_last_input_gain,
+                            "rule": "cos(pred, next) - cos(last input, next) and its 95% interval's low end > "
+                                    f"{min_last_input_gain:g}"},
+    }
+    if max_paraphrase_ratio is not None:
+        gates["paraphrase_ratio"] = {
+            "value": pr, "threshold": max_paraphrase_ratio, "passed": ok(pr) and pr <= max_paraphrase_ratio,
+            "rule": f"max cos(pred, context) / max cos(next, context) <= {max_paraphrase_ratio:g}"}
+    return gates
 
 
 @dataclass
@@ -22,40 +64,94 @@ class Decision:
     beats_all_baselines: bool = False
     baseline_threshold: float = 0.48
     deploy_threshold: float = 0.55
-    scores: dict = field(default_factory=dict)  # arch -> held-out cosine, for every model that finished
+    scores: dict = field(default_factory=dict)  # arch -> held-out cosine, for every model with finite predictions
+    gates: dict = field(default_factory=dict)   # the best model's forward gates (value, threshold, passed)
+    passes_gates: bool | None = None
+    require_forward: bool = True
+    invalid: dict = field(default_factory=dict)  # arch -> why it is out of the comparison (non-finite output)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float = 0.48,
-           deploy_threshold: float = 0.55, metric: str = "cosine") -> Decision:
-    """`models` and `baselines` map a name to its metrics dict (at least `metric`)."""
+           deploy_threshold: float = 0.55, metric: str = "cosine", require_forward: bool = True,
+           min_forward_margin: float = MIN_FORWARD_MARGIN, min_shuffle_drop: float = MIN_SHUFFLE_DROP,
+           min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
+           max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> Decision:
+    """`models` and `baselines` map a name to its metrics dict (at least `metric`; for the gates the flat forward
+    columns, e.g. ``forward_margin``; ``nonfinite``: the share of non-finite predictions)."""
     if not 0.0 <= baseline_threshold <= deploy_threshold <= 1.0:
         raise ValueError(f"need 0 <= baseline_threshold ({baseline_threshold}) <= deploy_threshold "
                          f"({deploy_threshold}) <= 1")
-    common = dict(baseline_threshold=baseline_threshold, deploy_threshold=deploy_threshold)
-    scores = {k: float(v[metric]) for k, v in models.items()}
+    common = dict(baseline_threshold=baseline_threshold, deploy_threshold=deploy_threshold,
+                  require_forward=require_forward)
+    invalid = {}
+    for k, v in models.items():
+        if not _finite(v.get(metric)):
+            invalid[k] = f"its {metric} is {v.get(metric)}"
+        elif v.get("nonfinite"):
+            invalid[k] = f"{100 * float(v['nonfinite']):.1f}% of its predictions are nan or inf"
+    common["invalid"] = invalid
+    bad = "".join(f" {k} is never deployed: {why}." for k, why in sorted(invalid.items()))
+    scores = {k: float(v[metric]) for k, v in models.items() if k not in invalid}
     if not scores:
-        return Decision("investigate", "no architecture finished training: see the failed tasks", **common)
+        why = "no architecture finished training: see the failed tasks" if not models else \
+            "no model produced finite predictions"
+        return Decision("investigate", why + ("." if not bad else ":" + bad), **common)
     best = max(scores, key=scores.get)
     score = scores[best]
-    base_name = max(baselines, key=lambda k: baselines[k][metric]) if baselines else None
-    base_score = float(baselines[base_name][metric]) if base_name else None
+    finite_base = {k: v for k, v in baselines.items() if _finite(v.get(metric))}
+    base_name = max(finite_base, key=lambda k: finite_base[k][metric]) if finite_base else None
+    base_score = float(finite_base[base_name][metric]) if base_name else None
     beats = base_score is None or score > base_score
+    gates = forward_gates(models[best], min_forward_margin, min_shuffle_drop, min_last_input_gain,
+                          max_paraphrase_ratio)
+    passes = all(g["passed"] for g in gates.values())
     common.update(best_arch=best, best_cosine=score, best_baseline=base_name, best_baseline_cosine=base_score,
-                  beats_all_baselines=beats, scores=scores)
+                  beats_all_baselines=beats, scores=scores, gates=gates, passes_gates=passes)
     versus = f"the best baseline ({base_name}) scores {base_score:.4f}" if base_name else "no baseline was computed"
-    if score >= deploy_threshold and beats:
+    if score >= deploy_threshold and beats and (passes or not require_forward):
+        gate_note = "passes every forward gate" if passes else "forward gates not required"
         return Decision("deploy", f"{best} scores {score:.4f} held-out cosine, at or above the deploy threshold "
-                                  f"{deploy_threshold:.2f}, and beats every baseline ({versus}).", **common)
+                                  f"{deploy_threshold:.2f}, beats every baseline ({versus}) and {gate_note}."
+                        + bad, **common)
+    if score >= deploy_threshold and beats:
+        failed = "; ".join(f"{n} {_fmt(g['value'])} (rule: {g['rule']})" for n, g in gates.items()
+                           if not g["passed"])
+        return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.2f}, "
+                                f"and beats every baseline ({versus}), but fails the forward gates: {failed}. "
+                                f"Kept as a candidate, not deployed." + bad, **common)
     if score >= deploy_threshold:
         return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.2f}, but "
                                 f"{versus}: a model that does not beat every baseline is kept as a candidate, "
-                                f"not deployed.", **common)
+                                f"not deployed." + bad, **common)
     if score >= baseline_threshold:
         return Decision("hold", f"{best} scores {score:.4f}, between the baseline threshold {baseline_threshold:.2f} "
-                                f"and the deploy threshold {deploy_threshold:.2f} ({versus}): kept as a candidate.",
-                        **common)
+                                f"and the deploy threshold {deploy_threshold:.2f} ({versus}): kept as a candidate."
+                        + bad, **common)
     return Decision("investigate", f"{best} scores {score:.4f}, below the baseline threshold "
-                                   f"{baseline_threshold:.2f} ({versus}): see the diagnostic report.", **common)
+                                   f"{baseline_threshold:.2f} ({versus}): see the diagnostic report." + bad, **common)
+
+
+def _fmt(v) -> str:
+    return "missing" if v is None else f"{v:+.4f}"
+
+
+def gate_table(decision: Decision) -> str:
+    """The best model's forward gates as a markdown table (value, interval low end, threshold, verdict)."""
+    if not decision.gates:
+        return "(no forward gates: no model to judge)"
+    head = (f"Forward gates for {decision.best_arch} ({'required' if decision.require_forward else 'not required'}"
+            " for deploy):\n\n| gate | value | 95% low | threshold | verdict | rule |\n|---|---:|---:|---:|---|---|\n")
+    rows = [f"| {n} | {_cell(g['value'])} | {_cell(g.get('interval_low'))} | {g['threshold']:g} | "
+            f"{'pass' if g['passed'] else '**FAIL**'} | {g['rule']} |" for n, g in decision.gates.items()]
+    return head + "\n".join(rows)
+
+
+def _cell(v) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"

@@ -1,19 +1,29 @@
-"""Models against baselines on one part of a split: the table the decision and the people read."""
+"""Models against baselines on held-out articles: the table the decision and the people read.
+
+Every model and every baseline goes through the same two steps on the same windows: the held-out metrics
+(``lvm.metrics.score``) and the forward-prediction suite (``lvm.forward``), whose flat columns join the metrics
+and whose detail sits under ``"forward"``. Out of distribution (``ood``): a table the models never saw, every
+article of it, scored with the baselines fitted on the models' own training split.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from lvm.checkpoint import load_model
-from lvm.dataset import load_split, read_table, window_targets
-from lvm.metrics import (evaluate_baselines, fit_baselines, paired_difference, per_example_cosine,
-                         predict_windows, score)
+from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
+from lvm.forward import forward_suite, summary
+from lvm.metrics import (article_starts, fit_baselines, on_context, paired_difference, per_example_cosine,
+                         predict_rows, score)
 
-BASELINES = ("global_mean", "last_context", "context_mean", "ridge")
-COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin")
+BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
+COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margin", "shuffle_drop",
+           "contrastive_accuracy", "paraphrase_ratio", "rollout@5")
 
 
-def predictor(model_dir: str):
+def model_predictor(model_dir: str):
     """A numpy ctx → unit-vector function for a saved model (fp32 inference on CPU)."""
     import torch
 
@@ -21,30 +31,99 @@ def predictor(model_dir: str):
 
     def predict(ctx: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = model(torch.from_numpy(ctx)).float()
+            out = model(torch.from_numpy(np.ascontiguousarray(ctx, dtype=np.float32))).float()
             return torch.nn.functional.normalize(out, dim=-1).numpy()
 
     return predict
 
 
-def compare(table_path: str, split_path: str, model_dirs: dict[str, str], context: int, part: str = "test") -> dict:
-    """Every model and baseline (fitted on the train part only) evaluated on `part`; the bank for retrieval is
-    every sentence of that part."""
+predictor = model_predictor  # the earlier name
+
+
+def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: np.ndarray, context: int,
+              starts: np.ndarray, groups: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
+    """(metrics {name: flat dict + "forward"}, predictions {name: [N, D]}) for ``Windows`` predictors."""
+    metrics, preds = {}, {}
+    for name, fn in predictors.items():
+        p = predict_rows(fn, vectors, eval_t, context, starts)
+        m = score(p, vectors, eval_t, bank, context)
+        suite = forward_suite(fn, vectors, eval_t, bank, context, starts, groups=groups, pred=p, seed=seed)
+        metrics[name] = {**m, **summary(suite), "forward": suite}
+        preds[name] = p
+    return metrics, preds
+
+
+def _groups(table) -> np.ndarray:
+    return np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
+
+
+def check_compatible(table, path, dim: int, encoder: str | None, what: str) -> None:
+    """A table scored by a model must have the model's D and encoder (when both name one)."""
+    if table.dim != int(dim):
+        raise ValueError(f"{path} has D={table.dim} but {what} expects D={dim}: score it with a table embedded "
+                         f"by the same encoder")
+    other = table.meta.get("encoder")
+    if encoder and other and str(other) != str(encoder):
+        raise ValueError(f"{path} was embedded with encoder {other!r} but {what} was trained on {encoder!r}: "
+                         f"vectors of different encoders are not comparable")
+
+
+def _ood(table_path, model_fns: dict, fitted: dict, context: int, dim: int, encoder, val_cosine: dict) -> dict:
+    table = read_table(table_path, validate=False)
+    check_compatible(table, table_path, dim, encoder, "the trained models")
+    eval_t = window_targets(table.article_id, table.position, context)
+    if len(eval_t) == 0:
+        raise ValueError(f"{table_path} has no window of context {context}")
+    starts = article_starts(table.position)
+    fns = {**model_fns, **fitted}
+    metrics, _ = score_all(fns, table.vectors, eval_t, np.arange(len(table)), context, starts, _groups(table))
+    gap = {k: val_cosine[k] - metrics[k]["cosine"] for k in val_cosine if k in metrics}
+    return {"data": str(table_path), "data_hash": file_hash(table_path), "n": int(len(eval_t)),
+            "articles": int(len(np.unique(starts))), "models": {k: metrics[k] for k in model_fns},
+            "baselines": {k: metrics[k] for k in fitted}, "val_minus_ood": gap}
+
+
+def compare(table_path: str, split_path: str, model_dirs: dict[str, str], context: int, part: str = "test",
+            ood_path: str | None = None) -> dict:
+    """Every model and baseline (fitted on the train part only) evaluated on `part`, forward suite included; the
+    bank for retrieval is every sentence of that part. With `ood_path`, also every article of that table, and
+    each predictor's validation cosine minus its OOD cosine."""
     table = read_table(table_path, validate=False)
     split = load_split(split_path)
+    starts = article_starts(table.position)
     train_t = window_targets(table.article_id, table.position, context, split.train)
     rows = split.part(part)
     eval_t = window_targets(table.article_id, table.position, context, rows)
     if len(eval_t) == 0:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
-    fitted = fit_baselines(table.vectors, train_t, context)
-    baselines = evaluate_baselines(fitted, table.vectors, eval_t, rows, context)
-    preds = {arch: predict_windows(predictor(d), table.vectors, eval_t, context) for arch, d in model_dirs.items()}
-    models = {arch: score(p, table.vectors, eval_t, rows, context) for arch, p in preds.items()}
-    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines}
+    fitted = fit_baselines(table.vectors, train_t, context, starts=starts)
+    model_fns = {arch: on_context(model_predictor(d)) for arch, d in model_dirs.items()}
+    groups = _groups(table)
+    metrics, preds = score_all({**model_fns, **fitted}, table.vectors, eval_t, rows, context, starts, groups)
+    models = {k: metrics[k] for k in model_fns}
+    baselines = {k: metrics[k] for k in fitted}
+    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines,
+           "baseline_fit": {k: b.info for k, b in fitted.items()}}
     if models:
-        out["vs_best_baseline"] = vs_best_baseline(preds, fitted, baselines, table, eval_t, context)
+        out["vs_best_baseline"] = _paired(preds, models, baselines, table, eval_t)
+    if ood_path:
+        val_t = window_targets(table.article_id, table.position, context, split.val)
+        val = {}
+        if len(val_t):
+            for name, fn in {**model_fns, **fitted}.items():
+                val[name] = float(per_example_cosine(predict_rows(fn, table.vectors, val_t, context, starts),
+                                                     table.vectors[val_t]).mean())
+        out["ood"] = _ood(ood_path, model_fns, fitted, context, table.dim, table.meta.get("encoder"), val)
     return out
+
+
+def _paired(preds: dict, models: dict, baselines: dict, table, eval_t) -> dict:
+    name = max(baselines, key=lambda k: baselines[k]["cosine"])
+    tgt = table.vectors[eval_t]
+    base = per_example_cosine(preds[name], tgt)
+    groups = np.asarray(table.article_id)[eval_t]
+    return {"baseline": name, "metric": "cosine",
+            "models": {a: paired_difference(per_example_cosine(preds[a], tgt), base, groups) for a in models}}
 
 
 def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict, table, eval_t,
@@ -53,32 +132,136 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
     window, with a 95% interval from resampling the evaluation articles: is "beats the baseline" more than the luck
     of which articles were held out?"""
     name = max(baselines, key=lambda k: baselines[k]["cosine"])
-    tgt = table.vectors[eval_t]
-    base = per_example_cosine(predict_windows(fitted[name].predict, table.vectors, eval_t, context), tgt)
-    groups = np.asarray(table.article_id)[eval_t]
-    return {"baseline": name, "metric": "cosine",
-            "models": {arch: paired_difference(per_example_cosine(p, tgt), base, groups) for arch, p in preds.items()}}
+    base = predict_rows(fitted[name], table.vectors, eval_t, context, article_starts(table.position))
+    return _paired({**preds, name: base}, preds, {name: baselines[name]}, table, eval_t)
+
+
+def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) -> dict:
+    """`lvm evaluate`: a saved model against every baseline, forward suite included.
+
+    The table the model was trained on (same content hash as config.json records): the `part` of its split.
+    Any other table (same encoder and D, else a clear error): every article of it, out of distribution, with
+    the baselines fitted on the model's own training split, read from `train_data` or the path config.json
+    records (it must still have the recorded content)."""
+    if part not in ("train", "val", "test"):
+        raise ValueError(f"part must be train, val or test, got {part!r}")
+    _, config = load_model(model_dir)
+    data_path = Path(data_path)
+    table = read_table(data_path)
+    C, arch = int(config["context"]), config["arch"]
+    check_compatible(table, data_path, config["dim"], config.get("encoder"), f"the model in {model_dir}")
+    data_hash = file_hash(data_path)
+    same = data_hash == config.get("data_hash")
+    rec = config.get("split") or {}
+    fn = {arch: on_context(model_predictor(model_dir))}
+    if same:
+        train_table, train_path = table, data_path
+    else:
+        train_path = Path(train_data or config.get("dataset") or "")
+        if not str(train_path) or not train_path.is_file():
+            raise ValueError(f"{data_path} is not the model's training table, and the training table "
+                             f"{str(train_path) or '(not recorded)'} in {model_dir}/config.json is not there: the "
+                             f"baselines must be fitted on the model's own training split (pass --train-data)")
+        if file_hash(train_path) != config.get("data_hash"):
+            raise ValueError(f"{train_path} does not have the content the model in {model_dir} was trained on "
+                             f"(data_hash {config.get('data_hash')}): pass --train-data with that table")
+        train_table = read_table(train_path)
+    split = split_articles(train_table, tuple(rec.get("fractions", (0.8, 0.1, 0.1))), int(rec.get("seed", 0)))
+    same_split = bool(rec) and rec.get("article_ids_sha256") == split.record()["article_ids_sha256"]
+    train_starts = article_starts(train_table.position)
+    train_t = window_targets(train_table.article_id, train_table.position, C, split.train)
+    fitted = fit_baselines(train_table.vectors, train_t, C, starts=train_starts)
+    if same:
+        rows = split.part(part)
+        eval_t = window_targets(table.article_id, table.position, C, rows)
+        if len(eval_t) == 0:
+            raise ValueError(f"the {part} split of {data_path} has no windows of context {C}")
+    else:
+        part, rows = "all", np.arange(len(table))
+        eval_t = window_targets(table.article_id, table.position, C)
+        if len(eval_t) == 0:
+            raise ValueError(f"{data_path} has no window of context {C}")
+    metrics, preds = score_all({**fn, **fitted}, table.vectors, eval_t, rows, C, article_starts(table.position),
+                               _groups(table))
+    models, baselines = {arch: metrics[arch]}, {k: metrics[k] for k in fitted}
+    best = max(baselines, key=lambda k: baselines[k]["cosine"])
+    return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": int(len(eval_t)), "data": str(data_path),
+            "models": models, "baselines": baselines, "vs_best_baseline": _paired(preds, models, baselines, table,
+                                                                                  eval_t),
+            "beats_all_baselines": all(models[arch]["cosine"] > b["cosine"] for b in baselines.values()),
+            "best_baseline": best, "data_hash": data_hash, "same_data": same, "out_of_distribution": not same,
+            "train_data": str(train_path), "same_split": same_split}
+
+
+def _cell(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4f}"
 
 
 def markdown_table(comparison: dict) -> str:
-    """Models first, then baselines, each row with every metric."""
+    """Models first, then baselines, each row with every metric; then the forward detail."""
     head = "| | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
     rows = []
     for kind in ("models", "baselines"):
         for name, m in sorted(comparison[kind].items(), key=lambda kv: -kv[1]["cosine"]):
             label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
-            rows.append(f"| {label} | " + " | ".join(f"{m[c]:.4f}" for c in COLUMNS) + " |")
+            rows.append(f"| {label} | " + " | ".join(_cell(m.get(c)) for c in COLUMNS) + " |")
     paired = comparison.get("vs_best_baseline")
-    if paired:
+    if paired and paired.get("models"):
         diffs = ", ".join(f"{arch} {p['diff']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]"
                           for arch, p in sorted(paired["models"].items(), key=lambda kv: -kv[1]["diff"]))
         groups = next(iter(paired["models"].values()))["groups"]
         rows.append(f"\ncosine minus {paired['baseline']} (the best baseline), 95% interval from resampling the "
                     f"{groups} held-out articles: {diffs}")
+    out = head + "\n".join(rows)
+    fwd = forward_table(comparison)
+    if fwd:
+        out += "\n\n" + fwd
+    ood = comparison.get("ood")
+    if ood:
+        out += (f"\n\nOut of distribution: `{ood['data']}` ({ood['articles']} articles, {ood['n']} windows; "
+                "baselines fitted on the training split)\n\n" + markdown_table(
+                    {k: ood[k] for k in ("models", "baselines")}).split("\n\n")[0])
+        if ood.get("val_minus_ood"):
+            out += "\n\nvalidation − OOD cosine: " + ", ".join(
+                f"{k} {v:+.4f}" for k, v in sorted(ood["val_minus_ood"].items(), key=lambda kv: kv[1]))
+    return out
+
+
+def forward_table(comparison: dict) -> str:
+    """The forward suite's detail: margins with intervals, ablation drops, rollout cosines (empty without it)."""
+    items = [(n, m["forward"], kind) for kind in ("models", "baselines")
+             for n, m in comparison[kind].items() if m.get("forward")]
+    if not items:
+        return ""
+    steps = items[0][1]["rollout"]["steps"]
+    head = ("| forward suite | forward margin [95%] | direction margin (vs last input) [95%] | shuffled drop | "
+            "reversed drop | mean drop | " + " | ".join(f"rollout {s}" for s in steps) + " |\n|---|"
+            + "---:|" * (5 + len(steps)) + "\n")
+
+    def ci(d):
+        if d.get("diff") is None:
+            return "-"
+        return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+
+    rows = []
+    for name, f, kind in items:
+        label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
+        ab = f["ablations"]
+        roll = f["rollout"]["cosine"] or [None] * len(steps)
+        rows.append(f"| {label} | {ci(f['forward_margin'])} | {ci(f['direction_margin'])} | "
+                    + " | ".join(f"{ab[k]['drop']:+.4f}" for k in ("shuffled", "reversed", "mean")) + " | "
+                    + " | ".join(_cell(v) for v in roll) + " |")
     return head + "\n".join(rows)
 
 
 def table_rows(comparison: dict) -> list[dict]:
     """Rows for a Prefect table artifact."""
-    return [{"name": name, "kind": kind[:-1], **{c: round(float(m[c]), 4) for c in COLUMNS}}
-            for kind in ("models", "baselines") for name, m in comparison[kind].items()]
+    def r(v):
+        return None if v is None or not np.isfinite(v) else round(float(v), 4)
+    out = [{"name": name, "kind": kind[:-1], **{c: r(m.get(c)) for c in COLUMNS}}
+           for kind in ("models", "baselines") for name, m in comparison[kind].items()]
+    ood = comparison.get("ood")
+    if ood:
+        out += [{"name": name, "kind": f"{kind[:-1]} (OOD)", **{c: r(m.get(c)) for c in COLUMNS}}
+                for kind in ("models", "baselines") for name, m in ood[kind].items()]
+    return out

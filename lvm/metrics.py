@@ -4,11 +4,18 @@ Conventions: ``vectors`` is float32 [N, D], rows sorted by article then position
 its target, its context the rows ``t-C .. t-1`` (same article: the caller guarantees it).
 
 - ``cosine`` / ``per_example_cosine``: cosine of prediction and true next vector (a zero vector scores 0).
+- Predictors see a ``Windows`` batch (``window_batch``): the context [B, C, D] and, when the article structure is
+  known (``starts``: the first row of each row's article, ``article_starts``), the sum and count of the article's
+  rows before the context window. ``predict_rows`` is the one path that builds them; ``predict_windows`` adapts a
+  context-only function (a network) to it.
 - Baselines (``fit_baselines``), fitted on the training windows only: ``global_mean`` (mean training target),
-  ``last_context``, ``context_mean`` and ``ridge`` (linear map from the concatenated context to the target).
+  ``last_context``, ``context_mean`` and ``ridge`` (linear map from the concatenated context to the target); with
+  ``starts`` also ``article_mean`` (mean of every earlier sentence of the article) and ``article_blend``
+  (w * unit(article_mean) + (1 - w) * unit(context_mean), w chosen on the training windows).
 - ``retrieval``: rank of the true next sentence among every sentence of the evaluation split (the bank), the
-  query's own context rows removed from its bank. Rank = 1 + number of bank rows with a score STRICTLY greater than
-  the true row's score, so ties (e.g. duplicate sentences) count in the prediction's favour.
+  query's own context rows removed from its bank. Rank = 1 + number of bank rows with a score GREATER THAN OR EQUAL
+  to the true row's score (the true row excluded), so ties count against the prediction (an all-zero prediction
+  ties with everything); a non-finite prediction gets no credit (reciprocal rank 0) and cosine 0.
 - ``direction_margin``: mean of cos(pred, next) - cos(pred, last context); negative = the model mostly copies input.
 """
 
@@ -38,9 +45,17 @@ def per_example_cosine(pred: np.ndarray, tgt: np.ndarray) -> np.ndarray:
         raise ValueError(f"pred and tgt shapes differ: {pred.shape} vs {tgt.shape}")
     p = np.asarray(pred, dtype=np.float64)
     t = np.asarray(tgt, dtype=np.float64)
+    bad = ~np.isfinite(p).all(-1)
+    if bad.any():  # a non-finite prediction scores 0, never nan: nan would poison every mean and comparison
+        p = np.where(bad[..., None], 0.0, p)
     num = (p * t).sum(-1)
     den = np.linalg.norm(p, axis=-1) * np.linalg.norm(t, axis=-1)
     return num / np.maximum(den, _EPS)
+
+
+def nonfinite_rows(pred: np.ndarray) -> np.ndarray:
+    """True for every prediction row with a nan or inf."""
+    return ~np.isfinite(np.asarray(pred)).all(-1)
 
 
 def cosine(pred: np.ndarray, tgt: np.ndarray) -> float:
@@ -64,17 +79,78 @@ def direction_margin(pred: np.ndarray, tgt: np.ndarray, last_ctx: np.ndarray) ->
 # -------------------------------------------------------------------------------------------------- baselines
 
 @dataclass
+class Windows:
+    """What a predictor sees for B windows: ``ctx`` float32 [B, C, D] (oldest first) and, when the article is known,
+    ``before_sum`` float64 [B, D] and ``before_n`` int64 [B]: the sum and count of the article's rows before the
+    context window. The summary (not the rows) keeps article-aware predictors cheap and lets the forward suite
+    shuffle the context or roll predictions forward without rebuilding a table."""
+    ctx: np.ndarray
+    before_sum: np.ndarray | None = None
+    before_n: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ctx)
+
+    def with_ctx(self, ctx: np.ndarray) -> "Windows":
+        return Windows(np.ascontiguousarray(ctx, dtype=np.float32), self.before_sum, self.before_n)
+
+
+def article_starts(position: np.ndarray) -> np.ndarray:
+    """Row of the first sentence of each row's article (rows sorted by article then position from 0)."""
+    position = np.asarray(position, dtype=np.int64)
+    return np.arange(len(position), dtype=np.int64) - position
+
+
+def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
+                 starts: np.ndarray | None = None) -> Windows:
+    """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window
+    (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum: pass
+    targets sorted, as ``lvm.dataset.window_targets`` returns them, or the span is as long as the table)."""
+    ctx, _ = gather(vectors, targets, context)
+    ctx = np.ascontiguousarray(ctx, dtype=np.float32)
+    if starts is None or len(targets) == 0:
+        return Windows(ctx)
+    targets = np.asarray(targets, dtype=np.int64)
+    first = np.asarray(starts, dtype=np.int64)[targets]
+    end = targets - context                          # rows first .. end-1 come before the context window
+    if (end < first).any():
+        raise ValueError("a window's context starts before its article: starts do not match the targets")
+    lo, hi = int(first.min()), int(end.max())
+    cs = np.zeros((hi - lo + 1, vectors.shape[1]))
+    np.cumsum(vectors[lo:hi], axis=0, dtype=np.float64, out=cs[1:])
+    return Windows(ctx, cs[end - lo] - cs[first - lo], end - first)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+
+
+def _article_mean(w: Windows) -> np.ndarray:
+    """Mean of every earlier sentence of the article: the rows before the context window plus the context."""
+    if w.before_sum is None:
+        raise ValueError("article-aware baselines need the article before each window: pass starts "
+                         "(lvm.metrics.article_starts(table.position))")
+    return (w.before_sum + w.ctx.sum(1, dtype=np.float64)) / (w.before_n + w.ctx.shape[1])[:, None]
+
+
+@dataclass
 class Baseline:
-    """A fitted baseline: ``predict(ctx [B, C, D]) -> [B, D]`` (float32). ``info`` holds fit details (e.g. alpha)."""
+    """A fitted baseline: called on a ``Windows`` batch -> [B, D] float32; ``predict(ctx)`` for the context-only
+    ones. ``needs_article``: it reads the article before the window (``Windows.before_sum``). ``info`` holds fit
+    details (e.g. alpha, the blend weight)."""
     name: str
-    fn: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    fn: Callable[[Windows], np.ndarray] = field(repr=False)
     info: dict = field(default_factory=dict)
+    needs_article: bool = False
+
+    def __call__(self, w: Windows) -> np.ndarray:
+        if w.ctx.ndim != 3:
+            raise ValueError(f"ctx must be [B, C, D], got shape {w.ctx.shape}")
+        return np.asarray(self.fn(w), dtype=np.float32)
 
     def predict(self, ctx: np.ndarray) -> np.ndarray:
-        ctx = np.asarray(ctx, dtype=np.float32)
-        if ctx.ndim != 3:
-            raise ValueError(f"ctx must be [B, C, D], got shape {ctx.shape}")
-        return np.asarray(self.fn(ctx), dtype=np.float32)
+        return self(Windows(np.asarray(ctx, dtype=np.float32)))
 
 
 class _Ridge:
@@ -84,7 +160,8 @@ class _Ridge:
         self.W = W.astype(np.float32)
         self.b = b.astype(np.float32)
 
-    def __call__(self, ctx: np.ndarray) -> np.ndarray:
+    def __call__(self, ctx) -> np.ndarray:
+        ctx = ctx.ctx if isinstance(ctx, Windows) else ctx
         return ctx.reshape(ctx.shape[0], -1) @ self.W + self.b
 
 
@@ -191,9 +268,37 @@ def fit_ridge(vectors: np.ndarray, train_targets: np.ndarray, context: int, ridg
     return Baseline("ridge", _Ridge(W, b), info)
 
 
+#: Blend weights tried for ``article_blend`` (weight of the article-so-far mean).
+BLEND_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
+
+
+def fit_article_blend(vectors: np.ndarray, train_targets: np.ndarray, context: int,
+                      starts: np.ndarray) -> Baseline:
+    """w * unit(article mean) + (1 - w) * unit(context mean); w from ``BLEND_WEIGHTS`` by mean cosine over every
+    training window (one number is fitted: nothing to hold out, and any tail of the article-sorted windows would
+    be one corpus)."""
+    hold = np.asarray(train_targets, dtype=np.int64)
+    sums = dict.fromkeys(BLEND_WEIGHTS, 0.0)
+    for s in range(0, len(hold), 8192):
+        w = window_batch(vectors, hold[s:s + 8192], context, starts)
+        a, m, y = _unit(_article_mean(w)), _unit(w.ctx.mean(1, dtype=np.float64)), vectors[hold[s:s + 8192]]
+        for b in BLEND_WEIGHTS:
+            sums[b] += float(per_example_cosine(b * a + (1 - b) * m, y).sum())
+    scores = {b: v / len(hold) for b, v in sums.items()}
+    best = max(scores, key=scores.get)
+
+    def blend(w: Windows) -> np.ndarray:
+        return best * _unit(_article_mean(w)) + (1 - best) * _unit(w.ctx.mean(1, dtype=np.float64))
+
+    return Baseline("article_blend", blend, {"weight": best, "train_windows": int(len(hold)),
+                                             "train_cosine": {str(k): v for k, v in scores.items()}},
+                    needs_article=True)
+
+
 def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
-                  ridge_alpha: float | None = None) -> dict[str, Baseline]:
-    """The four baselines, fitted on the training windows ``train_targets`` only (see ``fit_ridge`` for alpha)."""
+                  ridge_alpha: float | None = None, starts: np.ndarray | None = None) -> dict[str, Baseline]:
+    """The baselines, fitted on the training windows ``train_targets`` only (see ``fit_ridge`` for alpha). With
+    ``starts`` (``article_starts``) also the two that know the article: ``article_mean`` and ``article_blend``."""
     train_targets = np.asarray(train_targets, dtype=np.int64)
     if len(train_targets) == 0:
         raise ValueError("fit_baselines needs at least one training window")
@@ -201,13 +306,17 @@ def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
     for s in range(0, len(train_targets), 65536):  # in chunks: the whole [N, D] float64 copy was the peak at 1M rows
         total += vectors[train_targets[s:s + 65536]].sum(0, dtype=np.float64)
     mean = (total / len(train_targets)).astype(np.float32)
-    return {
-        "global_mean": Baseline("global_mean", lambda ctx: np.tile(mean, (ctx.shape[0], 1)),
+    out = {
+        "global_mean": Baseline("global_mean", lambda w: np.tile(mean, (len(w), 1)),
                                 {"n_train": int(len(train_targets))}),
-        "last_context": Baseline("last_context", lambda ctx: ctx[:, -1]),
-        "context_mean": Baseline("context_mean", lambda ctx: ctx.mean(1)),
+        "last_context": Baseline("last_context", lambda w: w.ctx[:, -1]),
+        "context_mean": Baseline("context_mean", lambda w: w.ctx.mean(1)),
         "ridge": fit_ridge(vectors, train_targets, context, ridge_alpha),
     }
+    if starts is not None:
+        out["article_mean"] = Baseline("article_mean", _article_mean, needs_article=True)
+        out["article_blend"] = fit_article_blend(vectors, train_targets, context, starts)
+    return out
 
 
 # -------------------------------------------------------------------------------------------------- retrieval
@@ -217,8 +326,9 @@ def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vect
     """Hit@1, Hit@5 and MRR of the true next row among the bank ``vectors[bank_rows]``, ranked by cosine to pred.
 
     For query i, rows targets[i]-C .. targets[i]-1 (its own context) are removed from its bank; targets[i] must be
-    in ``bank_rows``. Rank = 1 + count of bank scores strictly greater than the true row's score (ties favour the
-    prediction). Queries are processed in chunks of about ``chunk_elems`` scores.
+    in ``bank_rows``. Rank = 1 + count of the other bank scores >= the true row's score: ties count against the
+    prediction, so a constant or all-zero prediction ranks last, not first. A non-finite prediction row scores 0
+    on every measure. Queries are processed in chunks of about ``chunk_elems`` scores.
     """
     targets = np.asarray(targets, dtype=np.int64)
     bank_rows = np.unique(np.asarray(bank_rows, dtype=np.int64))   # sorted, de-duplicated
@@ -237,7 +347,8 @@ def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vect
     in_bank = (ccol < len(bank_rows)) & (bank_rows[np.minimum(ccol, len(bank_rows) - 1)] == ctx_rows)
 
     bank = _normalize(vectors[bank_rows])
-    q = _normalize(pred)
+    bad = nonfinite_rows(pred)
+    q = _normalize(np.where(bad[:, None], 0.0, pred))
     step = max(1, chunk_elems // max(len(bank_rows), 1))
     ranks = np.empty(len(targets), dtype=np.int64)
     for s in range(0, len(targets), step):
@@ -246,10 +357,12 @@ def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vect
         r = np.arange(e - s)[:, None].repeat(context, 1)
         m = in_bank[s:e]
         scores[r[m], ccol[s:e][m]] = -np.inf
-        true = scores[np.arange(e - s), col[s:e]]
-        ranks[s:e] = 1 + (scores > true[:, None]).sum(1)
-    return {"hit@1": float((ranks <= 1).mean()), "hit@5": float((ranks <= 5).mean()),
-            "mrr": float((1.0 / ranks).mean())}
+        true = scores[np.arange(e - s), col[s:e]].copy()
+        scores[np.arange(e - s), col[s:e]] = -np.inf              # the true row does not tie with itself
+        ranks[s:e] = 1 + (scores >= true[:, None]).sum(1)
+    rr = np.where(bad, 0.0, 1.0 / ranks)
+    return {"hit@1": float(((ranks <= 1) & ~bad).mean()), "hit@5": float(((ranks <= 5) & ~bad).mean()),
+            "mrr": float(rr.mean())}
 
 
 # -------------------------------------------------------------------------------------------- paired difference
@@ -272,44 +385,63 @@ def paired_difference(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: 
 
 # ------------------------------------------------------------------------------------------------- evaluation
 
-def predict_windows(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
-                    context: int, batch_size: int = 4096) -> np.ndarray:
-    """``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) over every window, in batches: float32 [N, D]."""
+def predict_rows(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
+                 context: int, starts: np.ndarray | None = None, batch_size: int = 4096) -> np.ndarray:
+    """``predict_fn`` (a ``Windows`` batch -> [B, D]) over every window, in batches: float32 [N, D]. The one path
+    from (vectors, target rows) to predictions, for networks and baselines alike; ``starts`` gives the article
+    before each window to predictors that read it."""
     eval_targets = np.asarray(eval_targets, dtype=np.int64)
     if len(eval_targets) == 0:
         raise ValueError("evaluate needs at least one evaluation window")
     preds = []
     for s in range(0, len(eval_targets), batch_size):
-        ctx, _ = gather(vectors, eval_targets[s:s + batch_size], context)
-        out = np.asarray(predict_fn(np.ascontiguousarray(ctx, dtype=np.float32)), dtype=np.float32)
-        if out.shape != (ctx.shape[0], vectors.shape[1]):
-            raise ValueError(f"predict_fn returned shape {out.shape}, expected {(ctx.shape[0], vectors.shape[1])}")
+        w = window_batch(vectors, eval_targets[s:s + batch_size], context, starts)
+        out = np.asarray(predict_fn(w), dtype=np.float32)
+        if out.shape != (len(w), vectors.shape[1]):
+            raise ValueError(f"predict_fn returned shape {out.shape}, expected {(len(w), vectors.shape[1])}")
         preds.append(out)
     return np.concatenate(preds)
+
+
+def on_context(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Windows], np.ndarray]:
+    """A context-only function (ctx float32 [B, C, D] -> [B, D], e.g. a network) as a ``Windows`` predictor."""
+    if isinstance(predict_fn, Baseline):
+        return predict_fn
+    return lambda w: predict_fn(w.ctx)
+
+
+def predict_windows(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
+                    context: int, batch_size: int = 4096) -> np.ndarray:
+    """``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) over every window, in batches: float32 [N, D]."""
+    return predict_rows(on_context(predict_fn), vectors, eval_targets, context, None, batch_size)
 
 
 def score(pred: np.ndarray, vectors: np.ndarray, eval_targets: np.ndarray, bank_rows: np.ndarray,
           context: int) -> dict:
     """All held-out metrics of predictions ``pred`` [N, D] for windows ``eval_targets`` in one flat dict:
-    cosine, hit@1, hit@5, mrr, direction_margin, n (number of windows)."""
+    cosine, hit@1, hit@5, mrr, direction_margin, nonfinite (share of prediction rows with a nan or inf: they
+    score 0 everywhere), n (number of windows)."""
     eval_targets = np.asarray(eval_targets, dtype=np.int64)
     tgt = vectors[eval_targets]
     last = vectors[eval_targets - 1]
     return {"cosine": cosine(pred, tgt),
             **retrieval(pred, eval_targets, bank_rows, vectors, context),
             "direction_margin": direction_margin(pred, tgt, last),
+            "nonfinite": float(nonfinite_rows(pred).mean()),
             "n": int(len(eval_targets))}
 
 
-def evaluate(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
-             bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict:
-    """``score`` of ``predict_windows``: every held-out metric of ``predict_fn``."""
-    return score(predict_windows(predict_fn, vectors, eval_targets, context, batch_size), vectors, eval_targets,
-                 bank_rows, context)
+def evaluate(predict_fn: Callable, vectors: np.ndarray, eval_targets: np.ndarray, bank_rows: np.ndarray,
+             context: int, batch_size: int = 4096, starts: np.ndarray | None = None) -> dict:
+    """``score`` of the predictions: every held-out metric of ``predict_fn`` (a context-only function or a
+    ``Baseline``)."""
+    return score(predict_rows(on_context(predict_fn), vectors, eval_targets, context, starts, batch_size), vectors,
+                 eval_targets, bank_rows, context)
 
 
 def evaluate_baselines(baselines: dict[str, Baseline], vectors: np.ndarray, eval_targets: np.ndarray,
-                       bank_rows: np.ndarray, context: int, batch_size: int = 4096) -> dict[str, dict]:
-    """``evaluate`` for every baseline: {name: metrics}."""
-    return {name: evaluate(b.predict, vectors, eval_targets, bank_rows, context, batch_size)
-            for name, b in baselines.items()}
+                       bank_rows: np.ndarray, context: int, batch_size: int = 4096,
+                       starts: np.ndarray | None = None) -> dict[str, dict]:
+    """``evaluate`` for every baseline: {name: metrics}. Without ``starts`` the article-aware ones are left out."""
+    return {name: evaluate(b, vectors, eval_targets, bank_rows, context, batch_size, starts)
+            for name, b in baselines.items() if starts is not None or not b.needs_article}

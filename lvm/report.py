@@ -33,8 +33,13 @@ Verdict rules (for the BEST model by test cosine; the first rule that holds wins
 Other models' problems and data notes (small data, anisotropy, duplicates, tiny test split, thresholds that even
 the baselines cannot reach, training still improving) are listed as further findings.
 
+Forward evidence (``lvm.forward``, for every model and baseline on the same windows): the offset-sweep plot, the
+ablation table, and per model a ``backward_bias`` finding (forward margin or its interval's low end <= 0) or an
+``order_blind`` finding (shuffling the context costs under ``lvm.decision.MIN_SHUFFLE_DROP`` cosine, or its
+interval reaches 0), with the numbers; these are findings, not verdicts.
+
 Files (in ``out_dir``, default ``run_dir/report/``): report.md, report.html (standalone, images embedded),
-learning_curves_<arch>.png, cosine_hist.png. `markdown_with_images(d)` gives report.md with the images as data:
+learning_curves_<arch>.png, cosine_hist.png, offset_sweep.png. `markdown_with_images(d)` gives report.md with the images as data:
 URIs (for a Prefect markdown artifact). This module never imports prefect.
 """
 
@@ -50,7 +55,9 @@ from pathlib import Path
 import numpy as np
 
 from lvm.dataset import file_hash, load_split, read_table, split_articles, table_stats, window_targets
-from lvm.metrics import fit_baselines, gather, per_example_cosine
+from lvm.decision import MIN_SHUFFLE_DROP
+from lvm.forward import forward_suite
+from lvm.metrics import article_starts, fit_baselines, gather, on_context, per_example_cosine, predict_rows
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
@@ -146,13 +153,15 @@ class Diagnosis:
     files: dict = field(default_factory=dict)  # name -> path of written files
     curves: dict = field(default_factory=dict, repr=False)  # arch -> history list
     per_example: dict = field(default_factory=dict, repr=False)  # label -> per-example test cosines
+    forward: dict = field(default_factory=dict, repr=False)  # label -> lvm.forward suite on the eval windows
 
     def to_dict(self) -> dict:
         return {"run_name": self.run_name, "run_dir": self.run_dir, "verdict": self.verdict, "summary": self.summary,
                 "eval_part": self.eval_part, "best_model": self.best_model, "data": self.data,
                 "baselines": self.baselines, "models": {k: m.to_dict() for k, m in self.models.items()},
                 "findings": [f.to_dict() for f in self.findings], "failed": self.failed,
-                "thresholds": self.thresholds, "decision": self.decision, "files": self.files}
+                "thresholds": self.thresholds, "decision": self.decision, "files": self.files,
+                "forward": self.forward}
 
     def to_markdown(self, images: str = "link") -> str:
         """The report as markdown; images "link" (relative file names), "embed" (data: URIs) or "none"."""
@@ -473,11 +482,20 @@ def diagnose(run_dir, out_dir=None, write: bool = True) -> Diagnosis:
         train_s = np.sort(rng.choice(train_s, MAX_TRAIN_EVAL, replace=False))
 
     per_example: dict[str, np.ndarray] = {}
+    forward: dict[str, dict] = {}
+    starts = article_starts(table.position)
+    groups = np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
+    bank = split.part(eval_part)
+
+    def suite(fn, pred):
+        return forward_suite(fn, vecs, eval_t, bank, context, starts, groups=groups, pred=pred, n_boot=1000)
+
     baselines = {}
-    for name, b in fit_baselines(vecs, targets["train"], context).items():
-        pred = b.predict(ctx)
+    for name, b in fit_baselines(vecs, targets["train"], context, starts=starts).items():
+        pred = predict_rows(b, vecs, eval_t, context, starts)
         pe = per_example_cosine(pred, tgt)
         per_example[f"{name} (baseline)"] = pe
+        forward[f"{name} (baseline)"] = suite(b, pred)
         baselines[name] = {"cosine": float(pe.mean()),
                            "direction_margin": float((pe - per_example_cosine(pred, last)).mean())}
 
@@ -504,6 +522,7 @@ def diagnose(run_dir, out_dir=None, write: bool = True) -> Diagnosis:
         m.test_cosine, m.cos_to_last_context = float(pe.mean()), float(cl.mean())
         m.direction_margin = float((pe - cl).mean())
         m.spread = _spread(pred, tgt)
+        forward[arch] = suite(on_context(predict), pred)
         tc, tt = gather(vecs, train_s, context)
         m.train_cosine = float(per_example_cosine(predict(tc), tt).mean())
         if len(targets["val"]):
@@ -549,6 +568,7 @@ def diagnose(run_dir, out_dir=None, write: bool = True) -> Diagnosis:
     for k in sorted(per_model, key=lambda k: -scored[k].test_cosine):
         if k != best:
             findings += per_model[k]
+    findings += _forward_findings(forward, scored, best)
     findings += _notes(models, data, baselines, best, eval_part, thresholds, data_changed)
 
     summary = _summary(verdict, best, scored, best_base, findings)
@@ -556,10 +576,47 @@ def diagnose(run_dir, out_dir=None, write: bool = True) -> Diagnosis:
     d = Diagnosis(run_name=run_name, run_dir=str(run_dir), out_dir=str(out), verdict=verdict, summary=summary,
                   eval_part=eval_part, best_model=best, data=data, baselines=baselines, models=models,
                   findings=findings, failed=dict(run.get("failed") or {}), thresholds=thresholds, decision=decision,
-                  curves=curves, per_example=per_example)
+                  curves=curves, per_example=per_example, forward=forward)
     if write:
         write_report(d, out)
     return d
+
+
+def _forward_findings(forward: dict, scored: dict, best: str | None) -> list[Finding]:
+    """Backward bias and order blindness, per model (the best first), with the numbers; a note when neither."""
+    out = []
+    for arch in sorted(scored, key=lambda k: (k != best, -scored[k].test_cosine)):
+        f = forward.get(arch)
+        if not f:
+            continue
+        fm, sh = f["forward_margin"], f["ablations"]["shuffled"]
+        sweep = dict(zip(f["offsets"]["k"], f["offsets"]["cosine"]))
+        C = f["context"]
+        base = {"forward_margin": fm["diff"], "forward_margin_ci95": fm["ci95"], "cos_next": sweep.get(0),
+                "cos_before_window": sweep.get(-(C + 1)), "cos_last_input": sweep.get(-1),
+                "shuffle_drop": sh["drop"], "shuffle_drop_ci95": sh["ci95"]}
+        base = {k: v for k, v in base.items() if not isinstance(v, list)} | {
+            k: f"[{v[0]:+.4f}, {v[1]:+.4f}]" for k, v in base.items()
+            if isinstance(v, list) and None not in v}
+        found = False
+        if fm["diff"] is not None and (fm["diff"] <= 0 or fm["ci95"][0] <= 0):
+            found = True
+            out.append(Finding("backward_bias", f"{arch} leans backwards: forward margin {fm['diff']:+.4f} "
+                               f"(95% [{fm['ci95'][0]:+.4f}, {fm['ci95'][1]:+.4f}]); its prediction is as close "
+                               "to the sentence before its context as to the next one", base,
+                               ["train on targets further ahead or penalise similarity to the inputs; check the "
+                                "offset-sweep plot for where the predictions peak"], model=arch))
+        if sh["drop"] < MIN_SHUFFLE_DROP or sh["ci95"][0] <= 0:
+            found = True
+            out.append(Finding("order_blind", f"{arch} is order-blind: shuffling its context costs "
+                               f"{sh['drop']:+.4f} cosine (95% [{sh['ci95'][0]:+.4f}, {sh['ci95'][1]:+.4f}], "
+                               f"needs >= {MIN_SHUFFLE_DROP:g}): a bag of sentences", base,
+                               ["an order-aware architecture or loss; compare with the context_mean and "
+                                "article_blend baselines, which ignore order by construction"], model=arch))
+        if not found:
+            out.append(Finding("forward", f"{arch} predicts forward: margin {fm['diff']:+.4f}, shuffle cost "
+                               f"{sh['drop']:+.4f}", base, [], model=arch, problem=False))
+    return out
 
 
 def _summary(verdict: str, best: str | None, scored: dict, best_base: tuple, findings: list) -> str:
@@ -670,6 +727,36 @@ def _plot_hist(d: Diagnosis, path: Path) -> Path | None:
     return path
 
 
+def _plot_offsets(d: Diagnosis, path: Path) -> Path | None:
+    """Cosine of each predictor's prediction to the sentence at offset k from the target; inputs shaded."""
+    if not d.forward:
+        return None
+    fig = _figure((10.5, 4.6))
+    ax = fig.subplots()
+    any_f = next(iter(d.forward.values()))
+    C = any_f["context"]
+    ax.axvspan(-C - 0.5, -0.5, color="0.92", label=f"the {C} inputs")
+    ax.axvline(0, color="0.5", lw=0.8, ls=":")
+    order = sorted(d.forward, key=lambda k: k.endswith("(baseline)"))  # models first: the strong colours
+    for label in order:
+        f = d.forward[label]
+        is_base = label.endswith("(baseline)")
+        ks, ys = f["offsets"]["k"], [np.nan if y is None else y for y in f["offsets"]["cosine"]]
+        fm = f["forward_margin"]["diff"]
+        ax.plot(ks, ys, "--" if is_base else "-o", lw=1 if is_base else 2, ms=4,
+                label=f"{label} (fwd margin {_f(fm, 3)})")
+    ax.set_xticks(any_f["offsets"]["k"])
+    ax.set_xlabel("offset k from the target (0 = the true next sentence, -1 = the last input)")
+    ax.set_ylabel("mean cosine(prediction, sentence at k)")
+    models = ", ".join(k for k in d.forward if not k.endswith("(baseline)")) or "no model"
+    ax.set_title(f"run {d.run_name}: offset sweep, models {models} and baselines ({d.eval_part})", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    return path
+
+
 def write_report(d: Diagnosis, out_dir) -> dict:
     """Write the PNGs, report.md, report.html and diagnosis.json into out_dir; returns {name: path}."""
     out = Path(out_dir)
@@ -683,6 +770,9 @@ def write_report(d: Diagnosis, out_dir) -> dict:
     p = _plot_hist(d, out / "cosine_hist.png")
     if p:
         files["cosine_hist"] = str(p)
+    p = _plot_offsets(d, out / "offset_sweep.png")
+    if p:
+        files["offset_sweep"] = str(p)
     d.files = files
     (out / "report.md").write_text(d.to_markdown(images="link"))
     (out / "report.html").write_text(d.to_html())
@@ -749,6 +839,28 @@ def _blocks(d: Diagnosis, images: str) -> list:
                    f"{MAX_TRAIN_EVAL:,} sampled windows). Spread ratio: mean per-dimension std of the unit "
                    f"predictions over that of the targets (collapse below {COLLAPSE_SPREAD_RATIO}). "
                    f"Targets' mean pairwise cosine: {_f(tpc, 3)}."))
+
+    if d.forward:
+        b.append(("h", 2, f"Does it predict forward? ({d.eval_part} split)"))
+        rows = []
+        for k in sorted(d.forward, key=lambda k: k.endswith("(baseline)")):  # models first
+            f = d.forward[k]
+            ab, fm, lg = f["ablations"], f["forward_margin"], f["gain_over_last_input"]
+            roll = f["rollout"]["cosine"]
+            rows.append([k if k.endswith("(baseline)") else f"**{k}**", _f(f["cosine"]),
+                         _f(fm["diff"]) + (f" [{fm['ci95'][0]:+.3f}, {fm['ci95'][1]:+.3f}]"
+                                           if fm["diff"] is not None else ""),
+                         _f(lg["diff"]), _f(ab["shuffled"]["drop"]), _f(ab["reversed"]["drop"]),
+                         _f(ab["mean"]["drop"]), _f(roll[-1] if roll else None),
+                         _f(f["contrastive_accuracy"]), _f(f["paraphrase_ratio"], 3)])
+        b.append(("table", ["", "cosine", "forward margin [95%]", "gain over last input", "shuffled drop",
+                            "reversed drop", "mean drop", f"rollout {len(roll) if roll else ''}",
+                            "contrastive acc.", "paraphrase ratio"], rows))
+        b.append(("p", "Forward margin: cos(pred, next) - cos(pred, the sentence before the context), both unseen "
+                       "(about 0 for a topic-only predictor). Drops: cosine lost when the context is shuffled, "
+                       "reversed or replaced by its mean (0 = order plays no part). Rollout: cosine to the true "
+                       "k-th next sentence with the predictions fed back. Contrastive accuracy: 0.5 = chance; "
+                       "paraphrase ratio above 1: nearer its input than real next sentences are."))
 
     b.append(("h", 2, "Training"))
     rows = []

@@ -1,21 +1,58 @@
+import math
+
 import pytest
 
 from lvm.decision import decide
 
 BASE = {"global_mean": {"cosine": 0.27}, "context_mean": {"cosine": 0.42}, "ridge": {"cosine": 0.46}}
+FORWARD = {"forward_margin": 0.05, "forward_margin_lo": 0.03, "shuffle_drop": 0.04, "shuffle_drop_lo": 0.03,
+           "paraphrase_ratio": 1.1, "last_input_gain": 0.1, "last_input_gain_lo": 0.05}
+
+
+def _m(cos, **kw):
+    return {"cosine": cos, **FORWARD, **kw}
 
 
 @pytest.mark.parametrize("score,branch", [(0.60, "deploy"), (0.55, "deploy"), (0.50, "hold"), (0.48, "hold"),
                                           (0.47, "investigate"), (0.02, "investigate")])
 def test_thresholds(score, branch):
-    d = decide({"lstm": {"cosine": score - 0.01}, "gru": {"cosine": score}}, BASE)
+    d = decide({"lstm": _m(score - 0.01), "gru": _m(score)}, BASE)
     assert d.branch == branch and d.best_arch == "gru" and d.best_cosine == score
     assert f"{score:.4f}" in d.reason
 
 
 def test_above_threshold_but_losing_to_a_baseline_is_held():
-    d = decide({"lstm": {"cosine": 0.56}}, {**BASE, "ridge": {"cosine": 0.58}})
+    d = decide({"lstm": _m(0.56)}, {**BASE, "ridge": {"cosine": 0.58}})
     assert d.branch == "hold" and not d.beats_all_baselines and "ridge" in d.reason
+
+
+@pytest.mark.parametrize("bad,gate", [({"forward_margin": -0.02, "forward_margin_lo": -0.03}, "forward_margin"),
+                                      ({"forward_margin_lo": -0.001}, "forward_margin"),
+                                      ({"shuffle_drop": 0.0, "shuffle_drop_lo": 0.0}, "shuffle_drop"),
+                                      ({"paraphrase_ratio": 2.5}, "paraphrase_ratio"),
+                                      ({"last_input_gain": 0.0, "last_input_gain_lo": -0.01}, "last_input_gain"),
+                                      ({"forward_margin": None}, "forward_margin")])
+def test_clearing_the_cosine_threshold_but_failing_a_forward_gate_is_held(bad, gate):
+    d = decide({"lstm": _m(0.60, **bad)}, BASE)
+    assert d.branch == "hold" and d.beats_all_baselines and d.passes_gates is False
+    assert "fails the forward gates" in d.reason and gate in d.reason
+    assert not d.gates[gate]["passed"] and all(g["passed"] for n, g in d.gates.items() if n != gate)
+    assert set(d.to_dict()["gates"]) == {"forward_margin", "shuffle_drop", "last_input_gain",
+                                                "paraphrase_ratio"}
+    assert decide({"lstm": _m(0.60, **bad)}, BASE, require_forward=False).branch == "deploy"
+
+
+def test_gate_thresholds_are_parameters():
+    d = decide({"lstm": _m(0.60)}, BASE, min_shuffle_drop=0.05)
+    assert d.branch == "hold" and d.gates["shuffle_drop"]["threshold"] == 0.05
+
+
+def test_a_nan_model_is_never_deployed_and_never_compared():
+    d = decide({"lstm": _m(float("nan")), "gru": _m(0.50)}, BASE)
+    assert d.best_arch == "gru" and d.branch == "hold" and "lstm is never deployed" in d.reason
+    assert "lstm" not in d.scores and all(math.isfinite(v) for v in d.scores.values())
+    d = decide({"lstm": _m(0.70, nonfinite=0.25)}, BASE)
+    assert d.branch == "investigate" and "25.0% of its predictions are nan" in d.reason and d.best_cosine is None
 
 
 def test_no_models_investigates_and_bad_thresholds_raise():

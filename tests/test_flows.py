@@ -33,14 +33,34 @@ def _run(table, **kw):
     return train_lvm(**params)
 
 
-def test_investigate_branch_writes_a_diagnosis(sotu_table):
-    r = _run(sotu_table, baseline_threshold=0.99, deploy_threshold=0.99)
+def test_investigate_branch_writes_a_diagnosis(sotu_table, harness, corpus_dir):
+    """Also: the forward suite for every model and baseline in comparison.json, the gates in decision.json, the
+    offset-sweep plot in the report, and an out-of-distribution table (other speeches) with its gap."""
+    import shutil
+
+    from flows.build_dataset import build_dataset_flow
+
+    other = harness / "sotu-other"
+    other.mkdir()
+    for f in sorted((corpus_dir / "sotu").glob("*.txt"))[12:15]:
+        shutil.copy(f, other)
+    ood = build_dataset_flow(corpus=str(other), encoder="hash:32")
+    r = _run(sotu_table, baseline_threshold=0.99, deploy_threshold=0.99, ood_data=ood)
     assert r.decision == "investigate" and r.best_arch in ("lstm", "gru")
     assert "below the baseline threshold 0.99" in r.reason
     assert Path(r.report).is_file() and Path(r.run_dir, "decision.json").is_file()
+    assert Path(r.report).with_name("offset_sweep.png").is_file()
     run = json.loads(Path(r.run_dir, "run.json").read_text())
     assert set(run["models"]) == {"lstm", "gru"} and run["failed"] == {}
-    assert {"global_mean", "last_context", "context_mean", "ridge"} == set(r.baselines)
+    assert {"global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend"} == \
+        set(r.baselines)
+    comp = json.loads(Path(r.run_dir, "comparison.json").read_text())
+    for m in [*comp["models"].values(), *comp["baselines"].values()]:
+        assert m["forward"]["offsets"]["k"][0] == -7 and "forward_margin" in m and "shuffle_drop" in m
+    assert set(comp["ood"]["val_minus_ood"]) >= {"lstm", "gru", "ridge"} and r.ood["n"] > 0
+    dec = json.loads(Path(r.run_dir, "decision.json").read_text())
+    assert set(dec["gates"]) >= {"forward_margin", "shuffle_drop", "last_input_gain"} and dec["require_forward"]
+    assert r.gates == dec["gates"]
 
 
 def test_hold_branch_registers_a_candidate_only(sotu_table, harness):
@@ -99,6 +119,7 @@ def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, 
              train_options={"lr": 3e-3, "batch_size": 64}, baseline_threshold=0.5, deploy_threshold=0.6)
     assert r.decision == "deploy", r.reason
     assert r.best_cosine >= 0.6 and r.best_cosine > max(b["cosine"] for b in r.baselines.values())
+    assert all(g["passed"] for g in r.gates.values()) and "passes every forward gate" in r.reason
     reg = Registry(harness / "registry")
     assert reg.aliases()["production"] == r.registry["version"]
     with TestClient(create_app(reg.root)) as client:

@@ -5,7 +5,7 @@ import pytest
 
 from lvm import metrics
 from lvm.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge, gather,
-                         per_example_cosine, retrieval)
+                         per_example_cosine, retrieval, score)
 
 
 def _stack(articles, context):
@@ -168,9 +168,9 @@ def test_retrieval_chunking_bank_subset_and_ties():
     # bank without row 0: query 0 -> rank 2, query 2 -> rank 3 (context rows 1,2 outside/inside the bank is fine)
     res = retrieval(pred, targets, np.array([1, 2, 3, 4, 5]), ROWS, 2)
     assert res["mrr"] == pytest.approx((1 / 2 + 1 + 1 / 3) / 3)
-    # a duplicate of the true row ties with it and does not count against the prediction
+    # a duplicate of the true row ties with it and counts against the prediction (rank 4, not 3)
     dup = np.concatenate([ROWS, ROWS[3:4]])
-    assert retrieval(pred[:1], targets[:1], np.arange(7), dup, 2)["mrr"] == pytest.approx(1 / 3)
+    assert retrieval(pred[:1], targets[:1], np.arange(7), dup, 2)["mrr"] == pytest.approx(1 / 4)
     with pytest.raises(ValueError, match="not in bank_rows"):
         retrieval(pred, targets, np.array([0, 1, 2, 3]), ROWS, 2)
 
@@ -183,6 +183,45 @@ def test_retrieval_perfect_predictions_on_random_bank():
     assert res == {"hit@1": 1.0, "hit@5": 1.0, "mrr": 1.0}
 
 
+def test_retrieval_cannot_be_fooled_by_zero_or_nan_predictions():
+    """Ties count against the prediction: an all-zero prediction ties with every row and ranks last; a nan row
+    scores 0 (it used to give hit@1 = hit@5 = MRR = 1.0)."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 16)).astype(np.float32)
+    targets = np.arange(3, 40)
+    zero = retrieval(np.zeros((len(targets), 16)), targets, np.arange(40), vectors, 3)
+    assert zero["hit@1"] == zero["hit@5"] == 0.0 and zero["mrr"] == pytest.approx(1 / 37)  # 36 ties
+    nan = np.full((len(targets), 16), np.nan)
+    assert retrieval(nan, targets, np.arange(40), vectors, 3) == {"hit@1": 0.0, "hit@5": 0.0, "mrr": 0.0}
+    half = vectors[targets].copy()
+    half[::2] = np.nan
+    res = score(half, vectors, targets, np.arange(40), 3)
+    assert res["nonfinite"] == pytest.approx(19 / 37) and res["hit@1"] == pytest.approx(18 / 37)
+    assert res["cosine"] == pytest.approx(18 / 37) and math.isfinite(res["direction_margin"])
+
+
+def test_article_baselines_see_the_whole_article_so_far():
+    from lvm.metrics import article_starts, predict_rows, window_batch
+
+    rng = np.random.default_rng(1)
+    position = np.concatenate([np.arange(9), np.arange(7)])
+    vectors = rng.normal(size=(16, 8)).astype(np.float32)
+    starts = article_starts(position)
+    targets = np.flatnonzero(position >= 2)
+    base = fit_baselines(vectors, targets, 2, starts=starts)
+    assert {"article_mean", "article_blend"} <= set(base) and base["article_blend"].needs_article
+    pred = predict_rows(base["article_mean"], vectors, targets, 2, starts, batch_size=3)
+    for t, p in zip(targets, pred):
+        np.testing.assert_allclose(p, vectors[starts[t]:t].mean(0), atol=1e-5)
+    w = window_batch(vectors, np.array([12]), 2, starts)   # article 2 starts at row 9: rows 9 before rows 10, 11
+    assert w.before_n.tolist() == [1] and np.allclose(w.before_sum[0], vectors[9])
+    assert 0.0 <= base["article_blend"].info["weight"] <= 1.0
+    # without the article structure they are left out, and asking one for a bare context is a clear error
+    assert set(fit_baselines(vectors, targets, 2)) == {"global_mean", "last_context", "context_mean", "ridge"}
+    with pytest.raises(ValueError, match="starts"):
+        base["article_mean"].predict(gather(vectors, targets, 2)[0])
+
+
 # --------------------------------------------------------------------------------------------- evaluate
 
 def test_evaluate_flat_dict_and_batching():
@@ -193,7 +232,7 @@ def test_evaluate_flat_dict_and_batching():
     base = fit_baselines(vectors, targets[targets < starts[4]], C)
     big = evaluate(base["ridge"].predict, vectors, val, bank, C)
     small = evaluate(base["ridge"].predict, vectors, val, bank, C, batch_size=3)
-    assert set(big) == {"cosine", "hit@1", "hit@5", "mrr", "direction_margin", "n"}
+    assert set(big) == {"cosine", "hit@1", "hit@5", "mrr", "direction_margin", "nonfinite", "n"}
     assert big["n"] == len(val) == 16
     for k in big:
         assert big[k] == pytest.approx(small[k], abs=1e-6)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from types import SimpleNamespace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +100,29 @@ def test_learnable_data_with_cosine_loss_is_healthy(healthy_run):
     assert m.spread["spread_ratio"] > 0.5
     assert d.findings[0].kind == "healthy" and d.findings[0].evidence["gain_over_best_baseline"] > 0
     assert not any(f.problem for f in d.findings)
+    fwd = next(f for f in d.findings if f.kind == "forward" and f.model == "lstm")
+    assert fwd.evidence["forward_margin"] > 0 and fwd.evidence["shuffle_drop"] > 0
+    assert set(d.forward) >= {"lstm", "context_mean (baseline)", "article_blend (baseline)"}
+    md = d.to_markdown(images="none")
+    assert "Does it predict forward?" in md and "shuffled drop" in md
+
+
+def test_a_context_mean_model_is_named_order_blind_and_backward_biased_with_numbers(tmp_path):
+    """A model that returns the mean of its context is a bag of sentences by construction: the report names it,
+    with the shuffle cost (0) and the forward margin."""
+    from lvm.report import _forward_findings
+
+    table = make_table(n_articles=30, length=14)
+    from lvm.forward import forward_suite
+    from lvm.metrics import article_starts
+
+    starts = article_starts(table.position)
+    t = np.flatnonzero(table.position >= 3)
+    s = forward_suite(lambda w: w.ctx.mean(1), table.vectors, t, np.arange(len(table)), 3, starts, n_boot=200)
+    m = SimpleNamespace(test_cosine=0.5)
+    kinds = {f.kind: f for f in _forward_findings({"mean": s}, {"mean": m}, "mean")}
+    assert "order_blind" in kinds and "+0.0000" in kinds["order_blind"].title.replace("-0.0000", "+0.0000")
+    assert kinds["order_blind"].evidence["shuffle_drop"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_model_predicting_one_vector_is_diagnosed_as_collapse(healthy_run, tmp_path):
@@ -146,7 +171,8 @@ def test_run_without_models_reports_the_failures(tmp_path):
     write_run(root, {**json.loads((root / "run.json").read_text()), "failed": {"lstm": "RuntimeError: boom"}})
     d = diagnose(root)
     assert d.verdict == "no_model" and "boom" in d.to_markdown()
-    assert set(d.baselines) == {"global_mean", "last_context", "context_mean", "ridge"}
+    assert set(d.baselines) == {"global_mean", "last_context", "context_mean", "ridge", "article_mean",
+                                "article_blend"}
 
 
 def test_report_files_and_embedded_markdown(memorised_run, tmp_path):
@@ -154,15 +180,15 @@ def test_report_files_and_embedded_markdown(memorised_run, tmp_path):
     d = diagnose(memorised_run, out_dir=out)
     names = {p.name for p in out.iterdir()}
     assert {"report.md", "report.html", "diagnosis.json", "learning_curves_transformer.png",
-            "cosine_hist.png"} <= names
+            "cosine_hist.png", "offset_sweep.png"} <= names
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 150_000
     md = (out / "report.md").read_text()
     assert "](learning_curves_transformer.png)" in md and "](cosine_hist.png)" in md
     emb = markdown_with_images(d)
-    assert emb.count("](data:image/png;base64,") == 2 and ".png)" not in emb
+    assert emb.count("](data:image/png;base64,") == 3 and ".png)" not in emb
     page = (out / "report.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count('src="data:image/png;base64,') == 2
+    assert page.startswith("<!DOCTYPE html>") and page.count('src="data:image/png;base64,') == 3
     assert not re.search(r'src="(?!data:)', page)  # standalone: nothing to fetch
     saved = json.loads((out / "diagnosis.json").read_text())
     assert saved["verdict"] == "memorisation" and saved["findings"][0]["evidence"]["gap"] > MEMORISATION_GAP
