@@ -48,7 +48,7 @@ from lvm.dataset import file_hash, load_split, read_table, split_articles, windo
 from lvm.evaluation import vs_best_baseline
 from lvm.locking import FolderBusy, folder_lock
 from lvm.losses import CompositeLoss
-from lvm.metrics import evaluate_baselines, fit_baselines, predict_windows, score
+from lvm.metrics import article_starts, evaluate_baselines, fit_baselines, predict_windows, score
 from lvm.models import MODEL_NAMES, build_model, count_parameters
 
 CHECKPOINT_DIR = "checkpoint"
@@ -621,15 +621,15 @@ _BASELINES: dict[tuple, dict] = {}  # (data hash, split, context) -> fitted base
 
 
 def fitted_baselines(vectors, train_t, context: int, data_hash: str | None = None,
-                     record: dict | None = None) -> dict:
+                     record: dict | None = None, starts: np.ndarray | None = None) -> dict:
     """fit_baselines on the training windows, memoised in this process by (data hash, split record, context) when
     both are given: the ridge baseline at D=768, C=5 solves a 3840-wide system, which costs far more than
     evaluating it."""
     key = None if data_hash is None or record is None else \
-        (data_hash, record["article_ids_sha256"], json.dumps(record["rows"]), context)
+        (data_hash, record["article_ids_sha256"], json.dumps(record["rows"]), context, starts is not None)
     if key is not None and key in _BASELINES:
         return _BASELINES[key]
-    fitted = fit_baselines(vectors, train_t, context)
+    fitted = fit_baselines(vectors, train_t, context, starts=starts)
     if key is not None:
         _BASELINES.clear()  # keep one set: a ridge map at D=768, C=5 is 12 MB
         _BASELINES[key] = fitted
@@ -650,7 +650,7 @@ def _held_out(model, vectors, split, table, context, parts=("val", "test"), base
         m = score(pred, vectors, eval_t, rows, context)
         out[part] = {"model": m}
         if baselines:
-            b = evaluate_baselines(baselines, vectors, eval_t, rows, context)
+            b = evaluate_baselines(baselines, vectors, eval_t, rows, context, starts=article_starts(table.position))
             best = _best_baseline(b)
             out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
                              beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),
@@ -686,7 +686,8 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
         model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
         model = model.to("cpu")
         if baselines is True:
-            baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record)
+            baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record,
+                                         article_starts(table.position))
         held = _held_out(model, table.vectors, split, table, C, baselines=baselines or None, arch=cfg.arch)
         head = "test" if "test" in held else "val"
         metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
@@ -721,7 +722,7 @@ def evaluate_model_dir(model_dir, table_path, part: str = "test", split_path=Non
     record = split.record()
     data_hash = file_hash(table_path)
     train_t = window_targets(table.article_id, table.position, C, split.train)
-    baselines = fitted_baselines(table.vectors, train_t, C, data_hash, record)
+    baselines = fitted_baselines(table.vectors, train_t, C, data_hash, record, article_starts(table.position))
     held = _held_out(model, table.vectors, split, table, C, parts=(part,), baselines=baselines, arch=config["arch"])
     if part not in held:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {C}")
