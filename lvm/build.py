@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,23 +75,25 @@ def read_corpora(corpora: list[str | Path], fmt: str = "auto") -> list[Document]
 
 
 def build_dataset(corpus: str | Path | list, out: str | Path, fmt: str = "auto", encoder: str | Encoder | None = None,
-                  cache_dir: Path | None = DEFAULT_CACHE, log=print) -> dict:
-    """Read, split, embed (cached per document) and write a validated sentence table. Returns a summary.
-    `corpus` may be a list of corpora (each read with `fmt`)."""
-    enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder)
+                  cache_dir: Path | None = DEFAULT_CACHE, log=print, backend: str | None = None,
+                  group_sentences: int | None = None) -> dict:
+    """Read, split, embed (cached per document, batched across documents: lvm.embedding) and write a validated
+    sentence table. Returns a summary. `corpus` may be a list of corpora (each read with `fmt`).
+    `backend`: torch | onnx | onnx-int8 (None: lvm.embedding.resolve_backend); `group_sentences` <= 0 encodes one
+    document per call."""
+    from lvm.embedding import DEFAULT_GROUP, embed_documents, resolve_backend
+
+    backend = None if isinstance(encoder, Encoder) else resolve_backend(encoder, backend)
+    enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder, backend=backend)
+    backend = getattr(enc, "backend", "torch")  # hash:D has one path only
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     docs = read_corpora(corpora, fmt)
     corpus = ",".join(str(c) for c in corpora)
     log(f"read {len(docs)} documents, {sum(len(d.sentences) for d in docs)} sentences from {corpus}")
-    vectors, hits = [], 0
-    from tqdm.auto import tqdm
-
-    for d in tqdm(docs, desc="embedding documents", unit="doc", disable=len(docs) < 20, file=sys.stderr):
-        v, hit = embed_document(d, enc, cache_dir)
-        vectors.append(v)
-        hits += hit
-    log(f"embedded with {enc.name} ({enc.dim}-D): {len(docs) - hits} documents encoded, {hits} from cache")
-    table = assemble_table(docs, vectors, {"encoder": enc.name, "dim": enc.dim, "corpus": str(corpus), "format": fmt})
+    vectors, hits = embed_documents(docs, enc, cache_dir, DEFAULT_GROUP if group_sentences is None else group_sentences)
+    log(f"embedded with {enc.name} ({enc.dim}-D, {backend}): {len(docs) - hits} documents encoded, {hits} from cache")
+    table = assemble_table(docs, vectors, {"encoder": enc.name, "encoder_backend": backend, "dim": enc.dim,
+                                           "corpus": str(corpus), "format": fmt})
     write_table(table, out)
     return {"path": str(out), "articles": len(docs), "sentences": len(table), "dim": enc.dim,
-            "encoder": enc.name, "encoded_documents": len(docs) - hits, "cached_documents": hits}
+            "encoder": enc.name, "backend": backend, "encoded_documents": len(docs) - hits, "cached_documents": hits}

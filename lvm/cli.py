@@ -71,12 +71,14 @@ def build_dataset_cmd(
     out: Path = typer.Option(Path("data/dataset.parquet"), help="Where to write the sentence table (Parquet)."),
     cache_dir: Path = typer.Option(Path("data/cache/embeddings"), help="Per-document embedding cache."),
     no_cache: bool = typer.Option(False, help="Embed everything again, ignoring the cache."),
+    backend: Optional[str] = typer.Option(None, help="torch (the exact sentence-transformers path) | onnx | onnx-int8; "
+                                          "default: onnx for the bundled model, torch for others."),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
     from lvm.build import build_dataset
 
     summary = build_dataset(corpus, out, fmt=format, encoder=encoder, cache_dir=None if no_cache else cache_dir,
-                            log=lambda m: typer.echo(m, err=True))
+                            log=lambda m: typer.echo(m, err=True), backend=backend)
     typer.echo(json.dumps(summary, indent=2))
 
 
