@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 ONNX_BACKENDS = ("onnx", "onnx-int8")
+RECIPE = "pooled;eager-attention;ort-bert-fusion;int8=per-channel-matmul-v1"  # in the file name: a new recipe re-exports
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
@@ -47,7 +48,7 @@ def check_exportable(st_model) -> None:
 
 def fingerprint(model_dir: Path, backend: str) -> str:
     """Hash of the model's files (weights included), the backend and the exporting library versions."""
-    h = hashlib.sha256(f"{backend};{_versions()}".encode())
+    h = hashlib.sha256(f"{backend};{RECIPE};{_versions()}".encode())
     for p in sorted(Path(model_dir).rglob("*")):
         if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt"):
             h.update(p.name.encode() + b"\0")
@@ -84,8 +85,10 @@ class _Pooled:
         return Pooled(auto_model).eval()
 
 
-def export(st_model, path: Path) -> Path:
-    """Write the fp32 graph of a loaded SentenceTransformer to `path` (atomically)."""
+def export(st_model, path: Path, fuse: bool = True) -> Path:
+    """Write the fp32 graph of a loaded SentenceTransformer to `path` (atomically). With `fuse`, ONNX Runtime's
+    transformer optimizer fuses attention, LayerNorm and GELU (load the model with eager attention for that:
+    the SDPA graph is not recognised as attention)."""
     import torch
 
     from lvm.atomic import write_atomic
@@ -105,19 +108,29 @@ def export(st_model, path: Path) -> Path:
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, tmp, input_names=["input_ids", "attention_mask", "token_type_ids"],
                               output_names=["embedding"], dynamic_axes=dyn, opset_version=17, dynamo=False)
+        if fuse:
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            cfg = st_model[0].auto_model.config
+            fused = optimize_model(tmp, model_type="bert", num_heads=int(cfg.num_attention_heads),
+                                   hidden_size=int(cfg.hidden_size), opt_level=1)
+            fused.save_model_to_file(tmp)
 
     write_atomic(path, write)
     return path
 
 
 def quantize(fp32: Path, path: Path) -> Path:
-    """int8 weights (per channel, signed), activations quantised dynamically: the ORT recipe for transformers."""
+    """int8 weights (per output channel, signed) of the MatMuls, activations quantised dynamically per call; the
+    fused Attention nodes stay fp32."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from lvm.atomic import write_atomic
 
     def write(tmp: str) -> None:
-        quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused ops lack type info
 
     write_atomic(path, write)
     return path
@@ -169,7 +182,8 @@ class OnnxEncoder:
             from sentence_transformers import SentenceTransformer
 
             fp32.parent.mkdir(parents=True, exist_ok=True)
-            export(SentenceTransformer(str(self.model_dir), device="cpu"), fp32)
+            st = SentenceTransformer(str(self.model_dir), device="cpu", model_kwargs={"attn_implementation": "eager"})
+            export(st, fp32)
         if self.backend == "onnx-int8":
             quantize(fp32, path)
         return path
