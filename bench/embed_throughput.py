@@ -166,7 +166,7 @@ def main() -> None:
 
     print("\nfidelity to today's vectors (cosine per sentence, all sentences):")
     for name, f in result["fidelity"].items():
-        print(f"  {name:<14} mean {f['mean']:.5f}  min {f['min']:.5f}  0.1% quantile {f['q0.001']:.5f}")
+        print(f"  {name:<14} mean {f['mean']:.7f}  min {f['min']:.7f}  0.1% quantile {f['q0.001']:.7f}")
     result["load_after"] = os.getloadavg()[0]
     print(f"load average after {result['load_after']:.2f}")
     if args.json:
