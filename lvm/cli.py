@@ -95,13 +95,15 @@ def build_dataset_cmd(
     detokenize: Optional[bool] = typer.Option(None, "--detokenize/--no-detokenize",
                                               help="Undo Moses tokenisation (` , ` ` 's` ` @-@ `).",
                                               show_default="WikiText, and text that looks tokenised"),
+    backend: Optional[str] = typer.Option(None, help="torch (the exact sentence-transformers path) | onnx | onnx-int8; "
+                                          "default: onnx for the bundled model, torch for others."),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
     from lvm.build import DEFAULT_CACHE, build_dataset
 
     summary = build_dataset(corpus, out, fmt=format, encoder=encoder,
                             cache_dir=None if no_cache else (cache_dir or DEFAULT_CACHE),
-                            log=lambda m: typer.echo(m, err=True), detokenize=detokenize)
+                            log=lambda m: typer.echo(m, err=True), detokenize=detokenize, backend=backend)
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -84,16 +84,21 @@ class HashEncoder:
 _CACHE: dict[str, Encoder] = {}
 
 
-def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
-    """The encoder for a name (None → the bundled default); loaded once per process."""
+def get_encoder(name: str | None = None, device: str = "cpu", backend: str = "torch") -> Encoder:
+    """The encoder for a name (None → the bundled default); loaded once per process. `backend`: torch (the
+    exact sentence-transformers path), onnx or onnx-int8 (lvm.onnx_backend, CPU only); ignored by hash:D."""
     name = name or DEFAULT_ENCODER
-    key = f"{name}@{device}"
+    key = f"{name}@{device}" + ("" if backend == "torch" or name.startswith("hash:") else f"@{backend}")
     if key not in _CACHE:
         if name.startswith("hash:"):
             width = name.split(":", 1)[1]
             if not width.isdigit() or int(width) < 1:
                 raise ValueError(f"encoder {name!r}: hash:D needs a whole number D >= 1, e.g. hash:64")
             _CACHE[key] = HashEncoder(int(width))
+        elif backend != "torch":
+            from lvm.onnx_backend import onnx_encoder
+
+            _CACHE[key] = onnx_encoder(name, backend)
         else:
             _CACHE[key] = _load_sentence_transformer(name, device)
     return _CACHE[key]

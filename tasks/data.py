@@ -1,4 +1,5 @@
-"""Data tasks: read a corpus, embed one document, assemble the table, load + validate it, split it."""
+"""Data tasks: read a corpus, assemble the table from the cached vectors, load + validate it, split it (embedding:
+tasks/embedding.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from pathlib import Path
 
 from prefect import task
 
-from lvm.build import assemble_table, cache_path, embed_document, read_cached
+from lvm.build import assemble_table
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import (file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles,
                          write_table)
+from lvm.embedding import embed_document, read_cached
 from lvm.encoders import get_encoder
-from lvm.paths import embedding_cache_dir, runs_dir
+from lvm.paths import runs_dir
 from tasks.caching import by_file_content, by_inputs
 
 
@@ -20,17 +22,6 @@ def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "
     """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files,
     `reader_version` (tasks.caching.code_version("lvm.corpus")) the reader's code."""
     return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]
-
-
-@task(name="embed-document", cache_policy=by_inputs(), persist_result=True, retries=2, retry_delay_seconds=2,
-      task_run_name="embed-{doc[doc_id]}")
-def embed_document_task(doc: dict, encoder: str | None = None, cache_dir: str | None = None) -> str:
-    """Embed one document (cached by its sentences and the encoder); returns the path of its vectors (.npy)."""
-    enc = get_encoder(encoder)
-    d = Document(doc["doc_id"], doc["title"], [], sentences=doc["sentences"])
-    cache = Path(cache_dir) if cache_dir else embedding_cache_dir()
-    embed_document(d, enc, cache)
-    return str(cache_path(d, enc.name, cache))
 
 
 @task(name="assemble-table", cache_policy=by_inputs(), persist_result=True)
@@ -42,7 +33,8 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
     for d, p in zip(documents, vector_paths):
         v = read_cached(Path(p), len(d.sentences))
         if v is None:  # the path is <cache_dir>/<encoder>/<key>.npy
-            v, _ = embed_document(d, get_encoder(meta.get("encoder")), Path(p).parents[1])
+            enc = get_encoder(meta.get("encoder"), backend=meta.get("encoder_backend", "torch"))
+            v, _ = embed_document(d, enc, Path(p).parents[1])
         vectors.append(v)
     write_table(assemble_table(documents, vectors, meta), out)
     return out

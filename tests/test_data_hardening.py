@@ -293,7 +293,7 @@ def test_brown_prose_keeps_its_quotes_and_tokenised_text_is_still_detokenised(co
 
 
 def test_embedding_cache_key_follows_the_text():
-    from lvm.build import document_key
+    from lvm.embedding import document_key
     from lvm.corpus import Document
 
     a = Document("d", "d", [], sentences=['It said "no evidence" that.'])
