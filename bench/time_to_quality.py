@@ -12,7 +12,8 @@ back from the checkpoint the engine just wrote) on the test articles. The learni
 --epochs, so the run up to any epoch is exactly what a run with early stopping would have done up to there: one run
 gives the stop epoch, the seconds spent and the test cosine of the kept (best-validation) weights for every patience.
 
-FLOPs per training sample are counted with torch.utils.flop_counter on one forward + backward step; achieved
+FLOPs per training sample are counted with torch.utils.flop_counter on one forward + backward step (recurrent
+layers, which it does not see, from their shapes); achieved
 GFLOP/s = FLOPs per sample x samples/s of the epochs' training part, against a 2048x2048 fp32 matmul timed in the
 same process with the same threads.
 """
@@ -52,6 +53,9 @@ def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
 
 
 def flops_per_sample(cfg: TrainConfig, dim: int, batch: int = 64) -> float:
+    """Training FLOPs (forward + backward) per sample. torch's FlopCounterMode sees matmuls, convolutions and
+    attention but not the fused recurrent ops (aten::lstm / aten::gru): those are added from their shapes, as
+    2 * gates * H * (I + H) per step and layer for the forward pass, times 3 for forward + backward."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = cfg.build(dim)
@@ -60,7 +64,14 @@ def flops_per_sample(cfg: TrainConfig, dim: int, batch: int = 64) -> float:
     with FlopCounterMode(display=False) as fc:
         loss, _ = loss_fn(model(ctx), tgt)
         loss.backward()
-    return fc.get_total_flops() / batch
+    recurrent = 0
+    for m in model.modules():
+        if isinstance(m, (torch.nn.LSTM, torch.nn.GRU)):
+            gates = 4 if isinstance(m, torch.nn.LSTM) else 3
+            for layer in range(m.num_layers):
+                inp = m.input_size if layer == 0 else m.hidden_size
+                recurrent += 3 * 2 * gates * m.hidden_size * (inp + m.hidden_size) * cfg.context
+    return fc.get_total_flops() / batch + recurrent
 
 
 def default_table() -> Path:

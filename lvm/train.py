@@ -83,7 +83,9 @@ class TrainConfig:
     plateau_factor: float = 0.5     # "plateau": lr *= factor after plateau_patience epochs without val improvement
     plateau_patience: int = 2
     grad_clip: float | None = 1.0   # max global gradient norm; None or 0 = no clipping
-    patience: int | None = 5        # early stopping: epochs without val-cosine improvement; None or 0 = never
+    patience: int | None = 3        # early stopping: epochs without val-cosine improvement; None or 0 = never
+                                    # (3, not 5: make run's three models keep the same weights and stop sooner;
+                                    # bench/time_to_quality.py, BENCHMARKS.md)
     min_delta: float = 0.0          # an improvement must exceed this
     context: int = 5
     seed: int = 0
