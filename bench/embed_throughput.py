@@ -98,8 +98,7 @@ def main() -> None:
     import torch
 
     from lvm.build import read_corpora
-    from lvm.embedding import DEFAULT_BACKEND, DEFAULT_GROUP, embed_documents
-    from lvm.encoders import get_encoder
+    from lvm.embedding import DEFAULT_BACKEND, DEFAULT_GROUP, embed_documents, load_encoder
 
     corpora = [str(c) for c in (args.corpus or DEFAULT_CORPORA)]
     print(describe_machine(), flush=True)
@@ -107,10 +106,10 @@ def main() -> None:
     quiet = lambda m: None  # noqa: E731
 
     t = time.perf_counter()
-    get_encoder(None, backend="torch")
+    load_encoder(None, "torch")
     load_torch = time.perf_counter() - t
     t = time.perf_counter()
-    new = get_encoder(None, backend=DEFAULT_BACKEND)
+    new = load_encoder(None, DEFAULT_BACKEND)
     load_new = time.perf_counter() - t
     print(f"encoder load: torch {load_torch:.1f} s, {DEFAULT_BACKEND} {load_new:.1f} s (includes a first export)",
           flush=True)
@@ -154,7 +153,7 @@ def main() -> None:
 
     for name in [e for e in args.extra.split(",") if e]:
         backend, group = ("torch", DEFAULT_GROUP) if name == "torch-batched" else (name, DEFAULT_GROUP)
-        enc = get_encoder(None, backend=backend)
+        enc = load_encoder(None, backend)
         print(f"load average {wait_quiet(args.wait_quiet)} before embed-only {name}", flush=True)
         t = time.perf_counter()
         v, _ = embed_documents(docs, enc, None, group)

@@ -9,8 +9,8 @@ import numpy as np
 
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import SentenceTable, write_table
-from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, resolve_backend
-from lvm.encoders import Encoder, get_encoder
+from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, load_encoder, resolve_backend
+from lvm.encoders import Encoder
 from lvm.paths import check_output, default_dataset_path
 
 
@@ -52,7 +52,7 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     check_output(out, corpora)
     cache_dir = cache_root(cache_dir)
     if not isinstance(encoder, Encoder):
-        encoder = get_encoder(encoder, backend=resolve_backend(encoder, backend))
+        encoder = load_encoder(encoder, resolve_backend(encoder, backend))
     backend = getattr(encoder, "backend", "torch")  # hash:D has one path only
     docs = read_corpora(corpora, fmt, detokenize)
     corpus = ",".join(str(c) for c in corpora)

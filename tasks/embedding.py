@@ -8,8 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from lvm.corpus import Document
-from lvm.embedding import cache_path, embed_documents, encoder_key
-from lvm.encoders import get_encoder
+from lvm.embedding import cache_path, embed_documents, encoder_key, load_encoder
 from lvm.paths import embedding_cache_dir
 from tasks.caching import by_inputs
 
@@ -19,7 +18,7 @@ from tasks.caching import by_inputs
 def embed_documents_task(docs: list[dict], encoder: str | None = None, backend: str = "torch",
                          cache_dir: str | None = None) -> list[str]:
     """Embed a group of documents in shared batches; returns the path of each document's vectors (.npy)."""
-    enc = get_encoder(encoder, backend=backend)
+    enc = load_encoder(encoder, backend)
     documents = [Document(d["doc_id"], d["title"], [], sentences=d["sentences"]) for d in docs]
     cache = Path(cache_dir) if cache_dir else embedding_cache_dir()
     embed_documents(documents, enc, cache, group_sentences=max(1, sum(len(d.sentences) for d in documents)))
