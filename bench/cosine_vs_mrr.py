@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvm.dataset import read_table, split_articles, window_targets  # noqa: E402
+from lvm.dataset import read_table, split_articles  # noqa: E402
+from lvm.table import window_targets  # noqa: E402
 from lvm.metrics import cosine, fit_baselines, gather, retrieval  # noqa: E402
 
 

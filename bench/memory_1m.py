@@ -128,7 +128,7 @@ def main(argv=None):
 
     import torch
 
-    from lvm.dataset import window_targets
+    from lvm.table import window_targets
     from lvm.shards import materialize_vectors, open_sharded, validate_shards
     from lvm.train import TrainConfig, fit
 

@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
-from lvm.dataset import read_table, split_articles, window_targets  # noqa: E402
+from lvm.dataset import read_table, split_articles  # noqa: E402
+from lvm.table import window_targets  # noqa: E402
 from lvm.metrics import cosine  # noqa: E402
 from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, fit, predict, resolve_precision  # noqa: E402
 

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvm.dataset import gather_windows, read_table, split_articles, window_targets  # noqa: E402
+from lvm.dataset import read_table, split_articles  # noqa: E402
+from lvm.table import gather_windows, window_targets  # noqa: E402
 from lvm.models import build_model, count_parameters  # noqa: E402
 from lvm.train import TrainConfig, bf16_supported, fit  # noqa: E402
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import SentenceTable, write_table
+from lvm.dataset import write_table
+from lvm.table import SentenceTable
 from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, load_encoder, resolve_backend
 from lvm.encoders import Encoder
 from lvm.paths import check_output, default_dataset_path

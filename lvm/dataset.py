@@ -1,76 +1,22 @@
-"""The sentence table (one row per sentence, Parquet on disk), training windows and article-disjoint splits.
-
-Windows are never stored: a window is the row index of its target, its context the C rows before it in the same
-article. That keeps a dataset at 1x the vectors on disk and in memory (the original `.npz` kept 6x).
-"""
+"""Sentence tables on disk (read and validated, written atomically; Parquet, shards or a seed .npz) and
+article-disjoint splits. The table itself, its Arrow layout and its windows: lvm.table."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic
+from lvm.table import (META_KEY, PARQUET_OPTIONS, SentenceTable, failure, file_sha256, null_rows, position_failures,
+                       to_arrow, vector_failures, window_targets)
 from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
-
-META_KEY = b"lvm"
-
-
-@dataclass
-class SentenceTable:
-    article_id: np.ndarray  # object [N] of str
-    position: np.ndarray  # int64 [N]
-    text: np.ndarray  # object [N] of str
-    vectors: np.ndarray  # float32 [N, D]
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.position)
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-    @property
-    def articles(self) -> np.ndarray:
-        """Article ids in table order, each once."""
-        starts = np.r_[True, self.article_id[1:] != self.article_id[:-1]]
-        return self.article_id[starts]
-
-    @classmethod
-    def from_sentences(cls, rows: list[tuple[str, int, str]], vectors: np.ndarray, meta: dict | None = None):
-        return cls(
-            article_id=np.array([r[0] for r in rows], dtype=object),
-            position=np.array([r[1] for r in rows], dtype=np.int64),
-            text=np.array([r[2] for r in rows], dtype=object),
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-            meta=dict(meta or {}),
-        )
-
-
-# ---------------------------------------------------------------------------------------------------- files
-
-#: how every sentence table (one file or shards) is written
-PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["article_id"],
-                   "use_byte_stream_split": ["vector"], "row_group_size": 65536}
-
-
-def to_arrow(article_id, position, text, vectors: np.ndarray, meta: dict) -> pa.Table:
-    """The table's columns and metadata as Arrow: article_id, position, text, vector (fixed-size float32 list)."""
-    return pa.table({
-        "article_id": pa.array(np.asarray(article_id).astype(str).tolist(), pa.string()),
-        "position": pa.array(np.asarray(position, dtype=np.int64), pa.int64()),
-        "text": pa.array([str(t) for t in text], pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1]),
-    }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-
 
 def write_table(table: SentenceTable, path: str | Path, source: str | None = None) -> Path:
     """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place.
@@ -101,58 +47,6 @@ def is_table_path(data: str | Path) -> bool:
     return s.endswith(".parquet") or s.lower().endswith(".npz") or is_sharded(s)
 
 
-def _fail(path, rule: str, message: str, rows=None) -> Failure:
-    rows = [] if rows is None else [int(r) for r in rows]
-    return Failure(rule, message, len(rows), rows[:10])
-
-
-def _null_rows(arr: pa.Array) -> np.ndarray:
-    return np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
-
-
-def vector_failures(path, col: pa.Array) -> list[Failure]:
-    """The vector column must be one flat list of floats per row, without nulls: nothing else is coerced."""
-    t = col.type
-    if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
-        return [_fail(path, "vector_type", f"the vector column must hold a list of D floats per row "
-                      f"(fixed_size_list<float32>[D]); it holds {t}")]
-    vt = t.value_type
-    if pa.types.is_list(vt) or pa.types.is_large_list(vt) or pa.types.is_fixed_size_list(vt):
-        return [_fail(path, "vector_type", f"the vector column holds lists of lists ({t}); each row must be one "
-                      "flat list of D floats")]
-    if not pa.types.is_floating(vt):
-        return [_fail(path, "vector_type", f"vector values must be floating point; the column holds {t}")]
-    out = []
-    rows = _null_rows(col)
-    if len(rows):
-        out.append(_fail(path, "vector_not_null", "vector is null", rows))
-    flat = col.flatten()  # the values of the non-null rows
-    if flat.null_count:
-        parents = pc.list_parent_indices(col).to_numpy()
-        rows = np.unique(parents[_null_rows(flat)])
-        out.append(_fail(path, "vector_not_null", "vector has null values", rows))
-    return out
-
-
-def position_failures(path, col: pa.Array) -> list[Failure]:
-    """Positions are integers (0, 1, 2, ... per article); fractions, strings and nulls are refused, not cast."""
-    out = []
-    rows = _null_rows(col)
-    if len(rows):
-        out.append(_fail(path, "integer_positions", "position is null", rows))
-    if pa.types.is_integer(col.type):
-        return out
-    if pa.types.is_floating(col.type):
-        vals = col.to_numpy(zero_copy_only=False)
-        bad = np.flatnonzero(~np.isfinite(vals) | (np.nan_to_num(vals) != np.round(np.nan_to_num(vals))))
-        what = "fractional values" if len(bad) else "whole numbers, stored as floats: write them as int64"
-        out.append(_fail(path, "integer_positions", f"position must be integers; the column is {col.type} "
-                         f"with {what}", bad if len(bad) else None))
-    else:
-        out.append(_fail(path, "integer_positions", f"position must be integers; the column holds {col.type}"))
-    return out
-
-
 def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     """Read and validate a sentence table: a Parquet file, a folder of shards, or a seed `.npz` (imported by
     lvm.seed_npz, cached by content). Any unreadable or invalid file raises DataValidationError naming it."""
@@ -180,16 +74,16 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     pos_col = arrow.column("position").combine_chunks()
     col = arrow.column("vector").combine_chunks()
     failures = vector_failures(path, col) + position_failures(path, pos_col)
-    rows = _null_rows(aid_col)
+    rows = null_rows(aid_col)
     if len(rows):
-        failures.append(_fail(path, "non_empty_article_id", "article_id is null", rows))
+        failures.append(failure(path, "non_empty_article_id", "article_id is null", rows))
     raw = (arrow.schema.metadata or {}).get(META_KEY)
     meta = {}
     if raw:
         try:
             meta = json.loads(raw)
         except ValueError as exc:
-            failures.append(_fail(path, "metadata", f"the table's `lvm` Parquet metadata is not valid JSON ({exc})"))
+            failures.append(failure(path, "metadata", f"the table's `lvm` Parquet metadata is not valid JSON ({exc})"))
     if failures:
         raise DataValidationError(str(path), failures)
     article_id = np.array(aid_col.to_pylist(), dtype=object)
@@ -230,38 +124,14 @@ def _read_npz_table(path: Path, validate: bool) -> SentenceTable:
     return table
 
 
-def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file (sha256 hex): the cache key of everything derived from a dataset."""
+def file_hash(path: str | Path) -> str:
+    """Content hash of a table (sha256 hex): the cache key of everything derived from a dataset. A sharded
+    table's folder is hashed by its manifest and shards (lvm.shards.folder_hash)."""
     if Path(path).is_dir():
         from lvm.shards import folder_hash
 
         return folder_hash(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------------- windows
-
-def window_targets(article_id: np.ndarray, position: np.ndarray, context: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """Row indices of every window's target (position >= context), optionally only among `rows` (a split).
-
-    Requires rows sorted by (article, position) with contiguous positions, which read_table validates, so the
-    context rows t-C..t-1 are always in the target's own article."""
-    if context < 1:
-        raise ValueError(f"context must be >= 1, got {context}")
-    idx = np.flatnonzero(np.asarray(position) >= context)
-    if rows is not None:
-        idx = np.intersect1d(idx, rows, assume_unique=False)
-    return idx.astype(np.int64)
-
-
-def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
-    """(contexts [W, C, D], targets [W, D]) for the given target rows."""
-    ctx = vectors[targets[:, None] + np.arange(-context, 0)[None, :]]
-    return ctx, vectors[targets]
+    return file_sha256(path)
 
 
 # ---------------------------------------------------------------------------------------------------- splits

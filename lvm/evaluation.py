@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from lvm.checkpoint import load_model
-from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
+from lvm.dataset import file_hash, load_split, read_table, split_articles
+from lvm.table import window_targets
 from lvm.forward import forward_suite, summary
 from lvm.metrics import (article_starts, fit_baselines, on_context, paired_difference, per_example_cosine,
                          predict_rows, score)

@@ -54,7 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import file_hash, load_split, read_table, split_articles, table_stats, window_targets
+from lvm.dataset import file_hash, load_split, read_table, split_articles, table_stats
+from lvm.table import window_targets
 from lvm.decision import MIN_SHUFFLE_DROP
 from lvm.forward import forward_suite
 from lvm.metrics import article_starts, fit_baselines, gather, on_context, per_example_cosine, predict_rows

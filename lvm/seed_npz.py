@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lvm.atomic import write_atomic
-from lvm.dataset import SentenceTable, gather_windows, window_targets
+from lvm.table import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError, Failure
 
 REQUIRED = ("context_sequences", "target_vectors")

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic, write_json
-from lvm.dataset import PARQUET_OPTIONS, SentenceTable, position_failures, file_hash, to_arrow
+from lvm.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
 from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
 
 MANIFEST = "_lvm_shards.json"
@@ -381,5 +381,5 @@ def folder_hash(path: str | Path) -> str:
     h = hashlib.sha256(json.dumps({"dim": manifest["dim"], "rows": manifest["rows"], "meta": manifest["meta"]},
                                   sort_keys=True).encode())
     for s in manifest["shards"]:
-        h.update(f"\0{s['file']}\0{file_hash(path / s['file'])}".encode())
+        h.update(f"\0{s['file']}\0{file_sha256(path / s['file'])}".encode())
     return h.hexdigest()

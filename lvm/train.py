@@ -44,7 +44,8 @@ from safetensors.torch import load_file, save_file
 from lvm.allocator import keep_freed_memory
 from lvm.checkpoint import load_model, save_model
 from lvm.atomic import read_json_object, write_atomic, write_json
-from lvm.dataset import file_hash, load_split, read_table, split_articles, window_targets
+from lvm.dataset import file_hash, load_split, read_table, split_articles
+from lvm.table import window_targets
 from lvm.evaluation import vs_best_baseline
 from lvm.locking import FolderBusy, folder_lock
 from lvm.losses import CompositeLoss

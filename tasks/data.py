@@ -9,8 +9,7 @@ from prefect import task
 
 from lvm.build import assemble_table
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import (file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles,
-                         write_table)
+from lvm.dataset import file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles, write_table
 from lvm.embedding import embed_document, load_encoder, read_cached
 from lvm.paths import runs_dir
 from tasks.caching import by_file_content, by_inputs

@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvm.dataset import read_table, split_articles, window_targets  # noqa: E402
+from lvm.dataset import read_table, split_articles  # noqa: E402
+from lvm.table import window_targets  # noqa: E402
 from lvm.train import TrainConfig, fit  # noqa: E402
 
 

@@ -159,7 +159,7 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
 def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     import pyarrow.parquet as pq
 
-    from lvm.dataset import to_arrow
+    from lvm.table import to_arrow
     from lvm.schema import DataValidationError
     from lvm.shards import ShardWriter, write_shards
 

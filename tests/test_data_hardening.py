@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from conftest import make_table
 from lvm.cli import app
-from lvm.dataset import gather_windows, read_table, window_targets, write_table
+from lvm.dataset import read_table, write_table
+from lvm.table import gather_windows, window_targets
 from lvm.schema import DataValidationError
 
 runner = CliRunner()

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import make_table
-from lvm.dataset import (SentenceTable, file_hash, gather_windows, read_table, split_articles, table_stats,
-                         window_targets, write_table)
+from lvm.dataset import file_hash, read_table, split_articles, table_stats, write_table
+from lvm.table import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError
 
 

@@ -113,7 +113,7 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
 # --------------------------------------------------------------------------------------------- lvm evaluate
 
 def _table(seed, dim=D, encoder="synthetic-rotation", n_articles=24):
-    from lvm.dataset import SentenceTable
+    from lvm.table import SentenceTable
 
     vectors, position, _ = rotation_data(n_articles=n_articles, length=20, dim=dim, seed=seed)
     rows = [(f"s{seed}-a{i // 20:03d}", int(p), "") for i, p in enumerate(position)]

@@ -21,7 +21,8 @@ import torch
 
 from conftest import make_table
 from lvm.checkpoint import load_model, save_model
-from lvm.dataset import SentenceTable, file_hash, save_split, split_articles, write_table
+from lvm.dataset import file_hash, save_split, split_articles, write_table
+from lvm.table import SentenceTable
 from lvm.models import build_model
 from lvm.report import (COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis, _history_summary, diagnose,
                         markdown_with_images)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import make_table
-from lvm.dataset import gather_windows, read_table, window_targets, write_table
+from lvm.dataset import read_table, write_table
+from lvm.table import gather_windows, window_targets
 from lvm.schema import DataValidationError
 from lvm.seed_npz import export_npz, import_npz
 
