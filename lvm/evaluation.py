@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.checkpoint import load_model
+from lvm.checkpoint import load_model, read_config
 from lvm.dataset import file_hash, load_split, read_table, split_articles
 from lvm.table import window_targets
 from lvm.forward import forward_suite, summary
@@ -37,8 +37,6 @@ def model_predictor(model_dir: str):
 
     return predict
 
-
-predictor = model_predictor  # the earlier name
 
 
 def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: np.ndarray, context: int,
@@ -146,7 +144,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
     records (it must still have the recorded content)."""
     if part not in ("train", "val", "test"):
         raise ValueError(f"part must be train, val or test, got {part!r}")
-    _, config = load_model(model_dir)
+    config = read_config(model_dir)  # the weights are loaded once, by model_predictor below
     data_path = Path(data_path)
     table = read_table(data_path)
     C, arch = int(config["context"]), config["arch"]
