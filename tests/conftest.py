@@ -29,6 +29,28 @@ def _restore_torch_globals():
     torch.set_num_threads(threads)
 
 
+def sigkill_when(proc, checkpoint_json: Path, ready, timeout: float = 120) -> None:
+    """SIGKILL the training child `proc` as soon as `ready(checkpoint.json's content)` holds; fail the test if the
+    child dies first or nothing is ready in time. The child is reaped either way."""
+    import json
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if checkpoint_json.is_file() and ready(json.loads(checkpoint_json.read_text())):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        else:
+            pytest.fail("the child wrote no such checkpoint in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS} (see shared/corpus/README.md)"

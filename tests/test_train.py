@@ -1,12 +1,10 @@
 """The training engine: learning, early stopping, best weights, files, precision, reproducibility, kill+resume."""
 
 import json
-import os
 import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import sigkill_when
 from lvm.checkpoint import load_model
 from lvm.metrics import per_example_cosine
 from lvm.train import (CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, _mean_cosine, bf16_supported,
@@ -167,19 +166,7 @@ def test_resume_after_sigkill_is_exact(data, tmp_path):
     proc = subprocess.Popen([sys.executable, str(TESTS / "_train_child.py"), str(path), str(killed),
                              json.dumps(cfg.to_dict()), "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = killed / CHECKPOINT_DIR / CHECKPOINT_JSON
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if ckpt.is_file() and json.loads(ckpt.read_text())["epoch"] >= 2:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the child wrote no checkpoint of epoch 2 in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.communicate()
+    sigkill_when(proc, ckpt, lambda state: state["epoch"] >= 2)
     assert proc.returncode == -signal.SIGKILL
     at_kill = read_checkpoint_info(killed)["epoch"]
     assert 2 <= at_kill < 6 and not (killed / "model.safetensors").exists()

@@ -5,7 +5,6 @@ leftovers are cleaned, and the CLI answers every such case with one error line (
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from conftest import sigkill_when
 from lvm.checkpoint import CONFIG, WEIGHTS, load_model, save_model
 from lvm.cli import app
 from lvm.models import MODEL_NAMES, build_model
@@ -82,19 +82,7 @@ def test_sigkilled_fresh_run_keeps_the_model(data, good_model):
     proc = subprocess.Popen([sys.executable, str(TESTS / "_train_child.py"), str(path), str(out),
                              json.dumps(cfg.to_dict()), "0.5", "fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = out / CHECKPOINT_DIR / CHECKPOINT_JSON
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:  # wait for the new run's first checkpoint (seed 3), then kill it
-            if ckpt.is_file() and json.loads(ckpt.read_text())["config"]["seed"] == 3:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the child wrote no checkpoint in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.communicate()
+    sigkill_when(proc, ckpt, lambda state: state["config"]["seed"] == 3)  # the new run's first checkpoint
     assert_unchanged(out, snapshot)
     # the interrupted run resumes from its own checkpoint, and only then replaces the model
     s = fit(cfg, table.vectors, tr, va, out, resume=True)
