@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.table import window_targets  # noqa: E402
-from lvm.metrics import cosine, fit_baselines, gather, retrieval  # noqa: E402
+from lvm.evaluation.metrics import cosine, fit_baselines, gather, retrieval  # noqa: E402
 
 
 def score(pred, targets, bank, vectors, context) -> tuple[float, float]:

@@ -74,7 +74,7 @@ def train(data: Path, split_path: Path, arch: str, out: Path, epochs: int) -> Pa
 def main(argv=None) -> dict:
     from lvm.dataset import read_table, save_split, split_articles
     from lvm.decision import decide, gate_table
-    from lvm.evaluation import compare, evaluate_model, markdown_table
+    from lvm.evaluation.compare import compare, evaluate_model, markdown_table
     from lvm.paths import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe_machine  # noqa: E402
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.table import window_targets  # noqa: E402
-from lvm.metrics import cosine  # noqa: E402
+from lvm.evaluation.metrics import cosine  # noqa: E402
 from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, fit, predict, resolve_precision  # noqa: E402
 
 ARCHS = ("lstm", "mamba2", "transformer")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from lvm.decision import (MAX_PARAPHRASE_RATIO, MIN_FORWARD_MARGIN, MIN_LAST_INPUT_GAIN, MIN_SHUFFLE_DROP, decide,
                           gate_table)
-from lvm.evaluation import markdown_table, table_rows
+from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
 from lvm.dataset import is_table_path
@@ -68,7 +68,7 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
     logger = get_run_logger()
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:
-        code = code_version("lvm.train", "lvm.models", "lvm.losses", "lvm.dataset", "lvm.checkpoint")
+        code = code_version("lvm.train", "lvm.models", "lvm.losses", "lvm.dataset", "lvm.models.io")
         futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c,
                                                                       "code_version": code})
                    for c in configs}
@@ -163,8 +163,8 @@ def train_lvm(
     if ood:
         run["ood_data_path"], run["ood_data_sha256"] = ood["path"], ood["sha256"]
     comparison = evaluate_models(dataset, split, run["models"], context,
-                                 code_version=code_version("lvm.evaluation", "lvm.metrics", "lvm.forward",
-                                                           "lvm.checkpoint", "lvm.models"), ood=ood) if trained else \
+                                 code_version=code_version("lvm.evaluation.compare", "lvm.evaluation.metrics", "lvm.evaluation.forward",
+                                                           "lvm.models.io", "lvm.models"), ood=ood) if trained else \
         {"part": "test", "n": 0, "models": {}, "baselines": {}}
     gates = dict(require_forward=require_forward, min_forward_margin=min_forward_margin,
                  min_shuffle_drop=min_shuffle_drop, min_last_input_gain=min_last_input_gain,

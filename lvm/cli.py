@@ -234,7 +234,7 @@ def evaluate(
 ):
     """The model against every baseline (fitted on its training split) with the forward-prediction suite."""
     from lvm.atomic import write_json
-    from lvm.evaluation import evaluate_model, markdown_table
+    from lvm.evaluation.compare import evaluate_model, markdown_table
 
     res = evaluate_model(model, data, part, train_data)
     typer.echo(markdown_table(res))

@@ -1,7 +1,7 @@
 """Deploy, hold or investigate: the rule that turns held-out scores into an action, with its reason.
 
 Scores are held-out (test split) cosines. A model is deployed only when it clears the deploy threshold, beats
-every baseline AND passes the forward gates (``forward_gates``, on the flat columns of ``lvm.forward.summary``):
+every baseline AND passes the forward gates (``forward_gates``, on the flat columns of ``lvm.evaluation.forward.summary``):
 a network that loses to a closed-form baseline, or that echoes its input instead of predicting what comes next,
 is not worth serving, whatever its cosine. A model whose predictions are not all finite is never deployed, and a
 non-finite score never reaches the comparison (it is reported in the reason instead).
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+
+from lvm.evaluation.baselines import best_baseline
 
 BRANCHES = ("deploy", "hold", "investigate")
 
@@ -24,7 +26,7 @@ MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context 
 def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
                   min_shuffle_drop: float = MIN_SHUFFLE_DROP, min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
                   max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> dict:
-    """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary (``lvm.forward.summary``).
+    """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary (``lvm.evaluation.forward.summary``).
     A missing or non-finite value fails its gate; ``max_paraphrase_ratio`` None leaves that gate out."""
     def ok(*vals):
         return all(v is not None and math.isfinite(v) for v in vals)
@@ -105,9 +107,8 @@ def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_thresho
         return Decision("investigate", why + ("." if not bad else ":" + bad), **common)
     best = max(scores, key=scores.get)
     score = scores[best]
-    finite_base = {k: v for k, v in baselines.items() if _finite(v.get(metric))}
-    base_name = max(finite_base, key=lambda k: finite_base[k][metric]) if finite_base else None
-    base_score = float(finite_base[base_name][metric]) if base_name else None
+    best_base = best_baseline(baselines, metric)
+    base_name, base_score = (best_base["name"], best_base[metric]) if best_base else (None, None)
     beats = base_score is None or score > base_score
     gates = forward_gates(models[best], min_forward_margin, min_shuffle_drop, min_last_input_gain,
                           max_paraphrase_ratio)

@@ -33,7 +33,7 @@ Verdict rules (for the BEST model by test cosine; the first rule that holds wins
 Other models' problems and data notes (small data, anisotropy, duplicates, tiny test split, thresholds that even
 the baselines cannot reach, training still improving) are listed as further findings.
 
-Forward evidence (``lvm.forward``, for every model and baseline on the same windows): the offset-sweep plot, the
+Forward evidence (``lvm.evaluation.forward``, for every model and baseline on the same windows): the offset-sweep plot, the
 ablation table, and per model a ``backward_bias`` finding (forward margin or its interval's low end <= 0) or an
 ``order_blind`` finding (shuffling the context costs under ``lvm.decision.MIN_SHUFFLE_DROP`` cosine, or its
 interval reaches 0), with the numbers; these are findings, not verdicts.
@@ -57,8 +57,8 @@ import numpy as np
 from lvm.dataset import file_hash, load_split, read_table, split_articles, table_stats
 from lvm.table import window_targets
 from lvm.decision import MIN_SHUFFLE_DROP
-from lvm.forward import forward_suite
-from lvm.metrics import article_starts, fit_baselines, gather, on_context, per_example_cosine, predict_rows
+from lvm.evaluation.forward import forward_suite
+from lvm.evaluation.metrics import article_starts, fit_baselines, gather, on_context, per_example_cosine, predict_rows
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
@@ -154,7 +154,7 @@ class Diagnosis:
     files: dict = field(default_factory=dict)  # name -> path of written files
     curves: dict = field(default_factory=dict, repr=False)  # arch -> history list
     per_example: dict = field(default_factory=dict, repr=False)  # label -> per-example test cosines
-    forward: dict = field(default_factory=dict, repr=False)  # label -> lvm.forward suite on the eval windows
+    forward: dict = field(default_factory=dict, repr=False)  # label -> lvm.evaluation.forward suite on the eval windows
 
     def to_dict(self) -> dict:
         return {"run_name": self.run_name, "run_dir": self.run_dir, "verdict": self.verdict, "summary": self.summary,
@@ -271,7 +271,7 @@ def _spread(pred: np.ndarray, tgt: np.ndarray) -> dict:
 def _predictor(model_dir: Path):
     import torch
 
-    from lvm.checkpoint import load_model
+    from lvm.models.io import load_model
     from lvm.models import count_parameters
 
     model, config = load_model(model_dir)

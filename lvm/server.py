@@ -121,7 +121,7 @@ assert tuple(DTYPES) == DTYPE_NAMES
 
 
 def _load_version(registry: Registry, version: int, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    from lvm.checkpoint import load_model
+    from lvm.models.io import load_model
 
     path = registry.get(version)
     info = read_version_info(path)

@@ -18,7 +18,7 @@ a process killed at any instant leaves a consistent checkpoint. A run killed wit
 `resume=True` ends with exactly the weights and metrics of an uninterrupted run (same seed, same device, same
 thread count; checked bit for bit by tests/test_train.py on CPU).
 
-The model folder (docs/ARCHITECTURE.md): model.safetensors + config.json (lvm.checkpoint.save_model), history.json,
+The model folder (docs/ARCHITECTURE.md): model.safetensors + config.json (lvm.models.io.save_model), history.json,
 metrics.json (held-out metrics against the baselines when trained through `train_on_table`), checkpoint/.
 """
 
@@ -42,14 +42,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from lvm.allocator import keep_freed_memory
-from lvm.checkpoint import load_model, save_model
+from lvm.models.io import load_model, save_model
 from lvm.atomic import read_json_object, write_atomic, write_json
 from lvm.dataset import file_hash, load_split, read_table, split_articles
 from lvm.table import window_targets
-from lvm.evaluation import vs_best_baseline
+from lvm.evaluation.compare import vs_best_baseline
 from lvm.locking import FolderBusy, folder_lock
 from lvm.losses import CompositeLoss
-from lvm.metrics import article_starts, evaluate_baselines, fit_baselines, predict_windows, score
+from lvm.evaluation.metrics import article_starts, evaluate_baselines, fit_baselines, predict_windows, score
 from lvm.models import MODEL_NAMES, build_model, count_parameters
 
 CHECKPOINT_DIR = "checkpoint"
@@ -671,7 +671,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     encoder) and returns a small JSON-able summary.
 
     baselines: True = fit them here (memoised per process; the ridge fit is the slow part at D=768),
-    a dict of fitted `lvm.metrics.Baseline`s to reuse, or False to leave them out of metrics.json."""
+    a dict of fitted `lvm.evaluation.metrics.Baseline`s to reuse, or False to leave them out of metrics.json."""
     table_path = Path(table_path)
     table = read_table(table_path)
     split = load_split(split_path) if split_path is not None else split_articles(table, tuple(fractions), split_seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from lvm.evaluation import compare
+from lvm.evaluation.compare import compare
 from tasks.caching import by_inputs
 
 

@@ -4,8 +4,8 @@ rotation model, a trained model on sequences with a real forward signal."""
 import numpy as np
 import pytest
 
-from lvm.forward import ROLLOUT_STEPS, contrastive_accuracy, forward_suite, summary
-from lvm.metrics import article_starts
+from lvm.evaluation.forward import ROLLOUT_STEPS, contrastive_accuracy, forward_suite, summary
+from lvm.evaluation.metrics import article_starts
 
 C, D = 3, 16
 
@@ -90,8 +90,8 @@ def test_rollout_feeds_predictions_back(data):
 
 def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_path):
     from lvm.decision import forward_gates
-    from lvm.evaluation import model_predictor
-    from lvm.metrics import on_context
+    from lvm.evaluation.compare import model_predictor
+    from lvm.evaluation.metrics import on_context
     from lvm.train import TrainConfig, fit
 
     vectors, _, starts, targets, _ = data
@@ -202,7 +202,7 @@ def test_lvm_evaluate_on_a_nan_model_scores_zero_not_one(trained, tmp_path):
 
 def test_compare_scores_every_predictor_with_the_suite_and_the_ood_gap(trained):
     from lvm.dataset import read_table, save_split, split_articles, write_table
-    from lvm.evaluation import compare, markdown_table, table_rows
+    from lvm.evaluation.compare import compare, markdown_table, table_rows
 
     d, path = trained
     split = save_split(split_articles(read_table(path), (0.8, 0.1, 0.1), 0), d / "split.json")

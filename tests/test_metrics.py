@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from lvm import metrics
-from lvm.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge, gather,
+from lvm.evaluation import metrics
+from lvm.evaluation.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge, gather,
                          per_example_cosine, retrieval, score)
 
 
@@ -201,7 +201,7 @@ def test_retrieval_cannot_be_fooled_by_zero_or_nan_predictions():
 
 
 def test_article_baselines_see_the_whole_article_so_far():
-    from lvm.metrics import article_starts, predict_rows, window_batch
+    from lvm.evaluation.metrics import article_starts, predict_rows, window_batch
 
     rng = np.random.default_rng(1)
     position = np.concatenate([np.arange(9), np.arange(7)])
@@ -247,7 +247,7 @@ def test_evaluate_flat_dict_and_batching():
 
 
 def test_paired_difference_known_cases():
-    from lvm.metrics import paired_difference
+    from lvm.evaluation.metrics import paired_difference
 
     groups = np.repeat(np.arange(10), 5)
     b = np.random.default_rng(0).random(50)

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from conftest import make_table
-from lvm.checkpoint import load_model, save_model
+from lvm.models.io import load_model, save_model
 from lvm.dataset import file_hash, save_split, split_articles, write_table
 from lvm.table import SentenceTable
 from lvm.models import build_model
@@ -114,8 +114,8 @@ def test_a_context_mean_model_is_named_order_blind_and_backward_biased_with_numb
     from lvm.report import _forward_findings
 
     table = make_table(n_articles=30, length=14)
-    from lvm.forward import forward_suite
-    from lvm.metrics import article_starts
+    from lvm.evaluation.forward import forward_suite
+    from lvm.evaluation.metrics import article_starts
 
     starts = article_starts(table.position)
     t = np.flatnonzero(table.position >= 3)

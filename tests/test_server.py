@@ -17,7 +17,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from lvm.checkpoint import load_model, save_model
+from lvm.models.io import load_model, save_model
 from lvm.models import build_model
 from lvm.registry import Registry
 from lvm.server import create_app

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import sigkill_when
-from lvm.checkpoint import load_model
-from lvm.metrics import per_example_cosine
+from lvm.models.io import load_model
+from lvm.evaluation.metrics import per_example_cosine
 from lvm.train import (CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, _mean_cosine, bf16_supported,
                        evaluate_model_dir, fit, predict, read_checkpoint_info, train_on_table)
 
@@ -281,7 +281,7 @@ def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
     lstm = paired["models"]["lstm"]
     assert lstm["diff"] == pytest.approx(ev["margin_over_best_baseline"], abs=1e-6)
     assert lstm["ci95"][0] <= lstm["diff"] <= lstm["ci95"][1] and lstm["n"] == ev["n"]
-    from lvm.evaluation import markdown_table
+    from lvm.evaluation.compare import markdown_table
     text = markdown_table({"models": {"lstm": ev["model"]}, "baselines": ev["baselines"], "vs_best_baseline": paired})
     assert f"cosine minus {paired['baseline']} (the best baseline)" in text and "lstm " in text.splitlines()[-1]
 

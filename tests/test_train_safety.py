@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from conftest import sigkill_when
-from lvm.checkpoint import CONFIG, WEIGHTS, load_model, save_model
+from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 from lvm.cli import app
 from lvm.models import MODEL_NAMES, build_model
 from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, MODEL_FILES, ModelFolderBusy, TrainConfig, fit

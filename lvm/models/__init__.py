@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .gru import GRUModel
-from .head import LVM, PredictionHead
+from .base import LVM, PredictionHead
 from .lstm import LSTMModel
 from .mamba2 import Mamba2Model
 from .transformer import TransformerModel

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .head import LVM, resolve_hparams
+from .base import LVM, resolve_hparams
 
 
 class GRUBlock(nn.Module):

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .head import LVM, resolve_hparams
+from .base import LVM, resolve_hparams
 
 try:  # optional fused CUDA kernel; the same maths as ssd_scan
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _fused_scan

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .head import LVM, resolve_hparams
+from .base import LVM, resolve_hparams
 
 
 class CausalBlock(nn.Module):

@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .atomic import read_json_object, write_atomic
-from .models import build_model
+from lvm.atomic import read_json_object, write_atomic
+from lvm.models import build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

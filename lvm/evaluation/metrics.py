@@ -130,7 +130,7 @@ def _article_mean(w: Windows) -> np.ndarray:
     """Mean of every earlier sentence of the article: the rows before the context window plus the context."""
     if w.before_sum is None:
         raise ValueError("article-aware baselines need the article before each window: pass starts "
-                         "(lvm.metrics.article_starts(table.position))")
+                         "(lvm.evaluation.metrics.article_starts(table.position))")
     return (w.before_sum + w.ctx.sum(1, dtype=np.float64)) / (w.before_n + w.ctx.shape[1])[:, None]
 
 

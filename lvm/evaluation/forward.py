@@ -1,6 +1,6 @@
 """Does it predict forward? The forward-prediction suite: evidence that a predictor anticipates the next sentence
-instead of echoing its input. Pure numpy; any predictor over ``lvm.metrics.Windows`` (a network through
-``lvm.metrics.on_context``, or a ``Baseline``) on any (vectors, target rows, article starts).
+instead of echoing its input. Pure numpy; any predictor over ``lvm.evaluation.metrics.Windows`` (a network through
+``lvm.evaluation.metrics.on_context``, or a ``Baseline``) on any (vectors, target rows, article starts).
 
 Why: a model can win on cosine to the next vector by sitting near its context, since neighbouring sentences are
 alike. Every measure here is built so that an input copier, a topic-only predictor or an order-blind bag of
@@ -9,7 +9,7 @@ sentences shows itself:
 - ``offsets``: cos(pred, sentence at offset k from the target) for k = -(C+2) .. +3 (k = -C .. -1 are the inputs).
 - ``forward_margin``: cos(pred, next) - cos(pred, the sentence just before the context window). Both are unseen;
   a predictor that knows only the topic scores about 0, one that looks backwards below 0. With a 95% interval
-  from resampling whole articles (``lvm.metrics.paired_difference``). ``direction_margin`` (against the last
+  from resampling whole articles (``lvm.evaluation.metrics.paired_difference``). ``direction_margin`` (against the last
   input, which the model sees) is kept beside it, with the same interval.
 - ``gain_over_last_input``: cos(pred, next) - cos(last input, next), same interval: is the prediction nearer the
   next sentence than the input it could have copied? A copier of its last input scores exactly 0 (the forward
@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from lvm.metrics import Windows, _normalize, nonfinite_rows, paired_difference, per_example_cosine, window_batch
+from lvm.evaluation.metrics import Windows, _normalize, nonfinite_rows, paired_difference, per_example_cosine, window_batch
 
 ROLLOUT_STEPS = 5
 AFTER = 3          # offsets after the target in the sweep
@@ -38,7 +38,7 @@ ABLATIONS = ("shuffled", "reversed", "mean")
 
 
 def article_bounds(starts: np.ndarray) -> np.ndarray:
-    """One past the last row of each row's article, from ``lvm.metrics.article_starts``."""
+    """One past the last row of each row's article, from ``lvm.evaluation.metrics.article_starts``."""
     starts = np.asarray(starts, dtype=np.int64)
     first = np.unique(starts)
     nxt = np.append(first[1:], len(starts))

@@ -1,7 +1,7 @@
 """Models against baselines on held-out articles: the table the decision and the people read.
 
 Every model and every baseline goes through the same two steps on the same windows: the held-out metrics
-(``lvm.metrics.score``) and the forward-prediction suite (``lvm.forward``), whose flat columns join the metrics
+(``lvm.evaluation.metrics.score``) and the forward-prediction suite (``lvm.evaluation.forward``), whose flat columns join the metrics
 and whose detail sits under ``"forward"``. Out of distribution (``ood``): a table the models never saw, every
 article of it, scored with the baselines fitted on the models' own training split.
 """
@@ -12,31 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.checkpoint import load_model, read_config
+from lvm.models.io import read_config
 from lvm.dataset import file_hash, load_split, read_table, split_articles
 from lvm.table import window_targets
-from lvm.forward import forward_suite, summary
-from lvm.metrics import (article_starts, fit_baselines, on_context, paired_difference, per_example_cosine,
-                         predict_rows, score)
+from lvm.evaluation.baselines import best_baseline
+from lvm.evaluation.forward import forward_suite, summary
+from lvm.evaluation.metrics import (article_starts, fit_baselines, on_context, paired_difference, per_example_cosine,
+                                    predict_rows, score)
+from lvm.evaluation.predictors import model_predictor
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margin", "shuffle_drop",
            "contrastive_accuracy", "paraphrase_ratio", "rollout@5")
-
-
-def model_predictor(model_dir: str):
-    """A numpy ctx → unit-vector function for a saved model (fp32 inference on CPU)."""
-    import torch
-
-    model, _ = load_model(model_dir)
-
-    def predict(ctx: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = model(torch.from_numpy(np.ascontiguousarray(ctx, dtype=np.float32))).float()
-            return torch.nn.functional.normalize(out, dim=-1).numpy()
-
-    return predict
-
 
 
 def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: np.ndarray, context: int,
@@ -117,7 +104,7 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
 
 
 def _paired(preds: dict, models: dict, baselines: dict, table, eval_t) -> dict:
-    name = max(baselines, key=lambda k: baselines[k]["cosine"])
+    name = best_baseline(baselines)["name"]
     tgt = table.vectors[eval_t]
     base = per_example_cosine(preds[name], tgt)
     groups = np.asarray(table.article_id)[eval_t]
@@ -130,7 +117,7 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
     """Each model's cosine (its predictions `preds[arch]` for windows `eval_t`) minus the best baseline's, window by
     window, with a 95% interval from resampling the evaluation articles: is "beats the baseline" more than the luck
     of which articles were held out?"""
-    name = max(baselines, key=lambda k: baselines[k]["cosine"])
+    name = best_baseline(baselines)["name"]
     base = predict_rows(fitted[name], table.vectors, eval_t, context, article_starts(table.position))
     return _paired({**preds, name: base}, preds, {name: baselines[name]}, table, eval_t)
 
@@ -183,7 +170,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
     metrics, preds = score_all({**fn, **fitted}, table.vectors, eval_t, rows, C, article_starts(table.position),
                                _groups(table))
     models, baselines = {arch: metrics[arch]}, {k: metrics[k] for k in fitted}
-    best = max(baselines, key=lambda k: baselines[k]["cosine"])
+    best = best_baseline(baselines)["name"]
     return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": int(len(eval_t)), "data": str(data_path),
             "models": models, "baselines": baselines, "vs_best_baseline": _paired(preds, models, baselines, table,
                                                                                   eval_t),
