@@ -130,7 +130,8 @@ def main(argv=None):
 
     from lvm.table import window_targets
     from lvm.shards import materialize_vectors, open_sharded, validate_shards
-    from lvm.train import TrainConfig, fit
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="lvm-mem1m-", dir=args.dir))

@@ -38,7 +38,8 @@ def _data(pairs: int, dim: int, context: int):
 
 
 def _train(arch: str, epochs: int, pairs: int, dim: int, context: int, threads, out: str) -> float:
-    from lvm.train import TrainConfig, fit
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
 
     vectors, train_t, val_t = _data(pairs, dim, context)
     t = time.perf_counter()

@@ -37,7 +37,11 @@ from bench.machine import describe_machine  # noqa: E402
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.table import window_targets  # noqa: E402
 from lvm.evaluation.metrics import cosine  # noqa: E402
-from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, fit, predict, resolve_precision  # noqa: E402
+from lvm.evaluation.predictors import predict  # noqa: E402
+from lvm.hardware import resolve_precision
+from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
+from lvm.train.config import TrainConfig
+from lvm.train.trainer import fit
 
 ARCHS = ("lstm", "mamba2", "transformer")
 PATIENCES = (1, 2, 3, 4, 5)

@@ -54,7 +54,6 @@ from filelock import FileLock
 
 from lvm.paths import registry_dir
 
-MODEL_FILES = ("model.safetensors", "config.json", "metrics.json", "history.json")
 REQUIRED_FILES = ("model.safetensors", "config.json")
 KNOWN_ALIASES = ("production", "candidate")
 LOCK_TIMEOUT_S = 120.0
@@ -303,6 +302,8 @@ class Registry:
         check_weights(model_dir / "model.safetensors")
         if alias is not None:
             self._check_alias_name(alias)
+
+        from lvm.models.io import MODEL_FILES  # here, not at the top: lvm.models.io imports torch
 
         with self._lock():
             self.versions_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.table import window_targets  # noqa: E402
-from lvm.train import TrainConfig, fit  # noqa: E402
+from lvm.train.config import TrainConfig  # noqa: E402
+from lvm.train.trainer import fit
 
 
 def windows(table, context):

@@ -129,7 +129,7 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
 
     from lvm.dataset import read_table, write_table
     from lvm.shards import MANIFEST, iter_batches, materialize_vectors, open_sharded, write_shards
-    from lvm.train import _as_tensor
+    from lvm.train.trainer import _as_tensor
 
     import torch
 

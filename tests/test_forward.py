@@ -92,7 +92,8 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
     from lvm.decision import forward_gates
     from lvm.evaluation.compare import model_predictor
     from lvm.evaluation.metrics import on_context
-    from lvm.train import TrainConfig, fit
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
 
     vectors, _, starts, targets, _ = data
     art = starts[targets]
@@ -124,7 +125,8 @@ def _table(seed, dim=D, encoder="synthetic-rotation", n_articles=24):
 def trained(tmp_path_factory):
     """A tiny lstm trained on one rotation table (seed 0) through train_on_table (config.json records it)."""
     from lvm.dataset import write_table
-    from lvm.train import TrainConfig, train_on_table
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import train_on_table
 
     d = tmp_path_factory.mktemp("ood")
     path = write_table(_table(0), d / "train.parquet")

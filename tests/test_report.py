@@ -27,7 +27,8 @@ from lvm.models import build_model
 from lvm.report import (COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis, _history_summary, diagnose,
                         markdown_with_images)
 from lvm.runs import write_run
-from lvm.train import TrainConfig, train_on_table
+from lvm.train.config import TrainConfig
+from lvm.train.trainer import train_on_table
 from conftest import quadratic_table
 
 

@@ -15,8 +15,12 @@ from safetensors.torch import load_file
 from conftest import sigkill_when
 from lvm.models.io import load_model
 from lvm.evaluation.metrics import per_example_cosine
-from lvm.train import (CHECKPOINT_DIR, CHECKPOINT_JSON, TrainConfig, _mean_cosine, bf16_supported,
-                       evaluate_model_dir, fit, predict, read_checkpoint_info, train_on_table)
+from lvm.evaluation.compare import evaluate_model
+from lvm.evaluation.predictors import predict
+from lvm.hardware import bf16_supported
+from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON, read_checkpoint_info
+from lvm.train.config import TrainConfig
+from lvm.train.trainer import _mean_cosine, fit, train_on_table
 
 TESTS = Path(__file__).resolve().parent
 TIMING = ("seconds", "train_seconds", "samples_per_s")
@@ -136,9 +140,9 @@ def test_bf16_and_fp32(data, tmp_path):
 
 def test_bf16_falls_back_to_fp32_where_unsupported(data, tmp_path, monkeypatch):
     """The fallback path runs on every CPU: pretend bf16 is missing, ask for it, get an fp32 run and a warning."""
-    import lvm.train as train_mod
+    import lvm.hardware as hardware
 
-    monkeypatch.setattr(train_mod, "_BF16_CPU", False)
+    monkeypatch.setattr(hardware, "_BF16_CPU", False)
     path, table, tr, va = data
     with pytest.warns(UserWarning, match="bf16 autocast is not supported"):
         s = fit(tiny(epochs=1, precision="bf16"), table.vectors, tr, va, tmp_path / "fallback")
@@ -192,7 +196,7 @@ def test_resume_after_sigkill_is_exact(data, tmp_path):
 
 def test_crash_between_state_file_and_commit(data, tmp_path, monkeypatch):
     """A crash after epoch 3's state file is written but before checkpoint.json names it: resume uses epoch 2."""
-    import lvm.train as train_mod
+    import lvm.train.checkpoint as train_mod
 
     path, table, tr, va = data
     cfg = tiny(epochs=4)
@@ -245,15 +249,17 @@ def test_no_load_path_unpickles(data, tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, forbidden)
     # resume from the finished checkpoint, then every reader of the folder
-    s = fit(cfg, table.vectors, tr, va, tmp_path / "m", resume=True)
+    recorded = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta = {k: recorded[k] for k in ("data_hash", "encoder", "split", "dataset")}  # what lvm evaluate checks
+    s = fit(cfg, table.vectors, tr, va, tmp_path / "m", resume=True, meta=meta)
     assert s["resumed_from"] == [2] and calls == [True]
     load_model(tmp_path / "m")
-    evaluate_model_dir(tmp_path / "m", path)
+    evaluate_model(tmp_path / "m", path)
 
 
 # ---------------------------------------------------------------------------------------------------- tables
 
-def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
+def test_train_on_table_and_evaluate_model(data, tmp_path):
     path, table, tr, va = data
     epochs = []
     s = train_on_table(path, tiny(epochs=3), tmp_path / "m", callback=lambda r: epochs.append(r["epoch"]))
@@ -269,11 +275,11 @@ def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
     assert m["encoder"] == "synthetic" and m["best_baseline"]["name"] in m["held_out"]["test"]["baselines"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["data_hash"] == m["data_hash"] and config["split"] == m["split"]
-    ev = evaluate_model_dir(tmp_path / "m", path)
+    ev = evaluate_model(tmp_path / "m", path)
     assert ev["same_data"] and ev["same_split"] and ev["part"] == "test"
     assert ev["model"]["cosine"] == pytest.approx(m["cosine"], abs=1e-6)
     assert ev["baselines"]["ridge"]["cosine"] == pytest.approx(m["held_out"]["test"]["baselines"]["ridge"]["cosine"])
-    ev_val = evaluate_model_dir(tmp_path / "m", path, part="val")
+    ev_val = evaluate_model(tmp_path / "m", path, part="val")
     assert ev_val["model"]["cosine"] == pytest.approx(m["held_out"]["val"]["model"]["cosine"], abs=1e-6)
     # the paired difference to the best baseline, with its interval over the held-out articles
     paired = ev["vs_best_baseline"]
@@ -283,7 +289,8 @@ def test_train_on_table_and_evaluate_model_dir(data, tmp_path):
     assert lstm["ci95"][0] <= lstm["diff"] <= lstm["ci95"][1] and lstm["n"] == ev["n"]
     from lvm.evaluation.compare import markdown_table
     text = markdown_table({"models": {"lstm": ev["model"]}, "baselines": ev["baselines"], "vs_best_baseline": paired})
-    assert f"cosine minus {paired['baseline']} (the best baseline)" in text and "lstm " in text.splitlines()[-1]
+    line = next(x for x in text.splitlines() if x.startswith("cosine minus"))  # the forward detail follows it
+    assert f"cosine minus {paired['baseline']} (the best baseline)" in line and "lstm " in line
 
 
 def test_train_on_table_without_baselines(data, tmp_path):
@@ -324,10 +331,11 @@ def test_hard_negatives_are_the_targets_article_neighbours(data, tmp_path, monke
 def test_auto_threads_share_the_cores_among_running_fits(data, tmp_path, monkeypatch):
     """threads="auto": the cores are divided among the fits running in this process, re-balanced each epoch, and
     the caller's thread count is restored afterwards."""
-    from lvm import train as train_mod
+    from lvm import hardware
+    from lvm.train import trainer
 
-    counter = train_mod._RunningFits()
-    monkeypatch.setattr(train_mod.os, "cpu_count", lambda: 4)
+    counter = hardware.RunningFits()
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)
     assert counter.share() == 4
     counter.enter(), counter.enter()
     assert counter.share() == 2
@@ -340,8 +348,8 @@ def test_auto_threads_share_the_cores_among_running_fits(data, tmp_path, monkeyp
     with pytest.raises(ValueError, match="threads"):
         tiny(threads="some")
     seen = []
-    monkeypatch.setattr(train_mod, "_running", counter)
-    monkeypatch.setattr(train_mod.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(trainer, "running_fits", counter)
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
     counter.enter()                      # another training is running: this one gets 2 // 2 = 1 thread
     before = torch.get_num_threads()
     fit(tiny(epochs=2, threads="auto"), data[1].vectors, data[2], data[3], tmp_path / "m",

@@ -19,7 +19,10 @@ from conftest import sigkill_when
 from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 from lvm.cli import app
 from lvm.models import MODEL_NAMES, build_model
-from lvm.train import CHECKPOINT_DIR, CHECKPOINT_JSON, MODEL_FILES, ModelFolderBusy, TrainConfig, fit
+from lvm.models.io import MODEL_FILES
+from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
+from lvm.train.config import TrainConfig
+from lvm.train.trainer import ModelFolderBusy, fit
 
 TESTS = Path(__file__).resolve().parent
 runner = CliRunner()
@@ -162,7 +165,7 @@ def test_every_architecture_checks_shapes_without_allocating(tmp_path, name):
 # ---------------------------------------------------------------------------------------------------- item 13
 
 def test_disk_full_during_a_checkpoint_leaves_no_orphan(data, tmp_path, monkeypatch):
-    import lvm.train as train_mod
+    import lvm.train.checkpoint as train_mod
 
     path, table, tr, va = data
     out = tmp_path / "full"

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from lvm.models.io import read_config
-from lvm.dataset import file_hash, load_split, read_table, split_articles
+from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
 from lvm.table import window_targets
 from lvm.evaluation.baselines import best_baseline
 from lvm.evaluation.forward import forward_suite, summary
-from lvm.evaluation.metrics import (article_starts, fit_baselines, on_context, paired_difference, per_example_cosine,
-                                    predict_rows, score)
+from lvm.evaluation.metrics import (article_starts, evaluate_baselines, fit_baselines, on_context, paired_difference,
+                                    per_example_cosine, predict_rows, predict_windows, score)
 from lvm.evaluation.predictors import model_predictor
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
@@ -122,6 +122,28 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
     return _paired({**preds, name: base}, preds, {name: baselines[name]}, table, eval_t)
 
 
+def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model") -> dict:
+    """Model (and baselines, when given, with the model's paired difference to the best) on each part; the
+    retrieval bank is the part's rows. `fn` maps contexts [B, C, D] to predictions (a network's)."""
+    vectors = table.vectors
+    out = {}
+    for part in parts:
+        rows = split.part(part)
+        eval_t = window_targets(table.article_id, table.position, context, rows)
+        if len(eval_t) == 0:
+            continue
+        pred = predict_windows(fn, vectors, eval_t, context)
+        m = score(pred, vectors, eval_t, rows, context)
+        out[part] = {"model": m}
+        if baselines:
+            b = evaluate_baselines(baselines, vectors, eval_t, rows, context, starts=article_starts(table.position))
+            best = best_baseline(b)
+            out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
+                             beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),
+                             vs_best_baseline=vs_best_baseline({arch: pred}, baselines, b, table, eval_t, context))
+    return out
+
+
 def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) -> dict:
     """`lvm evaluate`: a saved model against every baseline, forward suite included.
 
@@ -152,7 +174,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
             raise ValueError(f"{train_path} does not have the content the model in {model_dir} was trained on "
                              f"(data_hash {config.get('data_hash')}): pass --train-data with that table")
         train_table = read_table(train_path)
-    split = split_articles(train_table, tuple(rec.get("fractions", (0.8, 0.1, 0.1))), int(rec.get("seed", 0)))
+    split = split_articles(train_table, tuple(rec.get("fractions", DEFAULT_FRACTIONS)), int(rec.get("seed", 0)))
     same_split = bool(rec) and rec.get("article_ids_sha256") == split.record()["article_ids_sha256"]
     train_starts = article_starts(train_table.position)
     train_t = window_targets(train_table.article_id, train_table.position, C, split.train)
@@ -170,12 +192,13 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
     metrics, preds = score_all({**fn, **fitted}, table.vectors, eval_t, rows, C, article_starts(table.position),
                                _groups(table))
     models, baselines = {arch: metrics[arch]}, {k: metrics[k] for k in fitted}
-    best = best_baseline(baselines)["name"]
+    best = best_baseline(baselines)
     return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": int(len(eval_t)), "data": str(data_path),
-            "models": models, "baselines": baselines, "vs_best_baseline": _paired(preds, models, baselines, table,
-                                                                                  eval_t),
+            "model": models[arch], "models": models, "baselines": baselines,
+            "vs_best_baseline": _paired(preds, models, baselines, table, eval_t),
             "beats_all_baselines": all(models[arch]["cosine"] > b["cosine"] for b in baselines.values()),
-            "best_baseline": best, "data_hash": data_hash, "same_data": same, "out_of_distribution": not same,
+            "best_baseline": best, "margin_over_best_baseline": models[arch]["cosine"] - best["cosine"],
+            "data_hash": data_hash, "same_data": same, "out_of_distribution": not same,
             "train_data": str(train_path), "same_split": same_split}
 
 

@@ -19,6 +19,7 @@ from lvm.models import build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+MODEL_FILES = (WEIGHTS, CONFIG, "metrics.json", "history.json")  # a trained model folder, without checkpoint/
 REQUIRED = ("arch", "dim", "context", "model")
 
 

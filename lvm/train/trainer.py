@@ -1,0 +1,344 @@
+"""The training loop: AdamW, linear warm-up then cosine decay (or reduce on plateau), gradient clipping, early
+stopping on validation cosine, best weights kept.
+
+Batches are gathered by index arithmetic from one tensor of all vectors (`V[t[:, None] + arange(-C, 0)]`), so
+windows are never materialised. The shuffle order of epoch e is drawn from (seed, e) and torch's RNG (dropout) is
+re-seeded from (seed, e) at the start of every epoch, so nothing depends on how much of a global random stream an
+earlier epoch consumed: a run killed with SIGKILL and resumed (lvm.train.checkpoint) ends with exactly the weights
+of an uninterrupted run (same seed, device and thread count; tests/test_train.py checks it bit for bit).
+
+The model folder (docs/ARCHITECTURE.md): model.safetensors + config.json (lvm.models.io), history.json,
+metrics.json (validation, and the held-out scores against the baselines when `train_on_table` runs alone),
+checkpoint/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lvm.allocator import keep_freed_memory
+from lvm.atomic import write_json
+from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.evaluation.baselines import fitted_baselines
+from lvm.evaluation.compare import held_out_scores
+from lvm.evaluation.metrics import article_starts
+from lvm.evaluation.predictors import predict
+from lvm.hardware import autocast, resolve_device, resolve_precision, running_fits
+from lvm.locking import FolderBusy, folder_lock
+from lvm.models import count_parameters
+from lvm.models.io import save_model
+from lvm.table import window_targets
+from lvm.train.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_JSON, RESUME_FREE, clean_dead_writers,
+                                  cpu_state, load_checkpoint, save_checkpoint)
+from lvm.train.config import TrainConfig
+from lvm.train.schedule import LRSchedule
+
+
+class ModelFolderBusy(FolderBusy):
+    """Another training holds the model folder."""
+
+
+def _derived_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # fused: one kernel for the whole update (CPU and CUDA in torch >= 2.4)
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch / odd device
+        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+
+
+def _as_tensor(vectors, device: torch.device) -> torch.Tensor:
+    if isinstance(vectors, torch.Tensor):
+        return vectors.detach().to(device=device, dtype=torch.float32).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)
+
+
+def _check_targets(name: str, targets, n_rows: int, context: int) -> np.ndarray:
+    t = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if len(t) == 0:
+        raise ValueError(f"no {name} windows (need articles with more than context={context} sentences)")
+    if t.min() < context or t.max() >= n_rows:
+        raise ValueError(f"{name} target rows must lie in [{context}, {n_rows}), got [{t.min()}, {t.max()}]")
+    return t
+
+
+def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray) -> str:
+    """Identifies the data a checkpoint was trained on (a resume on other data starts afresh)."""
+    v = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors, np.float32)
+    h = hashlib.sha256()
+    h.update(str(tuple(v.shape)).encode())
+    h.update(np.ascontiguousarray(v).data)
+    h.update(train_t.tobytes())
+    h.update(b"|")
+    h.update(val_t.tobytes())
+    return h.hexdigest()
+
+
+
+
+@torch.inference_mode()
+def _mean_cosine(model, V: torch.Tensor, targets: torch.Tensor, offs: torch.Tensor, device, precision,
+                 batch_size: int) -> float:
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for s in range(0, len(targets), batch_size):
+        idx = targets[s:s + batch_size]
+        with autocast(device, precision):
+            pred = model(V[idx[:, None] + offs])
+        total += F.cosine_similarity(pred.float(), V[idx], dim=-1, eps=1e-8).sum(dtype=torch.float64)
+    return float(total) / len(targets)
+
+
+def fit(cfg: TrainConfig, vectors, train_targets, val_targets, out_dir, callback: Callable[[dict], None] | None = None,
+        resume: bool = False, meta: dict | None = None) -> dict:
+    """Train `cfg.arch` on windows `train_targets` (row indices of targets in `vectors`), early-stopping on the
+    mean cosine over `val_targets`; write the model folder `out_dir` (best weights) and return a JSON-able summary.
+
+    callback(record) is called after each epoch's checkpoint is written, with the history record
+    (epoch, train_loss, train_cosine, val_cosine, lr, seconds, terms, ...). `meta` is merged into config.json
+    (data_hash, encoder, split, ...). resume=True continues from out_dir/checkpoint when it exists and belongs to
+    the same config and data (otherwise it warns and starts afresh).
+    """
+    with folder_lock(out_dir, "model folder", ModelFolderBusy):
+        _, summary = _fit(cfg, vectors, train_targets, val_targets, out_dir, callback, resume, meta)
+    return summary
+
+
+def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resume=False, meta=None):
+    """fit's body; the caller holds out_dir's lock. A model already in out_dir stays whole until this run's model
+    replaces it at the end (file by file, each atomically): a run that fails or is killed leaves it as it was."""
+    out_dir = Path(out_dir)
+    ckdir = out_dir / CHECKPOINT_DIR
+    clean_dead_writers(out_dir)
+    keep_freed_memory()  # no page faults on every step's activations (lvm/allocator.py)
+    with _threads(cfg):
+        device = resolve_device(cfg.device)
+        precision = resolve_precision(cfg.precision, device)
+        V = _as_tensor(vectors, device)
+        n_rows, dim = V.shape
+        train_t = _check_targets("training", train_targets, n_rows, cfg.context)
+        val_t = _check_targets("validation", val_targets, n_rows, cfg.context)
+
+        torch.manual_seed(cfg.seed)
+        model = cfg.build(dim).to(device)
+        loss_fn = cfg.loss_fn()
+        opt = _make_optimizer(model, cfg)
+        n_batches = math.ceil(len(train_t) / cfg.batch_size)
+        sched = LRSchedule(cfg, cfg.epochs * n_batches)
+        state, best_state = _start_or_resume(cfg, ckdir, model, opt, sched, _fingerprint(vectors, train_t, val_t),
+                                             precision, resume)
+        val_dev = torch.from_numpy(val_t).to(device)
+        offs = torch.arange(-cfg.context, 0, device=device)
+
+        while not state["finished"]:
+            epoch = state["epoch"] + 1
+            t0 = time.perf_counter()
+            if cfg.threads == "auto":
+                torch.set_num_threads(running_fits.share())
+            sums = _train_epoch(cfg, model, opt, sched, loss_fn, V, train_t, epoch, state["step"], device, precision)
+            state["step"] = sums["step"]
+            train_seconds = time.perf_counter() - t0
+            model.eval()
+            val_cos = _mean_cosine(model, V, val_dev, offs, device, precision, cfg.eval_batch_size)
+            sched.epoch_end(val_cos)
+            improved = state["best_val_cosine"] is None or val_cos > state["best_val_cosine"] + cfg.min_delta
+            if improved:
+                state.update(best_val_cosine=val_cos, best_epoch=epoch, bad_epochs=0)
+                best_state = cpu_state(model)
+            else:
+                state["bad_epochs"] += 1
+            n_train = len(train_t)
+            record = {"epoch": epoch, "train_loss": sums["loss"] / n_train, "train_cosine": sums["cosine"] / n_train,
+                      "val_cosine": val_cos, "lr": sums["lr"], "seconds": time.perf_counter() - t0,
+                      "train_seconds": train_seconds, "samples_per_s": n_train / train_seconds,
+                      "grad_norm": sums["grad_norm"] / sums["batches"] if cfg.grad_clip else None,
+                      "terms": {k: v / n_train for k, v in sums["terms"].items()}, "best": improved}
+            state["history"].append(record)
+            state["epoch"] = epoch
+            state["elapsed"] += record["seconds"]
+            stop = bool(cfg.patience) and state["bad_epochs"] >= cfg.patience
+            state["stopped_early"] = stop and epoch < cfg.epochs
+            state["finished"] = stop or epoch >= cfg.epochs
+            state["scheduler"] = sched.state_dict()
+            save_checkpoint(ckdir, model, opt, state, best_state, improved)
+            if callback is not None:
+                callback(dict(record))
+
+        model.load_state_dict({k: v.to(device) for k, v in best_state.items()})  # the best weights become the model
+        model.eval()
+        return model, _write_model_folder(out_dir, cfg, model, loss_fn, state, precision, device, train_t, val_t, meta)
+
+
+@contextlib.contextmanager
+def _threads(cfg: TrainConfig):
+    """The run's torch thread count (cfg.threads), put back afterwards; "auto" joins the fits sharing the cores."""
+    old = torch.get_num_threads()
+    if cfg.threads == "auto":
+        running_fits.enter()
+    elif cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        yield
+    finally:
+        if cfg.threads == "auto":
+            running_fits.leave()
+        if cfg.threads:
+            torch.set_num_threads(old)
+
+
+def _start_or_resume(cfg, ckdir: Path, model, opt, sched, fingerprint: str, precision: str, resume: bool):
+    """(state, best weights): a fresh state, or the checkpoint's when `resume` and it belongs to this config and
+    data (model, optimizer, scheduler and RNG restored in place)."""
+    cfg_key = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE}
+    state = {"format": CHECKPOINT_FORMAT, "epoch": 0, "step": 0, "best_val_cosine": None, "best_epoch": 0,
+             "bad_epochs": 0, "finished": False, "stopped_early": False, "elapsed": 0.0, "history": [],
+             "scheduler": None, "config": cfg_key, "fingerprint": fingerprint, "precision": precision,
+             "resumed_from": []}
+    if not (resume and (ckdir / CHECKPOINT_JSON).is_file()):
+        return state, None
+    saved, tensors, best = load_checkpoint(ckdir)
+    if saved.get("config") != cfg_key or saved.get("fingerprint") != fingerprint or saved.get("precision") != precision:
+        warnings.warn(f"{ckdir}: checkpoint belongs to another config or data set; training from scratch", stacklevel=3)
+        return state, None
+    model.load_state_dict(tensors["model"])
+    opt.load_state_dict(tensors["optimizer"])
+    torch.set_rng_state(tensors["rng_cpu"])
+    if tensors["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(tensors["rng_cuda"])
+    sched.load_state_dict(saved["scheduler"])
+    saved["resumed_from"] = [*saved.get("resumed_from", []), saved["epoch"]]
+    return saved, best
+
+
+def _train_epoch(cfg, model, opt, sched, loss_fn, V: torch.Tensor, train_t: np.ndarray, epoch: int, step: int,
+                 device, precision: str) -> dict:
+    """One pass over the training windows in the order drawn from (seed, epoch); returns the sums the history
+    record is made of and the optimizer step reached."""
+    n_rows = V.shape[0]
+    n_batches = math.ceil(len(train_t) / cfg.batch_size)
+    bounds = np.linspace(0, len(train_t), n_batches + 1).round().astype(np.int64)  # near-equal batches
+    offs = torch.arange(-cfg.context, 0, device=device)
+    n_hard = loss_fn.hard_negatives  # neighbouring rows as extra negatives: after the target, before the context
+    neg_offs = torch.cat([torch.arange(1, n_hard + 1), torch.arange(-cfg.context - n_hard, -cfg.context)]).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = float(cfg.grad_clip or 0.0)
+    # shuffle order and dropout RNG are functions of (seed, epoch) only: resume-exact
+    torch.manual_seed(_derived_seed(cfg.seed, epoch, 1))
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_t))
+    perm = torch.from_numpy(train_t[order]).to(device)
+    model.train()
+    sums = {"loss": 0.0, "cosine": 0.0, "grad_norm": 0.0, "terms": {}, "batches": n_batches, "lr": cfg.lr}
+    for b in range(n_batches):
+        idx = perm[bounds[b]:bounds[b + 1]]
+        tgt = V[idx]
+        lr = cfg.lr * sched.factor(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast(device, precision):
+            pred = model(V[idx[:, None] + offs])
+        if n_hard:
+            nidx = idx[:, None] + neg_offs
+            inside = (nidx >= 0) & (nidx < n_rows)
+            loss, terms = loss_fn(pred, tgt, V[nidx.clamp(0, n_rows - 1)], inside)
+        else:
+            loss, terms = loss_fn(pred, tgt)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"{cfg.arch}: the loss became {lv} at epoch {epoch}, step {step + 1} "
+                                     f"(lr {lr:.3g}); try a lower lr or precision='fp32'")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            sums["grad_norm"] += float(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))
+        opt.step()
+        step += 1
+        n = len(idx)
+        sums["loss"] += lv * n
+        with torch.no_grad():
+            sums["cosine"] += float(F.cosine_similarity(pred.detach().float(), tgt, dim=-1, eps=1e-8).sum())
+        for k, v in terms.items():
+            sums["terms"][k] = sums["terms"].get(k, 0.0) + v * n
+        sums["lr"] = lr
+    sums["step"] = step
+    return sums
+
+
+def _write_model_folder(out_dir: Path, cfg, model, loss_fn, state: dict, precision: str, device, train_t, val_t,
+                        meta: dict | None) -> dict:
+    """The finished run's model folder (weights, config, history, validation metrics); returns the summary."""
+    training = {"best_epoch": state["best_epoch"], "best_val_cosine": state["best_val_cosine"],
+                "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
+                "seconds": state["elapsed"], "precision": precision, "device": device.type,
+                "parameters": count_parameters(model), "train_windows": int(len(train_t)),
+                "val_windows": int(len(val_t)), "resumed_from": state.get("resumed_from", [])}
+    config = {"train": cfg.to_dict(), "loss": loss_fn.config(), "seed": cfg.seed, "precision": precision,
+              **(meta or {})}
+    save_model(out_dir, model, config)
+    write_json(out_dir / "history.json", state["history"])
+    write_json(out_dir / "metrics.json", {"val_cosine": state["best_val_cosine"], "training": training})
+    return {"arch": cfg.arch, "model_dir": str(out_dir), "val_cosine": state["best_val_cosine"], **training}
+
+
+# ------------------------------------------------------------------------------------- a table in, a folder out
+
+def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, fractions=DEFAULT_FRACTIONS,
+                   callback: Callable[[dict], None] | None = None, resume: bool = False,
+                   split_path=None, baselines: bool | dict = True, held_out: bool = True) -> dict:
+    """Read a sentence table, split it by article (or use the split saved at `split_path`), fit on train with
+    early stopping on val, then evaluate the best model on val and the held-out test split against the baselines
+    fitted on train only. Writes the model folder (metrics.json: the test metrics at top level, then best
+    baseline, margin, `held_out` {val, test} with every baseline, training summary, split record, data hash,
+    encoder) and returns a small JSON-able summary.
+
+    baselines: True = fit them here (memoised per process; the ridge fit is the slow part at D=768),
+    a dict of fitted `lvm.evaluation.metrics.Baseline`s to reuse, or False to leave them out of metrics.json.
+    held_out=False: validation only (the flow scores the test split once, for every model, in its evaluate stage)."""
+    table_path = Path(table_path)
+    table = read_table(table_path)
+    split = load_split(split_path) if split_path is not None else split_articles(table, tuple(fractions), split_seed)
+    C = cfg.context
+    parts = {p: window_targets(table.article_id, table.position, C, split.part(p)) for p in ("train", "val", "test")}
+    for p in ("train", "val"):
+        if len(parts[p]) == 0:
+            raise ValueError(f"{table_path}: the {p} split has no windows of context {C} "
+                             f"({len(split.articles[p])} articles); use more data or other fractions")
+    data_hash = file_hash(table_path)
+    encoder = table.meta.get("encoder")
+    record = split.record()
+    meta = {"data_hash": data_hash, "encoder": encoder, "split": record, "dataset": str(table_path)}
+    with folder_lock(out_dir, "model folder", ModelFolderBusy):
+        model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
+        model = model.to("cpu")
+        if not held_out:
+            return {"arch": cfg.arch, "model_dir": str(out_dir), "part": "val", "cosine": summary["best_val_cosine"],
+                    **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}, "data_hash": data_hash}
+        if baselines is True:
+            baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record,
+                                         article_starts(table.position))
+        held = held_out_scores(lambda ctx: predict(model, ctx), table, split, C, baselines=baselines or None, arch=cfg.arch)
+        head = "test" if "test" in held else "val"
+        metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
+                   **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
+                   "held_out": held, "training": {k: v for k, v in summary.items() if k not in ("arch", "model_dir")},
+                   "split": record, "data_hash": data_hash, "encoder": encoder}
+        write_json(Path(out_dir) / "metrics.json", metrics)
+    return {"arch": cfg.arch, "model_dir": str(out_dir), "part": head, "cosine": metrics["cosine"],
+            "val_cosine": held["val"]["model"]["cosine"], "best_val_cosine": summary["best_val_cosine"],
+            "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+            "stopped_early": summary["stopped_early"], "seconds": summary["seconds"],
+            "precision": summary["precision"], "best_baseline": metrics.get("best_baseline"),
+            "beats_all_baselines": metrics.get("beats_all_baselines"), "data_hash": data_hash}
