@@ -17,16 +17,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
-from lvm.decision import (MAX_PARAPHRASE_RATIO, MIN_FORWARD_MARGIN, MIN_LAST_INPUT_GAIN, MIN_SHUFFLE_DROP, decide,
-                          gate_table)
+from lvm.dataset import DEFAULT_FRACTIONS, is_table_path
+from lvm.decision import (BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MAX_PARAPHRASE_RATIO, MIN_FORWARD_MARGIN,
+                          MIN_LAST_INPUT_GAIN, MIN_SHUFFLE_DROP, decide, gate_table)
 from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
-from lvm.dataset import is_table_path
+from lvm.train.config import TrainConfig
 from tasks.branches import deploy, hold, investigate
 from tasks.data import load_and_validate, split_dataset
 from tasks.caching import code_version
 from tasks.evaluation import evaluate_models
+from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions, given
 from tasks.runners import make_runner
 from tasks.training import train_architecture
 
@@ -50,7 +52,7 @@ class TrainLVMResult(BaseModel):
     baselines: dict = Field(default_factory=dict)
     failed: dict[str, str] = Field(default_factory=dict)
     run_dir: str
-    dataset: dict
+    dataset: DatasetRecord
     registry: Optional[dict] = None
     report: Optional[str] = None
     table: str = ""
@@ -59,8 +61,10 @@ class TrainLVMResult(BaseModel):
 
 
 def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads) -> dict:
-    return {"arch": arch, "epochs": epochs, "context": context, "seed": seed, "loss": loss,
-            "model": dict(model_options.get(arch, model_options.get("*", {}))), "threads": threads, **train_options}
+    """One architecture's TrainConfig fields: the flow's option groups as the plain dicts the library takes."""
+    model = given(model_options.get(arch, model_options.get("*")))
+    return {"arch": arch, "epochs": epochs, "context": context, "seed": seed, "loss": given(loss) or None,
+            "model": model, "threads": threads, **given(train_options)}
 
 
 def _train_all(dataset, split, configs, runner, workers, dask_address):
@@ -68,7 +72,7 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
     logger = get_run_logger()
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:
-        code = code_version("lvm.train", "lvm.models", "lvm.losses", "lvm.dataset", "lvm.models.io")
+        code = code_version("tasks.training")  # the training code the task imports, followed transitively
         futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c,
                                                                       "code_version": code})
                    for c in configs}
@@ -92,15 +96,15 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
 def train_lvm(
     data: str = "builtin",
     architectures: list[str] = DEFAULT_ARCHS,
-    epochs: int = 20,
-    context: int = 5,
-    loss: Optional[dict] = None,
-    model_options: Optional[dict] = None,
-    train_options: Optional[dict] = None,
-    baseline_threshold: float = 0.48,
-    deploy_threshold: float = 0.55,
+    epochs: int = TrainConfig.epochs,
+    context: int = TrainConfig.context,
+    loss: Optional[LossWeights] = None,
+    model_options: Optional[dict[str, ModelOptions]] = None,
+    train_options: Optional[TrainOptions] = None,
+    baseline_threshold: float = BASELINE_THRESHOLD,
+    deploy_threshold: float = DEPLOY_THRESHOLD,
     seed: int = 0,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     encoder: Optional[str] = None,
     runner: Literal["threads", "processes", "dask"] = "threads",
     workers: Optional[int] = None,
@@ -140,8 +144,8 @@ def train_lvm(
         table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
                                         workers=workers, dask_address=dask_address)
     dataset = load_and_validate(table_path, context)
-    logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset["path"], dataset["articles"],
-                dataset["sentences"], dataset["dim"], dataset["encoder"])
+    logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset.path, dataset.articles,
+                dataset.sentences, dataset.dim, dataset.encoder)
     split = split_dataset(dataset, tuple(fractions), seed)
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
@@ -149,22 +153,21 @@ def train_lvm(
         threads = "auto"     # left running is not stuck on one core
     else:                    # one process per training: a fixed share each
         threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
-    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options or {}, threads)
+    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options, threads)
                for a in architectures]
     trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)
 
     run_dir = runs_dir() / run_name
-    run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset["path"], "data_sha256": dataset["sha256"],
-           "encoder": dataset["encoder"], "split_path": split["path"], "context": context,
+    run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset.path, "data_sha256": dataset.sha256,
+           "encoder": dataset.encoder, "split_path": split.path, "context": context,
            "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
            "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
            "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
     ood = load_and_validate(ood_data, context) if ood_data else None
     if ood:
-        run["ood_data_path"], run["ood_data_sha256"] = ood["path"], ood["sha256"]
+        run["ood_data_path"], run["ood_data_sha256"] = ood.path, ood.sha256
     comparison = evaluate_models(dataset, split, run["models"], context,
-                                 code_version=code_version("lvm.evaluation.compare", "lvm.evaluation.metrics", "lvm.evaluation.forward",
-                                                           "lvm.models.io", "lvm.models"), ood=ood) if trained else \
+                                 code_version=code_version("tasks.evaluation"), ood=ood) if trained else \
         {"part": "test", "n": 0, "models": {}, "baselines": {}}
     gates = dict(require_forward=require_forward, min_forward_margin=min_forward_margin,
                  min_shuffle_drop=min_shuffle_drop, min_last_input_gain=min_last_input_gain,
@@ -194,8 +197,8 @@ def train_lvm(
     create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
         f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{gate_table(decision)}\n\n"
         f"Thresholds: baseline {baseline_threshold:.2f}, deploy {deploy_threshold:.2f}. "
-        f"Dataset `{dataset['path']}` ({dataset['articles']} articles, {dataset['sentences']} sentences, "
-        f"D={dataset['dim']}, {dataset['encoder']}); split seed {seed}, {split['articles']}.\n\n{table}\n\n"
+        f"Dataset `{dataset.path}` ({dataset.articles} articles, {dataset.sentences} sentences, "
+        f"D={dataset.dim}, {dataset.encoder}); split seed {seed}, {split.articles}.\n\n{table}\n\n"
         + (f"Failed: {failed}\n\n" if failed else "")
         + (f"Registry: {registry_out}\n\n" if registry_out else "")
         + (f"Report: `{report}`\n\n" if report else "") + f"Run folder: `{run_dir}`\n"))
@@ -215,11 +218,11 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p = argparse.ArgumentParser(description=train_lvm.__doc__.split("\n")[0])
     p.add_argument("--data", default="builtin")
     p.add_argument("--arch", default=",".join(DEFAULT_ARCHS))
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--context", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--context", type=int, default=TrainConfig.context)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baseline-threshold", type=float, default=0.48)
-    p.add_argument("--deploy-threshold", type=float, default=0.55)
+    p.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD)
+    p.add_argument("--deploy-threshold", type=float, default=DEPLOY_THRESHOLD)
     p.add_argument("--runner", default="threads", choices=["threads", "processes", "dask"])
     p.add_argument("--dask-address", default=None)
     p.add_argument("--ood-data", default=None, help="a second sentence table scored whole (out of distribution)")

@@ -65,13 +65,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 _TABLE = "A sentence table: Parquet, a folder of Parquet shards, or a seed .npz (imported, cached by content)."
 
 
-def _context(value: int, option: str = "--context") -> int:
+def _context(value: int | None, option: str = "--context") -> int:
+    """The context length given, or the product's default (lvm.table.DEFAULT_CONTEXT) when none is."""
+    if value is None:
+        from lvm.table import DEFAULT_CONTEXT
+
+        return DEFAULT_CONTEXT
     if value < 1:
         raise ValueError(f"{option} must be >= 1 (the number of context sentences), got {value}")
     return value
 
 
-def _fractions(text: str) -> tuple[float, float, float]:
+def _fractions(text: str | None) -> tuple[float, float, float]:
+    if text is None:
+        from lvm.dataset import DEFAULT_FRACTIONS
+
+        return DEFAULT_FRACTIONS
     try:
         fr = tuple(float(x) for x in text.split(","))
     except ValueError:
@@ -110,15 +119,15 @@ def build_dataset_cmd(
 @app.command()
 def inspect(
     file: Path = typer.Argument(..., help=_TABLE),
-    context: int = typer.Option(5, help="Context length used to count windows."),
+    context: Optional[int] = typer.Option(None, help="Context length used to count windows [default: 5].", show_default=False),
     seed: int = typer.Option(0, help="Split seed."),
-    fractions: str = typer.Option("0.8,0.1,0.1", help="train,val,test fractions of articles."),
+    fractions: Optional[str] = typer.Option(None, help="train,val,test fractions of articles [default: 0.8,0.1,0.1].", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
     from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
 
-    _context(context)
+    context = _context(context)
     fr = _fractions(fractions)
     table = read_table(file)
     warn_short_articles(table, context)
@@ -158,14 +167,14 @@ def import_npz_cmd(
 def export_npz_cmd(
     file: Path = typer.Argument(..., help=_TABLE),
     out: Path = typer.Option(..., help=".npz to write."),
-    context: int = typer.Option(5, help="Context length of the windows."),
+    context: Optional[int] = typer.Option(None, help="Context length of the windows [default: 5]."),
 ):
     """Write every in-article window of a sentence table in the original project's .npz format."""
     from lvm.dataset import read_table
     from lvm.paths import check_output
     from lvm.seed_npz import export_npz
 
-    _context(context)
+    context = _context(context)
     check_output(out, [file])
     export_npz(read_table(file), out, context, source=str(file))
     typer.echo(str(out))
@@ -175,10 +184,11 @@ def export_npz_cmd(
 
 @app.command()
 def models(dim: int = typer.Option(768, help="Embedding width D."),
-           context: int = typer.Option(5, help="Context length C.")):
+           context: Optional[int] = typer.Option(None, help="Context length C [default: 5].")):
     """Architectures with their parameter counts at the given D (seed configurations)."""
     from lvm.models import MODEL_NAMES, build_model, count_parameters
 
+    context = _context(context)
     typer.echo(f"{'architecture':<14}{'parameters':>14}   (D={dim}, context={context})")
     for name in MODEL_NAMES:
         typer.echo(f"{name:<14}{count_parameters(build_model(name, dim, context=context)):>14,}")
@@ -188,12 +198,12 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
 def train(
     arch: str = typer.Option("lstm", help="lstm, gru, mamba2 or transformer."),
     data: Path = typer.Option(..., help=_TABLE),
-    epochs: int = typer.Option(20),
+    epochs: Optional[int] = typer.Option(None, help="Default: TrainConfig's (20)."),
     batch_size: Optional[int] = typer.Option(None, help="Default: the engine's measured default."),
     lr: Optional[float] = typer.Option(None),
-    context: int = typer.Option(5),
-    device: str = typer.Option("auto", help="auto|cpu|cuda"),
-    precision: str = typer.Option("bf16", help="bf16 (autocast where supported) or fp32."),
+    context: Optional[int] = typer.Option(None, help="Default: TrainConfig's (5)."),
+    device: Optional[str] = typer.Option(None, help="auto|cpu|cuda [default: auto]."),
+    precision: Optional[str] = typer.Option(None, help="bf16 (autocast where supported) or fp32 [default: bf16]."),
     loss: Optional[str] = typer.Option(None, help="Loss preset name or JSON weights, e.g. '{\"cosine\": 1}'."),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="Model folder (default data/runs/models/<arch>-cli)."),
@@ -201,10 +211,11 @@ def train(
 ):
     """Train one architecture on the article-disjoint split; prints each epoch, then the model against baselines."""
     from lvm.paths import check_output, runs_dir
-    from lvm.train import TrainConfig, train_on_table
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import train_on_table
 
-    fields = {"arch": arch, "epochs": epochs, "context": context, "device": device, "precision": precision,
-              "seed": seed}
+    given = {"epochs": epochs, "context": context, "device": device, "precision": precision}
+    fields = {"arch": arch, "seed": seed, **{k: v for k, v in given.items() if v is not None}}  # else TrainConfig's
     if batch_size:
         fields["batch_size"] = batch_size
     if lr:
@@ -213,11 +224,13 @@ def train(
         fields["loss"] = _json_option("--loss", loss) if loss.strip().startswith("{") else loss
     out = check_output(out or runs_dir() / "models" / f"{arch}-cli", [data], folder=True)
 
+    cfg = TrainConfig.from_dict(fields)
+
     def on_epoch(r: dict) -> None:
-        typer.echo(f"epoch {r['epoch']:>3}/{epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
+        typer.echo(f"epoch {r['epoch']:>3}/{cfg.epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
                    f"val_cos {r['val_cosine']:.4f}  {r['seconds']:.1f}s", err=True)
 
-    summary = train_on_table(data, TrainConfig.from_dict(fields), out, callback=on_epoch, resume=resume)
+    summary = train_on_table(data, cfg, out, callback=on_epoch, resume=resume)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -26,6 +26,8 @@ def write_table(table: SentenceTable, path: str | Path, source: str | None = Non
     arrow = to_arrow(table.article_id, table.position, table.text, table.vectors, table.meta)
     return write_atomic(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
 
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test shares of the articles
+
 
 def is_npz(path: str | Path) -> bool:
     """A seed `.npz` (by name, or by the zip archive's magic bytes: Parquet files start with PAR1)."""
@@ -158,7 +160,7 @@ class Split:
                 "article_ids_sha256": hashlib.sha256(json.dumps(self.articles, sort_keys=True).encode()).hexdigest()}
 
 
-def split_articles(table: SentenceTable, fractions=(0.8, 0.1, 0.1), seed: int = 0, min_block: int = 50) -> Split:
+def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int = 0, min_block: int = 50) -> Split:
     """Seeded article-disjoint split. Each part gets at least one article when there are three or more.
 
     A table with a single article has no article structure to split on: it is cut into contiguous blocks of

@@ -16,6 +16,10 @@ from lvm.evaluation.baselines import best_baseline
 
 BRANCHES = ("deploy", "hold", "investigate")
 
+#: Cosine thresholds of the original project, set for GTR-T5 768-D vectors (README: how to choose them per encoder).
+BASELINE_THRESHOLD = 0.48    # below it: investigate
+DEPLOY_THRESHOLD = 0.55      # at or above it (and above every baseline, forward gates passed): deploy
+
 #: Gate defaults (flow parameters; the README explains the measurements behind them).
 MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-bootstrap interval must exceed it
 MIN_SHUFFLE_DROP = 0.005     # shuffling the context must cost at least this much cosine (and its interval > 0)
@@ -64,8 +68,8 @@ class Decision:
     best_baseline: str | None = None
     best_baseline_cosine: float | None = None
     beats_all_baselines: bool = False
-    baseline_threshold: float = 0.48
-    deploy_threshold: float = 0.55
+    baseline_threshold: float = BASELINE_THRESHOLD
+    deploy_threshold: float = DEPLOY_THRESHOLD
     scores: dict = field(default_factory=dict)  # arch -> held-out cosine, for every model with finite predictions
     gates: dict = field(default_factory=dict)   # the best model's forward gates (value, threshold, passed)
     passes_gates: bool | None = None
@@ -80,8 +84,8 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float = 0.48,
-           deploy_threshold: float = 0.55, metric: str = "cosine", require_forward: bool = True,
+def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float = BASELINE_THRESHOLD,
+           deploy_threshold: float = DEPLOY_THRESHOLD, metric: str = "cosine", require_forward: bool = True,
            min_forward_margin: float = MIN_FORWARD_MARGIN, min_shuffle_drop: float = MIN_SHUFFLE_DROP,
            min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
            max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> Decision:

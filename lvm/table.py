@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from lvm.schema import Failure
 
 META_KEY = b"lvm"
+DEFAULT_CONTEXT = 5  # sentences of context per window: the product's default, read by training, flow and CLI
 
 
 @dataclass

@@ -10,18 +10,19 @@ from prefect import get_run_logger, task
 from lvm.paths import registry_dir
 from lvm.registry import Registry
 from tasks.caching import by_inputs
+from tasks.records import DatasetRecord
 
 
-def _register(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None, alias: str,
+def _register(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: str | None, alias: str,
               registry_root: str | None) -> dict:
     reg = Registry(registry_root or registry_dir())
-    version = reg.register(model_dir, data_hash=dataset["sha256"], encoder=dataset["encoder"],
-                           encoder_dim=dataset["dim"], flow_run_id=flow_run_id, metrics=metrics, alias=alias)
+    version = reg.register(model_dir, data_hash=dataset.sha256, encoder=dataset.encoder,
+                           encoder_dim=dataset.dim, flow_run_id=flow_run_id, metrics=metrics, alias=alias)
     return {"registry": str(reg.root), "version": version, "alias": alias}
 
 
 @task(name="deploy", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
-def deploy(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None = None,
+def deploy(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: str | None = None,
            registry_root: str | None = None) -> dict:
     """Register the best model and point `production` at it; a running LVM server follows the alias."""
     out = _register(model_dir, dataset, metrics, flow_run_id, "production", registry_root)
@@ -30,7 +31,7 @@ def deploy(model_dir: str, dataset: dict, metrics: dict, flow_run_id: str | None
 
 
 @task(name="hold", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
-def hold(model_dir: str, dataset: dict, metrics: dict, reason: str, flow_run_id: str | None = None,
+def hold(model_dir: str, dataset: DatasetRecord, metrics: dict, reason: str, flow_run_id: str | None = None,
          registry_root: str | None = None) -> dict:
     """Register the best model as `candidate` only: production is left as it is."""
     out = _register(model_dir, dataset, metrics, flow_run_id, "candidate", registry_root)

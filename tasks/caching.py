@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from pathlib import Path
@@ -24,19 +25,61 @@ def _file_content_key(context, parameters: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def code_version(*modules: str) -> str:
-    """Content hash of library modules (a package counts with all its files). Passed as a task input, it makes
-    the cache follow changes to the library code a task calls, not only to the task's own source."""
-    import importlib
+PROJECT_PACKAGES = ("lvm", "tasks", "flows")
+_ROOT = Path(__file__).resolve().parents[1]
 
+
+def code_version(*modules: str) -> str:
+    """Content hash of `modules` and of every project module they import, followed transitively (function-level
+    imports included). Passed as a task input, it makes the cache follow the library code a task really runs:
+    moving a function into a new module, then editing it there, changes the key; no hand-kept list to forget."""
     h = hashlib.sha256()
-    for name in modules:
-        mod = importlib.import_module(name)
-        root = Path(mod.__file__)
-        files = sorted(root.parent.rglob("*.py")) if root.name == "__init__.py" else [root]
-        for f in files:
-            h.update(f.read_bytes())
+    for name in sorted(project_imports(*modules)):
+        h.update(name.encode() + b"\0" + _module_file(name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def project_imports(*modules: str) -> set[str]:
+    """`modules` and the project modules (lvm, tasks, flows) they import, directly or not, read from the source
+    with ast (nothing is imported). A package counts with its __init__."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or _module_file(name) is None:
+            continue
+        seen.add(name)
+        todo.extend(_imports_of(name))
+    return seen
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a project module, found on disk beside this package (nothing is imported)."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = _ROOT.joinpath(*name.split("."))
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def _imports_of(name: str) -> list[str]:
+    path = _module_file(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.append(base)
+            found += [f"{base}.{a.name}" for a in node.names]  # `from pkg import module`
+    parents = [".".join(n.split(".")[:i]) for n in found for i in range(1, n.count(".") + 1)]
+    return [n for n in found + parents if n.split(".")[0] in PROJECT_PACKAGES and _module_file(n) is not None]
 
 
 def by_inputs():

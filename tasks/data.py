@@ -9,10 +9,13 @@ from prefect import task
 
 from lvm.build import assemble_table
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import file_hash, read_table, save_split, split_articles, table_stats, warn_short_articles, write_table
+from lvm.dataset import (DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles, table_stats,
+                         warn_short_articles, write_table)
 from lvm.embedding import embed_document, load_encoder, read_cached
 from lvm.paths import runs_dir
+from lvm.table import DEFAULT_CONTEXT
 from tasks.caching import by_file_content, by_inputs
+from tasks.records import DatasetRecord, SplitRecord
 
 
 @task(name="read-corpus", cache_policy=by_inputs(), persist_result=True)
@@ -39,21 +42,21 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
 
 
 @task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True)
-def load_and_validate(path: str, context: int = 5) -> dict:
+def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecord:
     """Validate a sentence table; returns its path, content hash and stats (the cache key of everything after)."""
     table = read_table(path)
     short = warn_short_articles(table, context)  # they give no window: skipped, with a warning, not an error
     stats = table_stats(table, context)
-    return {"path": str(Path(path).resolve()), "sha256": file_hash(path), "articles": stats["articles"],
-            "sentences": stats["sentences"], "dim": stats["dim"], "encoder": table.meta.get("encoder", "unknown"),
-            "windows": stats["windows"], "mean_vector_norm": stats["mean_vector_norm"],
-            "duplicate_rate": stats["duplicate_rate"], "short_articles": len(short)}
+    return DatasetRecord(path=str(Path(path).resolve()), sha256=file_hash(path), articles=stats["articles"],
+                         sentences=stats["sentences"], dim=stats["dim"], encoder=table.meta.get("encoder", "unknown"),
+                         windows=stats["windows"], mean_vector_norm=stats["mean_vector_norm"],
+                         duplicate_rate=stats["duplicate_rate"], short_articles=len(short))
 
 
 @task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
-def split_dataset(dataset: dict, fractions: tuple = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
+def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0) -> SplitRecord:
     """Article-disjoint split written as row indices beside the runs; returns its path and record."""
-    split = split_articles(read_table(dataset["path"], validate=False), tuple(fractions), seed)
-    name = f"{dataset['sha256'][:16]}-seed{seed}-{'-'.join(f'{f:g}' for f in fractions)}.json"
+    split = split_articles(read_table(dataset.path, validate=False), tuple(fractions), seed)
+    name = f"{dataset.sha256[:16]}-seed{seed}-{'-'.join(f'{f:g}' for f in fractions)}.json"
     path = save_split(split, runs_dir() / "splits" / name)
-    return {"path": str(path), **split.record()}
+    return SplitRecord(path=str(path), **split.record())

@@ -10,6 +10,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from lvm.paths import runs_dir
 from tasks.caching import by_inputs
+from tasks.records import DatasetRecord, SplitRecord
 
 TRANSIENT = (OSError, TimeoutError, ConnectionError, MemoryError)
 
@@ -40,21 +41,22 @@ def where_am_i() -> dict:
     return info
 
 
-def model_dir_for(dataset: dict, split: dict, config: dict) -> str:
+def model_dir_for(dataset: DatasetRecord, split: SplitRecord, config: dict) -> str:
     """Content-addressed model folder: same data, split and config → same folder (the cache points at it)."""
-    key = hashlib.sha256(json.dumps({"data": dataset["sha256"], "split": split["article_ids_sha256"],
+    key = hashlib.sha256(json.dumps({"data": dataset.sha256, "split": split.article_ids_sha256,
                                      "config": config}, sort_keys=True).encode()).hexdigest()[:16]
     return str(runs_dir() / "models" / f"{config['arch']}-{key}")
 
 
 @task(name="train", cache_policy=by_inputs(), persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_transient, task_run_name="train-{config[arch]}")
-def train_architecture(dataset: dict, split: dict, config: dict, code_version: str = "") -> dict:
+def train_architecture(dataset: DatasetRecord, split: SplitRecord, config: dict, code_version: str = "") -> dict:
     """Train `config["arch"]` on the split's train rows (early stopping on val); returns a small summary record
     with the model folder. Resumes from the folder's last checkpoint if an earlier attempt was interrupted.
     `code_version` (tasks.caching.code_version of the training code) is part of the cache key and of the model
     folder's name, so changed code neither reuses a cached result nor resumes an old checkpoint."""
-    from lvm.train import TrainConfig, train_on_table
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import train_on_table
 
     logger = get_run_logger()
     cfg = TrainConfig.from_dict(config)
@@ -66,9 +68,9 @@ def train_architecture(dataset: dict, split: dict, config: dict, code_version: s
         logger.info("%s epoch %d/%d  train_loss %.4f  train_cos %.4f  val_cos %.4f  (%.1fs)", cfg.arch, rec["epoch"],
                     cfg.epochs, rec["train_loss"], rec["train_cosine"], rec["val_cosine"], rec["seconds"])
 
-    # baselines=False: the evaluate task fits them once for all architectures
-    summary = train_on_table(dataset["path"], cfg, out, split_path=split["path"], callback=on_epoch, resume=True,
-                             baselines=False)
+    # held_out=False: the evaluate task scores the test split once, for every architecture and baseline
+    summary = train_on_table(dataset.path, cfg, out, split_path=split.path, callback=on_epoch, resume=True,
+                             held_out=False)
     update_progress_artifact(progress, progress=100.0)
     return {"arch": cfg.arch, "model_dir": out, "ran_on": where_am_i(),
             **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}}

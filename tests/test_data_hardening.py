@@ -334,7 +334,7 @@ def test_load_and_validate_task_reads_a_seed_npz(tmp_path, monkeypatch):
 
     npz = _seed(tmp_path / "seed.npz", make_table(n_articles=4, length=10, dim=8), context=3)
     info = load_and_validate.fn(str(npz), 3)
-    assert info["articles"] == 4 and info["dim"] == 8
+    assert info.articles == 4 and info.dim == 8
 
 
 def test_shards_refuse_fractional_positions_and_integer_vectors(tmp_path):
