@@ -313,12 +313,12 @@ def serve(
 ):
     """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
     from lvm.paths import registry_dir
-    from lvm.serve_options import TOKEN_ENV, check_serve_options
+    from lvm.server.options import TOKEN_ENV, check_serve_options
 
-    # before `import lvm.server` (torch): a refused start-up takes well under a second
+    # before `import lvm.server.app` (torch): a refused start-up takes well under a second
     check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype,
                         insecure_no_token=insecure_no_token)
-    from lvm.server import serve as run
+    from lvm.server.app import serve as run
 
     run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, dtype=dtype,
         insecure_no_token=insecure_no_token)
