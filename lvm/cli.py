@@ -10,10 +10,12 @@ from typing import Optional
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+from lvm.server.options import DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_PORT  # no torch: see serve()
 
 
-class _UserErrors(TyperGroup):
+class _ReportUserErrors:
     """Every command's user mistakes end as one `error: ...` line and exit code 2, never a traceback.
 
     Set LVM_DEBUG=1 to see the traceback instead (for bug reports)."""
@@ -29,8 +31,24 @@ class _UserErrors(TyperGroup):
             _fail(exc)
 
 
+class _UserErrors(_ReportUserErrors, TyperGroup):
+    """`lvm` and its subcommands."""
+
+
+class _UserErrorsCommand(_ReportUserErrors, TyperCommand):
+    """One command run as a program of its own (see `single_command`)."""
+
+
 app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.", cls=_UserErrors,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def single_command(function) -> typer.Typer:
+    """A program that is one of `lvm`'s commands (``python -m lvm.server`` is `serve`): the same options, help
+    and error handling, without the other commands."""
+    program = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    program.command(cls=_UserErrorsCommand)(function)
+    return program
 
 
 def _fail(exc: Exception) -> None:
@@ -310,30 +328,46 @@ def registry_rollback(alias: str = typer.Option("production", help="Alias to mov
 
 # ---------------------------------------------------------------------------------------------------- serving
 
+def _on_off(value: Optional[str], option: str) -> Optional[bool]:
+    if value is None:
+        return None
+    if value.lower() not in ("on", "off"):
+        raise ValueError(f"{option} must be on or off, got {value!r}")
+    return value.lower() == "on"
+
+
 @app.command()
 def serve(
-    root: Optional[Path] = _ROOT,
-    host: str = typer.Option("127.0.0.1", help="Bind address (a token is required for anything but loopback)."),
-    port: int = typer.Option(8000),
+    root: Optional[Path] = typer.Option(None, "--root", "--registry", help="Registry folder (default: data/registry)."),
+    host: str = typer.Option(DEFAULT_HOST, help="Bind address (a token is required for anything but loopback)."),
+    port: int = typer.Option(DEFAULT_PORT),
     token: Optional[str] = typer.Option(None, help="Bearer token (or set LVM_SERVER_TOKEN)."),
     bank: Optional[Path] = typer.Option(None, help="Sentence table whose sentences /next can return."),
     encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
     alias: str = typer.Option("production", help="Alias to follow."),
     dtype: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX-512 bf16)."),
+    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="Most contexts in one /predict request."),
+    torch_threads: Optional[int] = typer.Option(None, help="Torch intra-op threads.",
+                                                show_default="half the CPUs"),
+    onednn: Optional[str] = typer.Option(None, help="Torch oneDNN kernels: on or off.",
+                                         show_default="off for float32, on for bfloat16"),
+    log_level: str = typer.Option("info", help="debug, info, warning, error or critical."),
     insecure_no_token: bool = typer.Option(False, "--insecure-no-token",
                                            help="Allow a non-loopback --host without a token (anyone who can "
                                                 "reach it can call the model)."),
 ):
     """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
     from lvm.paths import registry_dir
-    from lvm.serve_options import TOKEN_ENV, check_serve_options
+    from lvm.server.options import TOKEN_ENV, check_serve_options
 
-    # before `import lvm.server` (torch): a refused start-up takes well under a second
-    check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype,
-                        insecure_no_token=insecure_no_token)
-    from lvm.server import serve as run
+    # before `import lvm.server.app` (torch): a refused start-up takes well under a second
+    check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype, max_batch=max_batch,
+                        torch_threads=torch_threads, log_level=log_level, insecure_no_token=insecure_no_token)
+    use_onednn = _on_off(onednn, "--onednn")
+    from lvm.server.app import serve as run
 
-    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, dtype=dtype,
+    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, max_batch=max_batch,
+        torch_threads=torch_threads, dtype=dtype, onednn=use_onednn, log_level=log_level,
         insecure_no_token=insecure_no_token)
 
 

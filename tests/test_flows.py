@@ -112,7 +112,7 @@ def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, 
     from conftest import quadratic_table
     from lvm.dataset import write_table
     from lvm.registry import Registry
-    from lvm.server import create_app
+    from lvm.server.app import create_app
 
     table = write_table(quadratic_table(200, dim=16, seed=0), tmp_path / "quadratic.parquet")
     r = _run(str(table), architectures=["lstm"], epochs=12, model_options={"*": {"hidden": 64, "layers": 1}},

@@ -1,4 +1,4 @@
-"""lvm.server: every endpoint and every 4xx case (TestClient), hot reload, and a real uvicorn process."""
+"""lvm.server.app: every endpoint and every 4xx case (TestClient), hot reload, and a real uvicorn process."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from lvm.models.io import load_model, save_model
 from lvm.models import build_model
 from lvm.registry import Registry
-from lvm.server import create_app
+from lvm.server.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, CONTEXT = 16, 5
@@ -193,7 +193,7 @@ def test_bearer_token(registry):
 
 
 def test_next_nearest_neighbours(registry, bank_path, encoder, model_dirs):
-    from lvm.server import load_bank
+    from lvm.server.bank import load_bank
 
     bank = load_bank(bank_path)
     with TestClient(create_app(registry.root, encoder=encoder, bank_path=bank_path)) as client:

@@ -13,14 +13,19 @@ import time
 import numpy as np
 import pytest
 import torch
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-import lvm.server as server
+import lvm.server.app as server
 from lvm.cli import app
 from lvm.registry import Registry
-from lvm.server import create_app
+from lvm.server.__main__ import main as server_main
+from lvm.server.app import create_app
+from lvm.server.holder import LoadedModel
+from lvm.server.options import TOKEN_ENV
+from lvm.server.requests import MAX_SENTENCE_CHARS
 from test_server import CONTEXT, DIM, contexts, expected, free_port, make_model_dir, ok_predict, register
 
 runner = CliRunner()
@@ -43,7 +48,7 @@ def no_run(monkeypatch):
     """Record calls of run_server instead of binding a socket."""
     calls = []
     monkeypatch.setattr(server, "run_server", lambda app, host, port, **kw: calls.append((host, port)))
-    monkeypatch.delenv(server.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
     return calls
 
 
@@ -61,7 +66,7 @@ def test_public_bind_without_token_is_refused(registry, no_run, host):
     assert "--token" in res.output and "--insecure-no-token" in res.output and host in res.output
     assert took < 1.0 and no_run == []
     with pytest.raises(SystemExit) as info:  # python -m lvm.server: the same rule
-        server.main(["--registry", str(registry.root), "--host", host])
+        server_main(["--registry", str(registry.root), "--host", host])
     assert info.value.code == 2 and no_run == []
     with pytest.raises(ValueError, match="--token"):
         server.serve(registry.root, host)
@@ -71,10 +76,10 @@ def test_public_bind_with_token_or_explicit_opt_out(registry, no_run, monkeypatc
     for args in (["--token", "t"], ["--insecure-no-token"]):
         res, _ = serve_cli("--root", str(registry.root), "--host", "0.0.0.0", *args)
         assert res.exit_code == 0, res.output
-    monkeypatch.setenv(server.TOKEN_ENV, "t")
+    monkeypatch.setenv(TOKEN_ENV, "t")
     assert serve_cli("--root", str(registry.root), "--host", "0.0.0.0")[0].exit_code == 0
-    monkeypatch.delenv(server.TOKEN_ENV)
-    server.main(["--registry", str(registry.root), "--host", "0.0.0.0", "--insecure-no-token"])
+    monkeypatch.delenv(TOKEN_ENV)
+    server_main(["--registry", str(registry.root), "--host", "0.0.0.0", "--insecure-no-token"])
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):  # loopback needs no token
         assert serve_cli("--root", str(registry.root), "--host", host)[0].exit_code == 0
     assert no_run == [("0.0.0.0", 8000)] * 4 + [(h, 8000) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1")]
@@ -207,12 +212,12 @@ def test_predict_normalises_huge_outputs_and_refuses_non_finite_ones():
             return out
 
     ctx = contexts(batch=2)
-    state = server.LoadedModel(version=7, model=Scaled(1e30), config={}, info={}, dim=DIM, context=CONTEXT)
+    state = LoadedModel(version=7, model=Scaled(1e30), config={}, info={}, dim=DIM, context=CONTEXT)
     vectors = server._predict(state, ctx)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)  # not the all-zero vector
     for value in (float("nan"), float("inf"), 0.0):
-        state = server.LoadedModel(version=7, model=Scaled(value), config={}, info={}, dim=DIM, context=CONTEXT)
-        with pytest.raises(server.HTTPException) as info:
+        state = LoadedModel(version=7, model=Scaled(value), config={}, info={}, dim=DIM, context=CONTEXT)
+        with pytest.raises(HTTPException) as info:
             server._predict(state, ctx)
         assert info.value.status_code == 422 and "contexts[0]" in info.value.detail
 
@@ -244,7 +249,7 @@ def test_next_refuses_overlong_sentences(registry, tmp_path):
         r = client.post("/next", json={"sentences": sentences})
         assert r.status_code == 413, r.text
         assert "sentences[4] has 2000000 characters" in r.json()["detail"]
-        assert f"limit of {server.MAX_SENTENCE_CHARS}" in r.json()["detail"]
+        assert f"limit of {MAX_SENTENCE_CHARS}" in r.json()["detail"]
         assert time.monotonic() - t < 2.0
         # an early long sentence is not encoded, so it is not refused
         r = client.post("/next", json={"sentences": ["x" * 20_000] + ["a short one."] * 5})

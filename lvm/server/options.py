@@ -1,7 +1,8 @@
-"""Checks of ``lvm serve``'s options, importable without torch so that a refused start-up is quick.
+"""The server's defaults and the checks of ``lvm serve``'s options, importable without torch so that a refused
+start-up is quick.
 
-Both entry points (``lvm serve`` and ``python -m lvm.server``) call ``check_serve_options`` before anything is
-loaded: a bad port or dtype, or a public address without a token, is a ValueError that names the flag.
+``lvm serve`` (which ``python -m lvm.server`` runs) calls ``check_serve_options`` before anything is loaded: a bad
+port or dtype, or a public address without a token, is a ValueError that names the flag.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_BATCH = 1024
 TOKEN_ENV = "LVM_SERVER_TOKEN"
-DTYPE_NAMES = ("float32", "bfloat16")  # the keys of lvm.server.DTYPES
+DTYPE_NAMES = ("float32", "bfloat16")  # the keys of lvm.server.holder.DTYPES
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -25,7 +29,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_serve_options(host: str, port: int, token: str | None, *, dtype: str = "float32",
-                        max_batch: int = 1024, torch_threads: int | None = None,
+                        max_batch: int = DEFAULT_MAX_BATCH, torch_threads: int | None = None,
                         log_level: str = "info", insecure_no_token: bool = False) -> None:
     """Refuse bad ``serve`` options with a ValueError naming the flag, before any model or bank is loaded."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:

@@ -1,0 +1,194 @@
+"""Reading and checking request bodies: size and time limits, JSON parsing, /predict contexts, /next fields.
+
+The body is read by the endpoint itself rather than through a pydantic model, so that its size is capped while
+it streams in, NaN/Infinity get a clear 422 and the messages can name the served model's C and D. Parsing is
+orjson + numpy; bodies over ``INLINE_PARSE_BYTES`` are parsed in the thread pool so that a big batch does not hold
+up the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+if TYPE_CHECKING:
+    from lvm.server.holder import LoadedModel
+
+MAX_K = 100
+MAX_SENTENCES = 10_000
+INLINE_PARSE_BYTES = 256 << 10  # bodies up to this size are parsed on the event loop (< ~0.3 ms)
+BODY_TIMEOUT_S = 10.0  # the whole body must arrive within this (a stalled client gets 408)
+MAX_ABS_INPUT = 1e6  # |value| limit of /predict inputs: far above any embedding, far below float32 overflow
+MAX_SENTENCE_CHARS = 10_000  # per encoded /next sentence
+NEXT_MAX_BODY_BYTES = 8 << 20  # /next bodies (text), unless max_body_bytes is set
+
+
+# ---------------------------------------------------------------------------------------------- limits
+def predict_body_limit(state: LoadedModel, max_batch: int, max_body_bytes: int | None) -> int:
+    """``max_body_bytes``, or else 32 bytes per float of a full batch (``max_batch * C * D``) plus 64 KiB, which a
+    client writing shortest-repr floats stays well under."""
+    if max_body_bytes is not None:
+        return int(max_body_bytes)
+    return 32 * max_batch * state.context * state.dim + (64 << 10)
+
+
+def next_body_limit(state: LoadedModel, max_batch: int, max_body_bytes: int | None) -> int:
+    """/next bodies carry text, not a batch: the /predict limit, capped at ``NEXT_MAX_BODY_BYTES``."""
+    if max_body_bytes is not None:
+        return int(max_body_bytes)
+    return min(predict_body_limit(state, max_batch, None), NEXT_MAX_BODY_BYTES)
+
+
+# ---------------------------------------------------------------------------------------------- the body
+def _require_json_content(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        shown = repr(content_type) if content_type else "none"
+        raise HTTPException(415, f"Content-Type must be application/json, got {shown}")
+
+
+async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT_S) -> bytes:
+    """The body, capped at ``limit`` bytes while it streams in and at ``timeout`` seconds in all."""
+    _require_json_content(request)
+    try:
+        return await asyncio.wait_for(_collect_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"request body not received within {timeout:g} s") from None
+
+
+async def _collect_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_n = int(declared)
+        except ValueError:
+            raise HTTPException(400, f"invalid Content-Length header {declared!r}") from None
+        if declared_n > limit:
+            raise HTTPException(413, f"request body of {declared_n} bytes exceeds the limit of {limit} bytes")
+    chunks = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise HTTPException(400, "empty request body: expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson is strict; the standard parser also accepts NaN/Infinity literals, which are then rejected by the
+    # finiteness check with a clearer message than a parse error.
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+
+
+def _require_object(payload: Any, example: str) -> dict:
+    if not isinstance(payload, dict):
+        raise HTTPException(422, f"request body must be a JSON object like {example}, got {type(payload).__name__}")
+    return payload
+
+
+# ---------------------------------------------------------------------------------------------- /predict
+def _contexts_array(raw: Any, state: LoadedModel, max_batch: int) -> np.ndarray:
+    shape_hint = f"[batch][{state.context}][{state.dim}]"
+    if raw is None:
+        raise HTTPException(422, f"missing field 'contexts': a {shape_hint} array of numbers")
+    if not isinstance(raw, list):
+        raise HTTPException(422, f"'contexts' must be a {shape_hint} array of numbers, got {type(raw).__name__}")
+    if len(raw) == 0:
+        raise HTTPException(422, "'contexts' is empty: send at least one context")
+    if len(raw) > max_batch:
+        raise HTTPException(413, f"batch of {len(raw)} contexts exceeds max_batch={max_batch}; split the request")
+    try:
+        arr = np.asarray(raw)
+    except (ValueError, TypeError):
+        raise HTTPException(
+            422, f"'contexts' must be a regular {shape_hint} array of numbers (rows of different lengths?)"
+        ) from None
+    if arr.dtype.kind not in "fiu":
+        raise HTTPException(422, f"'contexts' must contain only numbers (found {arr.dtype.kind!r}-kind values)")
+    if arr.ndim != 3:
+        raise HTTPException(422, f"'contexts' must be a {shape_hint} array, got {arr.ndim} levels of nesting "
+                                 f"(shape {list(arr.shape)})")
+    if arr.shape[1] != state.context:
+        raise HTTPException(422, f"each context must hold exactly {state.context} vectors (the context length of "
+                                 f"model v{state.version}), got {arr.shape[1]}")
+    if arr.shape[2] != state.dim:
+        raise HTTPException(422, f"expected vectors of dimension {state.dim} (model v{state.version}), "
+                                 f"got {arr.shape[2]}")
+    return _finite_float32(arr)
+
+
+def _finite_float32(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as float32, refused unless every value is finite and within ``MAX_ABS_INPUT``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = arr.astype(np.float32, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        b, c, d = (int(i) for i in np.argwhere(~finite)[0])
+        raise HTTPException(422, f"'contexts' has {int((~finite).sum())} non-finite values (NaN, Infinity or "
+                                 f"beyond float32 range), first at contexts[{b}][{c}][{d}]")
+    huge = np.abs(arr) > MAX_ABS_INPUT
+    if huge.any():
+        b, c, d = (int(i) for i in np.argwhere(huge)[0])
+        raise HTTPException(422, f"'contexts' has {int(huge.sum())} values beyond +-{MAX_ABS_INPUT:g}, first at "
+                                 f"contexts[{b}][{c}][{d}] = {float(arr[b, c, d]):g}: values this large overflow "
+                                 "float32 arithmetic in the model (sentence embeddings are near unit norm)")
+    return np.ascontiguousarray(arr)
+
+
+def parse_contexts(body: bytes, state: LoadedModel, max_batch: int) -> np.ndarray:
+    """A /predict body as a float32 [B, C, D] array for ``state``'s model, or an HTTPException saying what is wrong."""
+    payload = _require_object(parse_json(body), '{"contexts": [[[...]]]}')
+    return _contexts_array(payload.get("contexts"), state, max_batch)
+
+
+async def read_contexts(request: Request, state: LoadedModel, max_batch: int, limit: int,
+                        timeout: float = BODY_TIMEOUT_S) -> np.ndarray:
+    """Read and parse a /predict body; a big one is parsed in the thread pool, off the event loop."""
+    body = await read_body(request, limit, timeout)
+    if len(body) <= INLINE_PARSE_BYTES:
+        return parse_contexts(body, state, max_batch)
+    return await run_in_threadpool(parse_contexts, body, state, max_batch)
+
+
+# ---------------------------------------------------------------------------------------------- /next
+def parse_next(body: bytes, state: LoadedModel) -> tuple[list[str], int, bool]:
+    """A /next body as ``(sentences, k, exclude_context)``, or an HTTPException saying what is wrong."""
+    payload = _require_object(parse_json(body), '{"sentences": ["...", ...]}')
+    sentences = payload.get("sentences")
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise HTTPException(422, "'sentences' must be a list of strings")
+    if len(sentences) < state.context:
+        raise HTTPException(422, f"need at least {state.context} sentences (the context length of model "
+                                 f"v{state.version}), got {len(sentences)}")
+    if len(sentences) > MAX_SENTENCES:
+        raise HTTPException(413, f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; only the "
+                                 f"last {state.context} are used, send those")
+    for i in range(len(sentences) - state.context, len(sentences)):
+        if len(sentences[i]) > MAX_SENTENCE_CHARS:
+            raise HTTPException(413, f"sentences[{i}] has {len(sentences[i])} characters, more than the limit "
+                                     f"of {MAX_SENTENCE_CHARS} for each of the last {state.context} sentences "
+                                     "(the ones encoded): send sentences, not documents")
+    k = payload.get("k", 5)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise HTTPException(422, f"'k' must be an integer from 1 to {MAX_K}, got {k!r}")
+    exclude = payload.get("exclude_context", True)
+    if not isinstance(exclude, bool):
+        raise HTTPException(422, f"'exclude_context' must be true or false, got {exclude!r}")
+    return sentences, k, exclude
