@@ -3,8 +3,6 @@ investigate (`diagnose_run`: the diagnosis and its report). Each is one library 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import get_run_logger, task
 
 from lvm.paths import registry_dir
