@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvm.dataset import read_table, split_articles  # noqa: E402
-from lvm.table import window_targets  # noqa: E402
-from lvm.evaluation.metrics import cosine, fit_baselines, gather, retrieval  # noqa: E402
+from lvm.table import gather_windows, window_targets  # noqa: E402
+from lvm.evaluation.metrics import cosine, fit_baselines, retrieval  # noqa: E402
 
 
 def score(pred, targets, bank, vectors, context) -> tuple[float, float]:
@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     g = V[windows["train"]].mean(0)
 
     def blends(part):
-        ctx, _ = gather(V, windows[part], C)
+        ctx, _ = gather_windows(V, windows[part], C)
         return base["ridge"].predict(ctx), ctx[:, -1], ctx.mean(1)
 
     grid = list(itertools.product((0.0, 0.3, 0.6, 1.0, 2.0), (0.0, 0.5), (0.0, 0.3, 0.6)))
@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     print("| prediction (test articles) | cosine | MRR |\n|---|---:|---:|")
     refs = {}
     for name, b in base.items():
-        refs[name] = score(b.predict(gather(V, windows["test"], C)[0]), windows["test"], split.test, V, C)
+        refs[name] = score(b.predict(gather_windows(V, windows["test"], C)[0]), windows["test"], split.test, V, C)
         print(f"| {name} (baseline) | {refs[name][0]:.4f} | {refs[name][1]:.4f} |")
     best_cos = max(r[0] for r in refs.values())
     best_mrr = max(r[1] for r in refs.values())

@@ -24,7 +24,7 @@ from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
 from lvm.train.config import TrainConfig
-from tasks.branches import deploy, hold, investigate
+from tasks.branches import deploy, diagnose_run, hold
 from tasks.data import load_and_validate, split_dataset
 from tasks.caching import code_version
 from tasks.evaluation import evaluate_models
@@ -186,7 +186,7 @@ def train_lvm(
     elif decision.branch == "investigate":
         if trained:
             evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context")}
-            diagnosis = investigate(str(run_dir), evidence)
+            diagnosis = diagnose_run(str(run_dir), evidence)
             report = diagnosis["report"]
             create_markdown_artifact(markdown=diagnosis["markdown"], key="lvm-diagnosis",
                                      description=f"Diagnosis: {diagnosis['verdict']}")

@@ -377,13 +377,15 @@ def serve(
 def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (data/runs/<name>)."),
              out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report).")):
     """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
+    from lvm.diagnosis.evidence import diagnose as run
+    from lvm.diagnosis.render import to_markdown, write_report
     from lvm.paths import check_output
-    from lvm.report import diagnose as run
 
     if out is not None:
         check_output(out, [run_dir], folder=True)
-    d = run(run_dir, out)
-    typer.echo(d.to_markdown(images="none"))
+    d = run(run_dir)
+    write_report(d, out)
+    typer.echo(to_markdown(d, images="none"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,12 @@
-"""The training run folder (docs/ARCHITECTURE.md): what a run used and concluded, as JSON a person can read."""
+"""The training run folder (docs/ARCHITECTURE.md): what a run used and concluded, as JSON a person can read.
+
+Its writer (the train flow, through `write_run`) and its readers (`lvm diagnose`, the diagnose task) meet here, so
+the folder's layout is known in one place."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from lvm.atomic import write_json
@@ -18,3 +22,45 @@ def write_run(run_dir: str | Path, run: dict, comparison: dict | None = None, de
     if decision is not None:
         write_json(run_dir / "decision.json", decision)
     return run_dir
+
+
+def _resolve(run_dir: Path, p: str) -> str:
+    """A path from run.json as written, or relative to the run folder when it is neither absolute nor found from
+    here: a run folder that was moved or copied elsewhere still finds the files it carries."""
+    q = Path(p)
+    return str(q if q.is_absolute() or q.exists() else run_dir / q)
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """run.json of a training run folder, with its paths (data_path, split_path, every model folder) resolved.
+
+    FileNotFoundError when the folder has no run.json, ValueError when it is not JSON or lacks data_path or
+    context: a run folder that cannot be read is named, not half-read."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run folder: it has no run.json")
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    for key in ("data_path", "context"):
+        if key not in run:
+            raise ValueError(f"{path} lacks {key!r}")
+    run["data_path"] = _resolve(run_dir, run["data_path"])
+    if run.get("split_path"):
+        run["split_path"] = _resolve(run_dir, run["split_path"])
+    run["models"] = {arch: _resolve(run_dir, d) for arch, d in (run.get("models") or {}).items()}
+    return run
+
+
+def read_decision(run_dir: str | Path) -> dict:
+    """decision.json of a run folder, or {} when there is none or it is unreadable (a run that stopped before
+    deciding still has a diagnosis)."""
+    path = Path(run_dir) / "decision.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}

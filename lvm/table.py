@@ -149,6 +149,8 @@ def window_targets(article_id: np.ndarray, position: np.ndarray, context: int, r
 
 
 def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
-    """(contexts [W, C, D], targets [W, D]) for the given target rows."""
-    ctx = vectors[targets[:, None] + np.arange(-context, 0)[None, :]]
-    return ctx, vectors[targets]
+    """(contexts [W, C, D], targets [W, D]) for the target rows ``targets``; contexts are rows t-C .. t-1."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if targets.size and targets.min() < context:
+        raise ValueError(f"target row {int(targets.min())} has fewer than context={context} rows before it")
+    return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]

@@ -1,9 +1,7 @@
 """The three outcomes of a training run: deploy (promote to production), hold (register as candidate),
-investigate (diagnose). Each is one library call; the flow picks one."""
+investigate (`diagnose_run`: the diagnosis and its report). Each is one library call; the flow picks one."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from prefect import get_run_logger, task
 
@@ -39,14 +37,15 @@ def hold(model_dir: str, dataset: DatasetRecord, metrics: dict, reason: str, flo
     return {**out, "reason": reason}
 
 
-@task(name="investigate", cache_policy=by_inputs() - "run_dir", persist_result=True)
-def investigate(run_dir: str, evidence: dict) -> dict:
+@task(name="diagnose", cache_policy=by_inputs() - "run_dir", persist_result=True)
+def diagnose_run(run_dir: str, evidence: dict) -> dict:
     """Diagnose the run from its evidence and write the report into the run folder. Cached by the evidence
     (data, split, model folders), not by the run folder: the same evidence gives the same diagnosis, so a cache hit
     returns the earlier run's report (its path and markdown) and writes nothing into the new run folder."""
-    from lvm.report import diagnose, markdown_with_images
+    from lvm.diagnosis.evidence import diagnose
+    from lvm.diagnosis.render import markdown_with_images, write_report
 
     diagnosis = diagnose(run_dir)
-    report = Path(run_dir) / "report" / "report.md"
+    report = write_report(diagnosis)["report.md"]  # into the run folder's report/
     get_run_logger().info("diagnosis: %s (report: %s)", diagnosis.verdict, report)
-    return {"verdict": diagnosis.verdict, "report": str(report), "markdown": markdown_with_images(diagnosis)}
+    return {"verdict": diagnosis.verdict, "report": report, "markdown": markdown_with_images(diagnosis)}

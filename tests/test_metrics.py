@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from lvm.evaluation import metrics
-from lvm.evaluation.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge, gather,
-                         per_example_cosine, retrieval, score)
+from lvm.evaluation.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge,
+                                    per_example_cosine, retrieval, score)
+from lvm.table import gather_windows
 
 
 def _stack(articles, context):
@@ -50,12 +51,12 @@ def test_cosine_known_values():
 
 def test_gather_matches_index_convention():
     vectors = np.arange(10, dtype=np.float32)[:, None].repeat(3, 1)
-    ctx, tgt = gather(vectors, np.array([3, 7]), 3)
+    ctx, tgt = gather_windows(vectors, np.array([3, 7]), 3)
     assert ctx.shape == (2, 3, 3) and tgt.shape == (2, 3)
     np.testing.assert_array_equal(ctx[:, :, 0], [[0, 1, 2], [4, 5, 6]])
     np.testing.assert_array_equal(tgt[:, 0], [3, 7])
     with pytest.raises(ValueError):
-        gather(vectors, np.array([2]), 3)
+        gather_windows(vectors, np.array([2]), 3)
 
 
 def test_direction_margin_sign():
@@ -98,7 +99,7 @@ def test_ridge_learns_linear_dynamics_dual():
     C, D = 3, 8
     vectors, targets, _ = _stack(_linear_articles(8, 6, D, seed=3), C)  # 20 train windows < C*D = 24: dual
     ridge = fit_ridge(vectors, targets[:20], C)
-    ctx, tgt = gather(vectors, targets[20:], C)
+    ctx, tgt = gather_windows(vectors, targets[20:], C)
     assert cosine(ridge.predict(ctx), tgt) > 0.98
 
 
@@ -108,7 +109,7 @@ def test_ridge_path_equals_direct_solution(n):
     rng = np.random.default_rng(n)
     vectors = rng.normal(size=(n + C, D)).astype(np.float32)
     targets = np.arange(C, n + C)
-    ctx, y = gather(vectors, targets, C)
+    ctx, y = gather_windows(vectors, targets, C)
     X = ctx.reshape(n, -1).astype(np.float64)
     y = y.astype(np.float64)
     Xc, yc = X - X.mean(0), y - y.mean(0)
@@ -129,7 +130,7 @@ def test_baselines_use_training_rows_only():
     poisoned = vectors.copy()
     poisoned[starts[4]:] = 100.0 * np.random.default_rng(0).normal(size=poisoned[starts[4]:].shape)
     base2 = fit_baselines(poisoned, train, C, ridge_alpha=1e-3)
-    ctx, _ = gather(vectors, val, C)
+    ctx, _ = gather_windows(vectors, val, C)
     for name in base:
         np.testing.assert_array_equal(base[name].predict(ctx), base2[name].predict(ctx), err_msg=name)
         assert base[name].name == name
@@ -219,7 +220,7 @@ def test_article_baselines_see_the_whole_article_so_far():
     # without the article structure they are left out, and asking one for a bare context is a clear error
     assert set(fit_baselines(vectors, targets, 2)) == {"global_mean", "last_context", "context_mean", "ridge"}
     with pytest.raises(ValueError, match="starts"):
-        base["article_mean"].predict(gather(vectors, targets, 2)[0])
+        base["article_mean"].predict(gather_windows(vectors, targets, 2)[0])
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -237,7 +238,7 @@ def test_evaluate_flat_dict_and_batching():
     for k in big:
         assert big[k] == pytest.approx(small[k], abs=1e-6)
         assert isinstance(big[k], int if k == "n" else float)
-    ctx, tgt = gather(vectors, val, C)
+    ctx, tgt = gather_windows(vectors, val, C)
     assert big["cosine"] == pytest.approx(cosine(base["ridge"].predict(ctx), tgt), abs=1e-6)
     last = evaluate(base["last_context"].predict, vectors, val, bank, C)
     assert last["direction_margin"] < 0 < big["direction_margin"]

@@ -15,9 +15,9 @@ import numpy as np
 from lvm.models.io import read_config
 from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
 from lvm.table import window_targets
-from lvm.evaluation.baselines import best_baseline
+from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite, summary
-from lvm.evaluation.metrics import (article_starts, evaluate_baselines, fit_baselines, on_context, paired_difference,
+from lvm.evaluation.metrics import (article_starts, evaluate_baselines, on_context, paired_difference,
                                     per_example_cosine, predict_rows, predict_windows, score)
 from lvm.evaluation.predictors import model_predictor
 
@@ -82,7 +82,7 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
     eval_t = window_targets(table.article_id, table.position, context, rows)
     if len(eval_t) == 0:
         raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
-    fitted = fit_baselines(table.vectors, train_t, context, starts=starts)
+    fitted = cached_baselines(table.vectors, train_t, context, file_hash(table_path), split.record(), starts)
     model_fns = {arch: on_context(model_predictor(d)) for arch, d in model_dirs.items()}
     groups = _groups(table)
     metrics, preds = score_all({**model_fns, **fitted}, table.vectors, eval_t, rows, context, starts, groups)
@@ -178,7 +178,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
     same_split = bool(rec) and rec.get("article_ids_sha256") == split.record()["article_ids_sha256"]
     train_starts = article_starts(train_table.position)
     train_t = window_targets(train_table.article_id, train_table.position, C, split.train)
-    fitted = fit_baselines(train_table.vectors, train_t, C, starts=train_starts)
+    fitted = cached_baselines(train_table.vectors, train_t, C, file_hash(train_path), split.record(), train_starts)
     if same:
         rows = split.part(part)
         eval_t = window_targets(table.article_id, table.position, C, rows)

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from lvm.table import gather_windows
+
 _EPS = 1e-12
 
 
@@ -63,14 +65,6 @@ def cosine(pred: np.ndarray, tgt: np.ndarray) -> float:
     return float(per_example_cosine(pred, tgt).mean())
 
 
-def gather(vectors: np.ndarray, targets: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ctx [B, C, D], tgt [B, D]) for target rows ``targets``; contexts are rows t-C .. t-1."""
-    targets = np.asarray(targets, dtype=np.int64)
-    if targets.size and targets.min() < context:
-        raise ValueError(f"target row {int(targets.min())} has fewer than context={context} rows before it")
-    return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]
-
-
 def direction_margin(pred: np.ndarray, tgt: np.ndarray, last_ctx: np.ndarray) -> float:
     """mean(cos(pred, tgt) - cos(pred, last_ctx)). Negative: predictions sit closer to the input than to the answer."""
     return float((per_example_cosine(pred, tgt) - per_example_cosine(pred, last_ctx)).mean())
@@ -106,7 +100,7 @@ def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
     """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window
     (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum: pass
     targets sorted, as ``lvm.dataset.window_targets`` returns them, or the span is as long as the table)."""
-    ctx, _ = gather(vectors, targets, context)
+    ctx, _ = gather_windows(vectors, targets, context)
     ctx = np.ascontiguousarray(ctx, dtype=np.float32)
     if starts is None or len(targets) == 0:
         return Windows(ctx)
@@ -177,7 +171,7 @@ def _moments(vectors, targets, context, chunk=8192):
     sx, sy = np.zeros(p), np.zeros(D)
     xx, xy = np.zeros((p, p)), np.zeros((p, D))
     for s in range(0, len(targets), chunk):
-        ctx, y = gather(vectors, targets[s:s + chunk], context)
+        ctx, y = gather_windows(vectors, targets[s:s + chunk], context)
         x = ctx.reshape(len(y), p).astype(np.float64)
         y = y.astype(np.float64)
         sx += x.sum(0)
@@ -213,7 +207,7 @@ def _ridge_path(vectors, targets, context, rel_alphas, moments=None):
             W = U @ (UB / (np.maximum(lam, 0) + a)[:, None])
             out.append((W, my - mx @ W, a))
         return out
-    ctx, y = gather(vectors, targets, context)
+    ctx, y = gather_windows(vectors, targets, context)
     X = ctx.reshape(n, p).astype(np.float64)
     y = y.astype(np.float64)
     mx, my = X.mean(0), y.mean(0)
@@ -256,7 +250,7 @@ def fit_ridge(vectors: np.ndarray, train_targets: np.ndarray, context: int, ridg
                     zip(RIDGE_ALPHAS, _ridge_path(vectors, fit_t, context, RIDGE_ALPHAS, fit_m))]
             sums = dict.fromkeys(RIDGE_ALPHAS, 0.0)
             for s in range(0, n_hold, 8192):  # held-out windows in chunks, never [n_hold, C*D] at once
-                hctx, hy = gather(vectors, hold_t[s:s + 8192], context)
+                hctx, hy = gather_windows(vectors, hold_t[s:s + 8192], context)
                 for r, model in path:
                     sums[r] += float(per_example_cosine(model(hctx), hy).sum())
             scores = {r: v / n_hold for r, v in sums.items()}

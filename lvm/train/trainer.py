@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from lvm.allocator import keep_freed_memory
 from lvm.atomic import write_json
 from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
-from lvm.evaluation.baselines import fitted_baselines
+from lvm.evaluation.baselines import cached_baselines
 from lvm.evaluation.compare import held_out_scores
 from lvm.evaluation.metrics import article_starts
 from lvm.evaluation.predictors import predict
@@ -327,7 +327,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
             return {"arch": cfg.arch, "model_dir": str(out_dir), "part": "val", "cosine": summary["best_val_cosine"],
                     **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}, "data_hash": data_hash}
         if baselines is True:
-            baselines = fitted_baselines(table.vectors, parts["train"], C, data_hash, record,
+            baselines = cached_baselines(table.vectors, parts["train"], C, data_hash, record,
                                          article_starts(table.position))
         held = held_out_scores(lambda ctx: predict(model, ctx), table, split, C, baselines=baselines or None, arch=cfg.arch)
         head = "test" if "test" in held else "val"

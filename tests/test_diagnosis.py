@@ -1,4 +1,4 @@
-"""The investigate branch's diagnosis, on purpose-built runs: each failure is produced, then named by the report.
+"""The investigate branch's diagnosis (lvm.diagnosis), on purpose-built runs: each failure is produced, then named.
 
 Runs are tiny (D=16..32, a few hundred windows) and trained with lvm.train, so the file stays well under a minute
 on two cores. The "learnable" data follow a quadratic map (next = W(D v*v - 1)/sqrt(D) + W v/2 + noise): a
@@ -24,8 +24,9 @@ from lvm.models.io import load_model, save_model
 from lvm.dataset import file_hash, save_split, split_articles, write_table
 from lvm.table import SentenceTable
 from lvm.models import build_model
-from lvm.report import (COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis, _history_summary, diagnose,
-                        markdown_with_images)
+from lvm.diagnosis.evidence import diagnose, history_summary
+from lvm.diagnosis.render import markdown_with_images, to_markdown, write_report
+from lvm.diagnosis.rules import COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis
 from lvm.runs import write_run
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import train_on_table
@@ -87,7 +88,7 @@ def test_pure_infonce_on_few_pairs_is_diagnosed_as_memorisation(memorised_run):
     assert top.evidence["loss"] == "1·infonce" and top.evidence["train_windows"] < 400
     # the first thing to try is the loss the original project switched to
     assert "cosine or MSE" in top.recommendations[0]
-    md = d.to_markdown()
+    md = to_markdown(d)
     assert "MEMORISATION" in md and f"{m.gap:.3f}" in md and "small_data" in md and "built by a test" in md
     hist = json.loads((Path(m.model_dir) / "history.json").read_text())
     assert len(hist) == 60 and m.history["epochs"] == 60
@@ -105,14 +106,14 @@ def test_learnable_data_with_cosine_loss_is_healthy(healthy_run):
     fwd = next(f for f in d.findings if f.kind == "forward" and f.model == "lstm")
     assert fwd.evidence["forward_margin"] > 0 and fwd.evidence["shuffle_drop"] > 0
     assert set(d.forward) >= {"lstm", "context_mean (baseline)", "article_blend (baseline)"}
-    md = d.to_markdown(images="none")
+    md = to_markdown(d, images="none")
     assert "Does it predict forward?" in md and "shuffled drop" in md
 
 
 def test_a_context_mean_model_is_named_order_blind_and_backward_biased_with_numbers(tmp_path):
     """A model that returns the mean of its context is a bag of sentences by construction: the report names it,
     with the shuffle cost (0) and the forward margin."""
-    from lvm.report import _forward_findings
+    from lvm.diagnosis.rules import forward_findings
 
     table = make_table(n_articles=30, length=14)
     from lvm.evaluation.forward import forward_suite
@@ -122,7 +123,7 @@ def test_a_context_mean_model_is_named_order_blind_and_backward_biased_with_numb
     t = np.flatnonzero(table.position >= 3)
     s = forward_suite(lambda w: w.ctx.mean(1), table.vectors, t, np.arange(len(table)), 3, starts, n_boot=200)
     m = SimpleNamespace(test_cosine=0.5)
-    kinds = {f.kind: f for f in _forward_findings({"mean": s}, {"mean": m}, "mean")}
+    kinds = {f.kind: f for f in forward_findings({"mean": s}, {"mean": m}, "mean")}
     assert "order_blind" in kinds and "+0.0000" in kinds["order_blind"].title.replace("-0.0000", "+0.0000")
     assert kinds["order_blind"].evidence["shuffle_drop"] == pytest.approx(0.0, abs=1e-6)
 
@@ -134,7 +135,8 @@ def test_model_predicting_one_vector_is_diagnosed_as_collapse(healthy_run, tmp_p
     model, config = load_model(src)
     with torch.no_grad():
         model.head.out.weight.mul_(1e-3)
-        model.head.out.bias.copy_(torch.nn.functional.normalize(torch.randn(16, generator=torch.Generator().manual_seed(0)), dim=0))
+        bias = torch.randn(16, generator=torch.Generator().manual_seed(0))
+        model.head.out.bias.copy_(torch.nn.functional.normalize(bias, dim=0))
     model.residual = False  # otherwise the context mean would still vary with the input
     config["residual"] = False
     dst = tmp_path / "collapsed-lstm"
@@ -160,6 +162,7 @@ def test_model_returning_its_context_mean_is_diagnosed_as_copying(tmp_path):
     save_model(root / "gru", model, {"loss": {"cosine": 1.0}})
     write_run(root, {**json.loads((root / "run.json").read_text()), "models": {"gru": str(root / "gru")}})
     d = diagnose(root)
+    write_report(d)  # into the run folder's report/
     assert d.verdict == "copying", d.summary
     f = d.findings[0]
     assert f.evidence["direction_margin"] < 0 and f.evidence["gain_over_copying"] <= 0
@@ -172,14 +175,16 @@ def test_run_without_models_reports_the_failures(tmp_path):
     root = make_run(tmp_path / "failed", make_table(n_articles=10, length=12), {})
     write_run(root, {**json.loads((root / "run.json").read_text()), "failed": {"lstm": "RuntimeError: boom"}})
     d = diagnose(root)
-    assert d.verdict == "no_model" and "boom" in d.to_markdown()
+    assert d.verdict == "no_model" and "boom" in to_markdown(d)
     assert set(d.baselines) == {"global_mean", "last_context", "context_mean", "ridge", "article_mean",
                                 "article_blend"}
 
 
 def test_report_files_and_embedded_markdown(memorised_run, tmp_path):
     out = tmp_path / "elsewhere"
-    d = diagnose(memorised_run, out_dir=out)
+    d = diagnose(memorised_run)
+    assert not (memorised_run / "report").exists()  # diagnose only reads: the report is written apart
+    write_report(d, out)
     names = {p.name for p in out.iterdir()}
     assert {"report.md", "report.html", "diagnosis.json", "learning_curves_transformer.png",
             "cosine_hist.png", "offset_sweep.png"} <= names
@@ -199,13 +204,13 @@ def test_report_files_and_embedded_markdown(memorised_run, tmp_path):
 def test_history_summary_flags_an_early_validation_peak():
     hist = [{"epoch": e, "train_cosine": 0.1 + 0.05 * e, "val_cosine": v}
             for e, v in enumerate([0.10, 0.20, 0.25, 0.22, 0.20, 0.18, 0.17, 0.16, 0.15, 0.14], start=1)]
-    s = _history_summary(hist)
+    s = history_summary(hist)
     assert s["best_epoch"] == 3 and s["peaked_early"] and not s["still_improving"]
     assert s["final_gap"] == pytest.approx(0.6 - 0.14)
     rising = [{"epoch": e, "train_cosine": 0.5, "val_cosine": 0.1 * e} for e in range(1, 6)]
-    s = _history_summary(rising)
+    s = history_summary(rising)
     assert s["still_improving"] and not s["peaked_early"]
-    assert _history_summary([]) == {}
+    assert history_summary([]) == {}
 
 
 def test_missing_run_json_is_a_clear_error(tmp_path):
@@ -213,9 +218,9 @@ def test_missing_run_json_is_a_clear_error(tmp_path):
         diagnose(tmp_path)
 
 
-def test_report_module_does_not_import_prefect():
+def test_diagnosis_does_not_import_prefect():
     import subprocess
     import sys
 
-    code = "import sys, lvm.report; assert 'prefect' not in sys.modules"
+    code = "import sys, lvm.diagnosis.evidence, lvm.diagnosis.render; assert 'prefect' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

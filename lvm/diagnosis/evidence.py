@@ -1,0 +1,198 @@
+"""The evidence of a finished training run, recomputed on the very split it was trained and scored on.
+
+`diagnose(run_dir)` reads a training run folder (docs/ARCHITECTURE.md: run.json pointing at the dataset, the split
+and every trained model folder) and returns a `Diagnosis` (`lvm.diagnosis.rules` names what the numbers mean):
+
+- data: articles, sentences, D, mean-vector norm (anisotropy: 0 = directions spread evenly, 1 = all alike),
+  duplicate rate, windows and articles per split (`lvm.dataset.table_stats`);
+- baselines, fitted on the train split only, scored on the test split (val when test has no window);
+- per model: test cosine; eval-mode cosine of the saved model on (a sample of) the train windows and on the val
+  windows, whose difference is the train-validation gap; learning curves from history.json (when validation
+  peaked and whether training cosine kept rising after it); prediction spread (collapse); the direction margin
+  cos(pred, next) - cos(pred, last context) and cos(pred, last context);
+- the forward suite (`lvm.evaluation.forward`) for every model and baseline on the same windows.
+
+It writes nothing: `lvm.diagnosis.render.write_report` does, so a diagnosis can be read, tested or rendered
+elsewhere without touching the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles, table_stats
+from lvm.diagnosis.rules import (EARLY_PEAK_FRACTION, MAX_TRAIN_EVAL, STILL_IMPROVING_TOL, TRAIN_RISE, Diagnosis,
+                                 ModelReport, finite, judge)
+from lvm.evaluation.baselines import best_baseline, cached_baselines
+from lvm.evaluation.forward import forward_suite
+from lvm.evaluation.metrics import article_starts, on_context, per_example_cosine, predict_rows
+from lvm.evaluation.predictors import model_predictor
+from lvm.runs import read_decision, read_run
+from lvm.table import gather_windows, window_targets
+
+
+def _read_history(model_dir: Path) -> list[dict]:
+    """history.json of a model folder as a list of epochs; [] when it is missing or unreadable (the curves are
+    then skipped, the rest of the diagnosis stands)."""
+    path = model_dir / "history.json"
+    if not path.is_file():
+        return []
+    try:
+        hist = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    if isinstance(hist, dict):  # tolerate {"epochs": [...]} or {"history": [...]}
+        hist = hist.get("history") or hist.get("epochs") or []
+    return [h for h in hist if isinstance(h, dict)]
+
+
+def history_summary(hist: list[dict]) -> dict:
+    """Best-val epoch, train/val at it and at the end, and the two trend flags."""
+    rows = [(h, finite(h.get("train_cosine")), finite(h.get("val_cosine"))) for h in hist]
+    rows = [(h, t, v) for h, t, v in rows if v is not None]
+    if not rows:
+        return {}
+    n = len(rows)
+    vals = np.array([v for _, _, v in rows])
+    trains = [t for _, t, _ in rows]
+    ib = int(np.argmax(vals))
+    best_h, best_t, best_v = rows[ib]
+    last_h, last_t, last_v = rows[-1]
+    out = {"epochs": n, "best_epoch": int(best_h.get("epoch", ib + 1)), "best_val_cosine": best_v,
+           "train_cosine_at_best": best_t, "final_train_cosine": last_t, "final_val_cosine": last_v,
+           "final_gap": (last_t - last_v) if last_t is not None else None,
+           "gap_at_best": (best_t - best_v) if best_t is not None else None}
+    rise = None
+    if best_t is not None and any(t is not None for t in trains[ib:]):
+        rise = max(t for t in trains[ib:] if t is not None) - best_t
+    out["train_rise_after_best"] = rise
+    out["peaked_early"] = bool(n >= 4 and (ib + 1) <= EARLY_PEAK_FRACTION * n and rise is not None
+                               and rise >= TRAIN_RISE)
+    tail = vals[-3:]
+    out["still_improving"] = bool(n >= 3 and vals[-1] >= vals.max() - STILL_IMPROVING_TOL
+                                  and np.all(np.diff(tail) > 0))
+    return out
+
+
+def _spread(pred: np.ndarray, tgt: np.ndarray) -> dict:
+    """Collapse measures over the evaluation windows (unit vectors): mean pairwise cosine of predictions and of
+    targets, and the ratio of their mean per-dimension standard deviations."""
+    def unit(x):
+        x = np.asarray(x, dtype=np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def pairwise(u):
+        n = len(u)
+        if n < 2:
+            return float("nan")
+        s = u.sum(0)
+        return float((s @ s - (u * u).sum()) / (n * (n - 1)))
+
+    p, t = unit(pred), unit(tgt)
+    ps, ts = float(p.std(0).mean()), float(t.std(0).mean())
+    return {"pred_pairwise_cosine": pairwise(p), "target_pairwise_cosine": pairwise(t),
+            "pred_dim_std": ps, "target_dim_std": ts, "spread_ratio": ps / max(ts, 1e-12)}
+
+
+def diagnose(run_dir) -> Diagnosis:
+    """Diagnose a finished training run folder: the evidence, judged by `lvm.diagnosis.rules`. Writes nothing."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    run_name = str(run.get("run_name") or run_dir.name)
+    context = int(run["context"])
+    data_path = Path(run["data_path"])
+    table = read_table(data_path, validate=False)
+    data_changed = bool(run.get("data_sha256")) and file_hash(data_path) != run["data_sha256"]
+    split_path = run.get("split_path")
+    if split_path and Path(split_path).is_file():
+        split = load_split(split_path)
+    else:  # an older run: the flow's default split
+        split = split_articles(table, DEFAULT_FRACTIONS, 0)
+    data = table_stats(table, context, split)
+    data.pop("meta", None)
+    data["encoder"] = run.get("encoder") or table.meta.get("encoder", "unknown")
+    vecs = table.vectors
+    targets = {p: window_targets(table.article_id, table.position, context, split.part(p))
+               for p in ("train", "val", "test")}
+    if len(targets["train"]) == 0:
+        raise ValueError(f"{run_dir}: the train split has no windows of context {context}")
+    eval_part = "test" if len(targets["test"]) else "val"
+    eval_t = targets[eval_part]
+    if len(eval_t) == 0:
+        raise ValueError(f"{run_dir}: neither the test nor the val split has a window of context {context}")
+    ctx, tgt = gather_windows(vecs, eval_t, context)
+    last = ctx[:, -1]
+    rng = np.random.default_rng(0)
+    train_s = targets["train"]
+    if len(train_s) > MAX_TRAIN_EVAL:
+        train_s = np.sort(rng.choice(train_s, MAX_TRAIN_EVAL, replace=False))
+
+    per_example: dict[str, np.ndarray] = {}
+    forward: dict[str, dict] = {}
+    starts = article_starts(table.position)
+    groups = np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
+    bank = split.part(eval_part)
+
+    def suite(fn, pred):
+        return forward_suite(fn, vecs, eval_t, bank, context, starts, groups=groups, pred=pred, n_boot=1000)
+
+    baselines = {}
+    fitted = cached_baselines(vecs, targets["train"], context, file_hash(data_path), split.record(), starts)
+    for name, b in fitted.items():
+        pred = predict_rows(b, vecs, eval_t, context, starts)
+        pe = per_example_cosine(pred, tgt)
+        per_example[f"{name} (baseline)"] = pe
+        forward[f"{name} (baseline)"] = suite(b, pred)
+        baselines[name] = {"cosine": float(pe.mean()),
+                           "direction_margin": float((pe - per_example_cosine(pred, last)).mean())}
+    best_base = best_baseline(baselines)
+    if best_base is None:
+        raise ValueError(f"{run_dir}: no baseline has a finite cosine on the {eval_part} windows "
+                         "(non-finite vectors in the table?)")
+
+    models: dict[str, ModelReport] = {}
+    curves = {}
+    for arch, mdir in run["models"].items():
+        mdir = Path(mdir)
+        m = ModelReport(arch, str(mdir))
+        hist = _read_history(mdir)
+        curves[arch] = hist
+        m.history = history_summary(hist)
+        try:
+            predict = model_predictor(mdir)
+        except (FileNotFoundError, ValueError) as e:
+            m.error = str(e)
+            models[arch] = m
+            continue
+        m.parameters = predict.parameters
+        m.residual = bool(predict.config.get("residual", False))
+        m.loss = dict(predict.config.get("loss") or {})
+        pred = predict(ctx)  # unit vectors: every measure below is a cosine or a spread of unit vectors
+        pe = per_example_cosine(pred, tgt)
+        per_example[arch] = pe
+        cl = per_example_cosine(pred, last)
+        m.test_cosine, m.cos_to_last_context = float(pe.mean()), float(cl.mean())
+        m.direction_margin = float((pe - cl).mean())
+        m.spread = _spread(pred, tgt)
+        forward[arch] = suite(on_context(predict), pred)
+        tc, tt = gather_windows(vecs, train_s, context)
+        m.train_cosine = float(per_example_cosine(predict(tc), tt).mean())
+        if len(targets["val"]):
+            vc, vt = gather_windows(vecs, targets["val"], context)
+            m.val_cosine = float(per_example_cosine(predict(vc), vt).mean())
+        else:
+            m.val_cosine = m.test_cosine
+        m.gap = m.train_cosine - m.val_cosine
+        models[arch] = m
+
+    thresholds = {k: run[k] for k in ("baseline_threshold", "deploy_threshold") if k in run}
+    failed = dict(run.get("failed") or {})
+    verdict, best, findings, summary = judge(models, baselines, best_base, data, forward, eval_part, thresholds,
+                                             failed, data_changed)
+    return Diagnosis(run_name=run_name, run_dir=str(run_dir), verdict=verdict, summary=summary, eval_part=eval_part,
+                     best_model=best, data=data, baselines=baselines, models=models, findings=findings, failed=failed,
+                     thresholds=thresholds, decision=read_decision(run_dir), curves=curves, per_example=per_example,
+                     forward=forward)

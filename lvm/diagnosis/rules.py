@@ -1,0 +1,398 @@
+"""What the evidence of a run means: the thresholds, the findings and the verdict, with what to try for each.
+
+Verdict rules (for the BEST model by test cosine; the first rule that holds wins):
+
+1. ``no_model``      no model finished training.
+2. ``collapse``      spread ratio < COLLAPSE_SPREAD_RATIO: the mean per-dimension std of the (unit) predictions
+                     over the evaluation windows is under a quarter of the targets' - the model predicts nearly the
+                     same vector whatever the context.
+3. ``memorisation``  train-val gap >= MEMORISATION_GAP (eval-mode cosine of the saved model on train windows minus
+                     on val windows), or the last epoch's history gap is that large while validation peaked in the
+                     first EARLY_PEAK_FRACTION of the epochs and training cosine rose by >= TRAIN_RISE after it.
+4. ``copying``       direction margin < COPY_MARGIN and the model gains < COPY_GAIN over the better of the two
+                     input-copying baselines (last_context, context_mean). A negative margin alone is not enough:
+                     where consecutive sentences are alike the best possible predictor sits near its input.
+5. ``underfitting``  the model does not beat the best baseline and does not even fit its own training windows
+                     better than that baseline does on the test windows (+ UNDERFIT_MARGIN).
+6. ``below_baselines`` the model fits its training windows, generalises with a small gap, and still loses to a
+                     baseline (typically ridge or context_mean).
+7. ``healthy``       it beats every baseline on the test split with a gap under MEMORISATION_GAP.
+
+Other models' problems and data notes (small data, anisotropy, duplicates, tiny test split, thresholds that even
+the baselines cannot reach, training still improving) are listed as further findings.
+
+Forward evidence (``lvm.evaluation.forward``, for every model and baseline on the same windows): per model a
+``backward_bias`` finding (forward margin or its interval's low end <= 0) or an ``order_blind`` finding (shuffling
+the context costs under ``lvm.decision.MIN_SHUFFLE_DROP`` cosine, or its interval reaches 0), with the numbers;
+these are findings, not verdicts.
+
+Nothing here reads a file or runs a model: the rules can be tested on numbers alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lvm.decision import BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MIN_SHUFFLE_DROP
+
+# ------------------------------------------------------------------------------------------------- thresholds
+
+#: train-minus-val cosine at or above which a model is said to memorise.
+MEMORISATION_GAP = 0.10
+#: validation "peaked early" when its best epoch falls in this first fraction of the epochs run ...
+EARLY_PEAK_FRACTION = 0.5
+#: ... while training cosine rose by at least this much after that epoch.
+TRAIN_RISE = 0.05
+#: mean per-dimension std of unit predictions / that of unit targets below this: collapse.
+COLLAPSE_SPREAD_RATIO = 0.25
+#: below this ratio (but above COLLAPSE_SPREAD_RATIO) predictions are reported as "narrow" (a note, not a verdict).
+NARROW_SPREAD_RATIO = 0.5
+#: direction margin below this counts towards "copying" ...
+COPY_MARGIN = 0.0
+#: ... when the model also gains less than this over the best input-copying baseline.
+COPY_GAIN = 0.01
+#: training-window cosine must exceed the best baseline's test cosine by this much not to be "underfitting".
+UNDERFIT_MARGIN = 0.02
+#: fewer training windows than this: a data note (networks of the seed's size memorise sets this small).
+SMALL_DATA_WINDOWS = 10_000
+#: mean-vector norm at or above this: anisotropic embeddings (the global-mean baseline is strong).
+ANISOTROPY_NORM = 0.5
+#: duplicate-row rate at or above this: a data note.
+DUPLICATE_RATE = 0.05
+#: fewer evaluation windows than this: scores are noisy (a data note).
+TINY_EVAL_WINDOWS = 100
+#: validation cosine within this of its best over the last epochs and still rising: "still improving".
+STILL_IMPROVING_TOL = 0.005
+#: at most this many training windows are scored to measure the gap (a seeded sample).
+MAX_TRAIN_EVAL = 4000
+
+VERDICTS = ("no_model", "collapse", "memorisation", "copying", "underfitting", "below_baselines", "healthy")
+COPY_BASELINES = ("last_context", "context_mean")
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+@dataclass
+class Finding:
+    """One ranked finding: `kind` (a verdict name or a note such as "small_data"), the model it concerns
+    (None: the run or the data), a one-line `title`, the supporting numbers and what to try."""
+    kind: str
+    title: str
+    evidence: dict
+    recommendations: list[str] = field(default_factory=list)
+    model: str | None = None
+    problem: bool = True  # False: an informational note
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "model": self.model, "title": self.title, "problem": self.problem,
+                "evidence": self.evidence, "recommendations": list(self.recommendations)}
+
+
+@dataclass
+class ModelReport:
+    arch: str
+    model_dir: str
+    parameters: int = 0
+    residual: bool = False
+    loss: dict = field(default_factory=dict)
+    test_cosine: float | None = None
+    direction_margin: float | None = None
+    cos_to_last_context: float | None = None
+    train_cosine: float | None = None  # eval mode, saved model, sample of train windows
+    val_cosine: float | None = None  # eval mode, saved model, val windows
+    gap: float | None = None  # train_cosine - val_cosine
+    history: dict = field(default_factory=dict)  # summary of history.json
+    spread: dict = field(default_factory=dict)  # collapse measures
+    error: str | None = None  # why the model could not be evaluated
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Diagnosis:
+    run_name: str
+    run_dir: str
+    verdict: str
+    summary: str
+    eval_part: str
+    best_model: str | None
+    data: dict
+    baselines: dict  # name -> {"cosine", "direction_margin"}
+    models: dict  # arch -> ModelReport
+    findings: list  # [Finding], ranked
+    failed: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)  # run.json baseline/deploy thresholds
+    decision: dict = field(default_factory=dict)  # decision.json of the run, when there is one
+    files: dict = field(default_factory=dict)  # name -> path of written files (set by render.write_report)
+    curves: dict = field(default_factory=dict, repr=False)  # arch -> history list
+    per_example: dict = field(default_factory=dict, repr=False)  # label -> per-example test cosines
+    forward: dict = field(default_factory=dict, repr=False)  # label -> lvm.evaluation.forward suite, eval windows
+
+    def to_dict(self) -> dict:
+        return {"run_name": self.run_name, "run_dir": self.run_dir, "verdict": self.verdict, "summary": self.summary,
+                "eval_part": self.eval_part, "best_model": self.best_model, "data": self.data,
+                "baselines": self.baselines, "models": {k: m.to_dict() for k, m in self.models.items()},
+                "findings": [f.to_dict() for f in self.findings], "failed": self.failed,
+                "thresholds": self.thresholds, "decision": self.decision, "files": self.files,
+                "forward": self.forward}
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def finite(x) -> float | None:
+    """x as a float, or None when it is missing or not finite (history files and metrics may hold either)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def loss_label(loss: dict) -> str:
+    """The active loss terms with their weights, e.g. "1·infonce": how a finding and the report name a loss."""
+    active = {k: v for k, v in (loss or {}).items() if k != "temperature" and isinstance(v, (int, float)) and v > 0}
+    return " + ".join(f"{v:g}·{k}" for k, v in active.items()) or "unknown"
+
+
+def _infonce_led(loss: dict) -> bool:
+    w = {k: float(v) for k, v in (loss or {}).items() if isinstance(v, (int, float))}
+    return w.get("infonce", 0) > 0 and w.get("infonce", 0) >= max(w.get("cosine", 0), w.get("mse", 0))
+
+
+# ------------------------------------------------------------------------------------------------- findings
+
+def _model_findings(m: ModelReport, best_base: dict, baselines: dict, data: dict) -> list[Finding]:
+    """Problem findings for one model, in verdict priority order."""
+    out: list[Finding] = []
+    if m.error or m.test_cosine is None:
+        return out
+    base_name, base_cos = best_base["name"], best_base["cosine"]
+    train_windows = data.get("windows_per_split", {}).get("train")
+    common = {"test_cosine": m.test_cosine, "best_baseline": base_name, "best_baseline_cosine": base_cos}
+
+    # collapse
+    ratio = m.spread.get("spread_ratio")
+    if ratio is not None and ratio < COLLAPSE_SPREAD_RATIO:
+        out.append(Finding(
+            "collapse", f"{m.arch}: predictions have collapsed - nearly the same vector for every context",
+            {"spread_ratio": ratio, "threshold": COLLAPSE_SPREAD_RATIO,
+             "pred_pairwise_cosine": m.spread["pred_pairwise_cosine"],
+             "target_pairwise_cosine": m.spread["target_pairwise_cosine"], **common},
+            ["add the anti-collapse variance term (e.g. loss {'cosine': 1, 'variance': 0.5}) or moment matching",
+             "lower the learning rate (collapse often follows an early blow-up) and check the loss curve for it",
+             "train with residual=True: the prediction then starts at the context mean and depends on the input"],
+            model=m.arch))
+
+    # memorisation
+    h = m.history
+    hist_gap = h.get("final_gap")
+    by_model = m.gap is not None and m.gap >= MEMORISATION_GAP
+    by_trend = bool(h.get("peaked_early")) and hist_gap is not None and hist_gap >= MEMORISATION_GAP
+    if by_model or by_trend:
+        recs = []
+        if _infonce_led(m.loss):
+            recs.append(f"make cosine or MSE the main loss (preset 'cosine') instead of {loss_label(m.loss)}: "
+                        "InfoNCE with in-batch negatives rewards telling training pairs apart, and memorised ~7k "
+                        "pairs in the seed (train 0.50 / val 0.027 cosine)")
+        recs += [f"more data: {train_windows} training windows" + (" is small" if train_windows and
+                                                                       train_windows < SMALL_DATA_WINDOWS else ""),
+                 f"a smaller model ({m.parameters:,} parameters" +
+                 (f", {m.parameters / train_windows:.0f} per training window)" if train_windows else ")"),
+                 "more regularisation: dropout, weight decay, early stopping on validation cosine (patience)"]
+        if not _infonce_led(m.loss):
+            recs.append("keep cosine/MSE as the main loss; drop or down-weight any InfoNCE term")
+        if not m.residual:
+            recs.append("residual=True (predict a correction to the context mean)")
+        out.append(Finding(
+            "memorisation", f"{m.arch}: memorises its training windows (train-val cosine gap "
+                            f"{(m.gap if m.gap is not None else hist_gap):.3f})",
+            {"train_cosine": m.train_cosine, "val_cosine": m.val_cosine, "gap": m.gap, "threshold": MEMORISATION_GAP,
+             "history_final_gap": hist_gap, "best_epoch": h.get("best_epoch"), "epochs": h.get("epochs"),
+             "val_peaked_early": h.get("peaked_early"), "train_rise_after_best": h.get("train_rise_after_best"),
+             "parameters": m.parameters, "train_windows": train_windows, "loss": loss_label(m.loss), **common},
+            recs, model=m.arch))
+
+    # copying
+    copy_best = max((baselines[b]["cosine"] for b in COPY_BASELINES if b in baselines), default=None)
+    if (m.direction_margin is not None and m.direction_margin < COPY_MARGIN and copy_best is not None
+            and m.test_cosine < copy_best + COPY_GAIN):
+        out.append(Finding(
+            "copying", f"{m.arch}: mostly copies its input (direction margin {m.direction_margin:+.3f}, no gain over "
+                       "copying the context)",
+            {"direction_margin": m.direction_margin, "cos_to_last_context": m.cos_to_last_context,
+             "best_copy_baseline_cosine": copy_best, "gain_over_copying": m.test_cosine - copy_best,
+             "min_gain": COPY_GAIN, **common},
+            ["residual=True: the network then spends its capacity on the change from the context mean, not on "
+             "reproducing it",
+             "a loss that rewards the change: cosine/MSE to the target (not to a smoothed context), optionally "
+             "with the variance term",
+             f"check the data: duplicate rate {data.get('duplicate_rate', float('nan')):.3f}; repeated or "
+             "near-identical consecutive sentences make copying a local optimum"],
+            model=m.arch))
+
+    # below baselines: underfitting or not
+    if m.test_cosine <= base_cos:
+        under = m.train_cosine is not None and m.train_cosine < base_cos + UNDERFIT_MARGIN
+        kind = "underfitting" if under else "below_baselines"
+        title = (f"{m.arch}: underfits - it fits even its training windows no better than {base_name} does "
+                 "the test windows" if under else
+                 f"{m.arch}: generalises but loses to the {base_name} baseline")
+        recs = (["train longer or with a higher learning rate (see the learning curves: is validation still "
+                 "rising?)", "a bigger model (hidden, layers)"] if under else
+                ["more training data (the baselines need none of the capacity a network needs)",
+                 "tune lr / epochs against validation cosine"])
+        if not m.residual:
+            recs.insert(0, "residual=True: the model starts from the context mean (itself a strong baseline) "
+                           "and learns the correction")
+        recs.append("check the loss: cosine is the main term that measured best; an InfoNCE-led loss does not "
+                    "optimise cosine directly" if _infonce_led(m.loss) else
+                    "the ridge baseline is linear: if it wins, the data may be close to linear - compare with it")
+        out.append(Finding(kind, title, {"train_cosine": m.train_cosine, "val_cosine": m.val_cosine,
+                                         "margin_to_best_baseline": m.test_cosine - base_cos,
+                                         "underfit_margin": UNDERFIT_MARGIN, **common}, recs, model=m.arch))
+    return out
+
+
+def _notes(models: dict, data: dict, baselines: dict, best_base: dict, eval_part: str, thresholds: dict,
+           data_changed: bool) -> list[Finding]:
+    notes = []
+    tw = data.get("windows_per_split", {}).get("train")
+    if tw is not None and tw < SMALL_DATA_WINDOWS:
+        notes.append(Finding("small_data", f"small training set: {tw} windows",
+                             {"train_windows": tw, "threshold": SMALL_DATA_WINDOWS,
+                              "articles": data.get("articles_per_split", {}).get("train")},
+                             ["more articles (a bigger corpus): networks of seed size need far more than this"],
+                             problem=False))
+    ew = data.get("windows_per_split", {}).get(eval_part)
+    if ew is not None and ew < TINY_EVAL_WINDOWS:
+        notes.append(Finding("tiny_eval", f"only {ew} {eval_part} windows: held-out scores are noisy",
+                             {f"{eval_part}_windows": ew, "threshold": TINY_EVAL_WINDOWS},
+                             ["a larger test fraction or more articles"], problem=False))
+    if data.get("mean_vector_norm", 0) >= ANISOTROPY_NORM:
+        notes.append(Finding("anisotropy", "anisotropic embeddings: the vectors share a strong common direction",
+                             {"mean_vector_norm": data["mean_vector_norm"], "threshold": ANISOTROPY_NORM,
+                              "global_mean_cosine": baselines.get("global_mean", {}).get("cosine")},
+                             ["read cosines against the global_mean baseline, not against 0",
+                              "consider centring the vectors (subtract the training mean) before training"],
+                             problem=False))
+    if data.get("duplicate_rate", 0) >= DUPLICATE_RATE:
+        notes.append(Finding("duplicates", f"{data['duplicate_rate']:.1%} of the rows repeat an earlier vector",
+                             {"duplicate_rate": data["duplicate_rate"], "duplicate_rows": data.get("duplicate_rows"),
+                              "threshold": DUPLICATE_RATE},
+                             ["deduplicate boilerplate sentences, or check the sentence splitter"], problem=False))
+    bt = thresholds.get("baseline_threshold")
+    if bt is not None and best_base["cosine"] < bt:
+        bname = best_base["name"]
+        notes.append(Finding(
+            "thresholds", f"even the best baseline ({bname}) is below the baseline threshold {bt:.2f}",
+            {"best_baseline": bname, "best_baseline_cosine": best_base["cosine"],
+             "baseline_threshold": bt, "deploy_threshold": thresholds.get("deploy_threshold")},
+            [f"the {BASELINE_THRESHOLD:.2f}/{DEPLOY_THRESHOLD:.2f} thresholds come from GTR-T5 768-D data: set them for this encoder and corpus "
+             "(e.g. relative to the best baseline)"], problem=False))
+    for arch, m in models.items():
+        if m.history.get("still_improving"):
+            notes.append(Finding("still_improving", f"{arch}: validation cosine was still rising at the last epoch",
+                                 {"final_val_cosine": m.history.get("final_val_cosine"),
+                                  "epochs": m.history.get("epochs")},
+                                 ["train for more epochs"], model=arch, problem=False))
+        r = m.spread.get("spread_ratio")
+        if r is not None and COLLAPSE_SPREAD_RATIO <= r < NARROW_SPREAD_RATIO:
+            notes.append(Finding("narrow", f"{arch}: predictions are narrower than the targets (not collapsed)",
+                                 {"spread_ratio": r, "collapse_below": COLLAPSE_SPREAD_RATIO},
+                                 ["expected with cosine/MSE on hard data (predictions shrink to the conditional "
+                                  "mean); a variance term widens them if retrieval matters"], model=arch,
+                                 problem=False))
+    if data_changed:
+        notes.append(Finding("data_changed", "the dataset file changed since the run (sha256 differs from run.json)",
+                             {}, ["re-run training: these numbers are on the current file"], problem=False))
+    return notes
+
+
+def forward_findings(forward: dict, scored: dict, best: str | None) -> list[Finding]:
+    """Backward bias and order blindness, per model (the best first), with the numbers; a note when neither."""
+    out = []
+    for arch in sorted(scored, key=lambda k: (k != best, -scored[k].test_cosine)):
+        f = forward.get(arch)
+        if not f:
+            continue
+        fm, sh = f["forward_margin"], f["ablations"]["shuffled"]
+        sweep = dict(zip(f["offsets"]["k"], f["offsets"]["cosine"]))
+        C = f["context"]
+        base = {"forward_margin": fm["diff"], "forward_margin_ci95": fm["ci95"], "cos_next": sweep.get(0),
+                "cos_before_window": sweep.get(-(C + 1)), "cos_last_input": sweep.get(-1),
+                "shuffle_drop": sh["drop"], "shuffle_drop_ci95": sh["ci95"]}
+        base = {k: v for k, v in base.items() if not isinstance(v, list)} | {
+            k: f"[{v[0]:+.4f}, {v[1]:+.4f}]" for k, v in base.items()
+            if isinstance(v, list) and None not in v}
+        found = False
+        if fm["diff"] is not None and (fm["diff"] <= 0 or fm["ci95"][0] <= 0):
+            found = True
+            out.append(Finding("backward_bias", f"{arch} leans backwards: forward margin {fm['diff']:+.4f} "
+                               f"(95% [{fm['ci95'][0]:+.4f}, {fm['ci95'][1]:+.4f}]); its prediction is as close "
+                               "to the sentence before its context as to the next one", base,
+                               ["train on targets further ahead or penalise similarity to the inputs; check the "
+                                "offset-sweep plot for where the predictions peak"], model=arch))
+        if sh["drop"] < MIN_SHUFFLE_DROP or sh["ci95"][0] <= 0:
+            found = True
+            out.append(Finding("order_blind", f"{arch} is order-blind: shuffling its context costs "
+                               f"{sh['drop']:+.4f} cosine (95% [{sh['ci95'][0]:+.4f}, {sh['ci95'][1]:+.4f}], "
+                               f"needs >= {MIN_SHUFFLE_DROP:g}): a bag of sentences", base,
+                               ["an order-aware architecture or loss; compare with the context_mean and "
+                                "article_blend baselines, which ignore order by construction"], model=arch))
+        if not found:
+            out.append(Finding("forward", f"{arch} predicts forward: margin {fm['diff']:+.4f}, shuffle cost "
+                               f"{sh['drop']:+.4f}", base, [], model=arch, problem=False))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- verdict
+
+def judge(models: dict, baselines: dict, best_base: dict, data: dict, forward: dict, eval_part: str,
+          thresholds: dict, failed: dict, data_changed: bool) -> tuple[str, str | None, list[Finding], str]:
+    """(verdict, best model, ranked findings, one-line summary) from a run's evidence: the best model's first
+    problem is the verdict, then the other models' problems, the forward findings and the notes."""
+    scored = {k: m for k, m in models.items() if m.test_cosine is not None}
+    best = max(scored, key=lambda k: scored[k].test_cosine) if scored else None
+
+    per_model = {k: _model_findings(m, best_base, baselines, data) for k, m in scored.items()}
+    findings: list[Finding] = []
+    if best is None:
+        verdict = "no_model"
+        errs = {k: m.error for k, m in models.items() if m.error}
+        findings.append(Finding("no_model", "no model finished training or could be loaded",
+                                {"failed": dict(failed), "unloadable": errs},
+                                ["read the failed tasks' errors (run.json 'failed') and fix them first"]))
+    elif per_model[best]:
+        verdict = per_model[best][0].kind
+        findings += per_model[best]
+    else:
+        verdict = "healthy"
+        m = scored[best]
+        findings.append(Finding(
+            "healthy", f"{best} beats every baseline with a small train-val gap",
+            {"test_cosine": m.test_cosine, "best_baseline": best_base["name"],
+             "best_baseline_cosine": best_base["cosine"],
+             "gain_over_best_baseline": m.test_cosine - best_base["cosine"], "gap": m.gap,
+             "gap_limit": MEMORISATION_GAP, "spread_ratio": m.spread.get("spread_ratio"),
+             "direction_margin": m.direction_margin},
+            ["if the run still went to investigate, the deploy/baseline thresholds may not suit this encoder and "
+             "corpus; otherwise more data or epochs are the next lever"], model=best, problem=False))
+    for k in sorted(per_model, key=lambda k: -scored[k].test_cosine):
+        if k != best:
+            findings += per_model[k]
+    findings += forward_findings(forward, scored, best)
+    findings += _notes(models, data, baselines, best_base, eval_part, thresholds, data_changed)
+    return verdict, best, findings, _summary(verdict, best, scored, best_base, findings)
+
+
+def _summary(verdict: str, best: str | None, scored: dict, best_base: dict, findings: list) -> str:
+    if best is None:
+        return "No model finished training: nothing to diagnose but the failures."
+    m = scored[best]
+    head = (f"Best model {best}: {m.test_cosine:.4f} held-out cosine against {best_base['cosine']:.4f} for the best "
+            f"baseline ({best_base['name']}); train-val gap {m.gap:+.3f}.")
+    main = findings[0]
+    return f"Verdict: {verdict.upper()}. {head} {main.title}."
