@@ -16,22 +16,37 @@ def atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    _usual_mode(tmp)
+    usual_mode(tmp)
     return Path(tmp)
 
 
-def _usual_mode(path) -> None:
-    """mkstemp makes 0600 (and some writers recreate the file): every file we write gets 0666 & ~umask, like any
-    other file the user creates; model folders and tables are not secrets, and a server may read them as another
-    user."""
+def usual_mode(path, folder: bool = False) -> None:
+    """mkstemp makes 0600 and mkdtemp 0700 (and some writers recreate the file): every file we write gets
+    0666 & ~umask (a folder 0777 & ~umask), like any other the user creates; model folders and tables are not
+    secrets, and a server may read them as another user."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where the OS cannot open folders."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) -> Path:
     """`write(tmp_path)` writes the content; it is renamed onto `path` only if it returns. fsync=True flushes the
-    content to disk before the rename (files that must survive a power cut, not only a crash). A failure (a
+    content to disk before the rename and the rename after it (files that must survive a power cut, not only a
+    crash). A failure (a
     read-only or full disk, a folder in the way) is an OSError named by `path`, not by the temporary file, and an
     existing file at `path` is kept."""
     path = Path(path)
@@ -43,11 +58,13 @@ def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) 
         raise _named(path, exc) from None
     try:
         write(str(tmp))
-        _usual_mode(tmp)
+        usual_mode(tmp)
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
     except OSError as exc:
         raise _named(path, exc) from None
     finally:
@@ -61,8 +78,9 @@ def _named(path: Path, exc: OSError) -> OSError:
     return named
 
 
-def write_json(path: Path, data) -> Path:
-    return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
+def write_json(path: Path, data, fsync: bool = False, sort_keys: bool = False) -> Path:
+    text = json.dumps(data, indent=2, default=str, sort_keys=sort_keys) + "\n"
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), fsync=fsync)
 
 
 def read_json_object(path: Path, hint: str = "") -> dict:

@@ -52,6 +52,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from lvm.atomic import fsync_dir, write_json
 from lvm.paths import registry_dir
 
 REQUIRED_FILES = ("model.safetensors", "config.json")
@@ -84,34 +85,6 @@ class UnknownAliasError(RegistryError, LookupError):
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def _read_json(path: Path) -> Any:
@@ -332,16 +305,14 @@ class Registry:
                     "source": str(model_dir.resolve()),
                     "files": files,
                 }
-                with open(tmp / "version.json", "w", encoding="utf-8") as fh:
-                    json.dump(info, fh, indent=2, sort_keys=True)
-                    fh.write("\n")
+                write_json(tmp / "version.json", info, sort_keys=True)  # the folder's rename below is the commit
                 for name in [*files, "version.json"]:
                     with open(tmp / name, "rb") as fh:
                         os.fsync(fh.fileno())
                     os.chmod(tmp / name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, self.versions_dir / f"v{version}")
-                _fsync_dir(self.versions_dir)
+                fsync_dir(self.versions_dir)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -398,7 +369,7 @@ class Registry:
         data["updated_at"] = _utc_now()
         data["log"] = data["log"][-LOG_LIMIT:]
         data["history"] = {name: numbers[-HISTORY_LIMIT:] for name, numbers in data["history"].items()}
-        _write_json_atomic(self.aliases_path, data)
+        write_json(self.aliases_path, data, fsync=True, sort_keys=True)
 
     def _set_alias(self, alias: str, version: int, *, action: str) -> None:
         """Point ``alias`` at ``version``; caller holds the lock and has checked the version exists."""

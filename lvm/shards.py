@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm.atomic import write_atomic, write_json
+from lvm.atomic import usual_mode, write_atomic, write_json
 from lvm.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
 from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
 
@@ -264,9 +264,7 @@ class ShardWriter:
         manifest = {"format": FORMAT, "id": uuid.uuid4().hex, "dim": self.dim,
                     "rows": int(sum(s["rows"] for s in self.shards)), "meta": self.meta, "shards": self.shards}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        usual_mode(self.tmp, folder=True)
         old = None
         if self.path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
