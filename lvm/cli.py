@@ -3,60 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
-from typer.core import TyperCommand, TyperGroup
 
-from lvm.server.options import DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_PORT  # no torch: see serve()
+from lvm.server.command import serve  # no torch: see lvm.server.command
+from lvm.user_errors import UserErrorsGroup
 
-
-class _ReportUserErrors:
-    """Every command's user mistakes end as one `error: ...` line and exit code 2, never a traceback.
-
-    Set LVM_DEBUG=1 to see the traceback instead (for bug reports)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, typer.Exit, click.ClickException, click.Abort, typer.Abort):
-            raise
-        except _user_errors() as exc:
-            if os.environ.get("LVM_DEBUG"):
-                raise
-            _fail(exc)
-
-
-class _UserErrors(_ReportUserErrors, TyperGroup):
-    """`lvm` and its subcommands."""
-
-
-class _UserErrorsCommand(_ReportUserErrors, TyperCommand):
-    """One command run as a program of its own (see `single_command`)."""
-
-
-app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.", cls=_UserErrors,
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-
-def single_command(function) -> typer.Typer:
-    """A program that is one of `lvm`'s commands (``python -m lvm.server`` is `serve`): the same options, help
-    and error handling, without the other commands."""
-    program = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    program.command(cls=_UserErrorsCommand)(function)
-    return program
-
-
-def _fail(exc: Exception) -> None:
-    msg = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
-        msg = f"{msg}: {exc.filename}"
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.",
+                  cls=UserErrorsGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _json_option(flag: str, text: str):
@@ -64,18 +21,6 @@ def _json_option(flag: str, text: str):
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{flag} is not valid JSON ({e}): {text!r}") from None
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """What a user's input can raise from the library: bad files, bad options, a full or read-only disk."""
-    from safetensors import SafetensorError
-
-    from lvm.corpus import CorpusError
-    from lvm.registry import RegistryError
-    from lvm.schema import DataValidationError
-
-    return (CorpusError, DataValidationError, RegistryError, SafetensorError, OSError, ValueError, TypeError,
-            RuntimeError, FloatingPointError)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -113,7 +58,8 @@ def build_dataset_cmd(
     corpus: list[str] = typer.Option(["builtin"], help="A text file, a folder of .txt files, WikiText raw, JSONL, "
                                      "or 'builtin'; repeat to combine corpora."),
     format: str = typer.Option("auto", "--format", help="auto|text|wikitext|jsonl|builtin"),
-    encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled all-MiniLM-L6-v2."),
+    encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled "
+                                          "all-MiniLM-L6-v2."),
     out: Optional[Path] = typer.Option(None, help="Where to write the sentence table (Parquet); LVM_DATA_DIR "
                                        "defaults to ./data.", show_default="$LVM_DATA_DIR/dataset.parquet"),
     cache_dir: Optional[Path] = typer.Option(None, help="Per-document embedding cache, shared with the flows.",
@@ -137,9 +83,11 @@ def build_dataset_cmd(
 @app.command()
 def inspect(
     file: Path = typer.Argument(..., help=_TABLE),
-    context: Optional[int] = typer.Option(None, help="Context length used to count windows [default: 5].", show_default=False),
+    context: Optional[int] = typer.Option(None, help="Context length used to count windows [default: 5].",
+                                          show_default=False),
     seed: int = typer.Option(0, help="Split seed."),
-    fractions: Optional[str] = typer.Option(None, help="train,val,test fractions of articles [default: 0.8,0.1,0.1].", show_default=False),
+    fractions: Optional[str] = typer.Option(None, help="train,val,test fractions of articles [default: 0.8,0.1,0.1].",
+                                            show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
@@ -160,7 +108,8 @@ def inspect(
         val = stats[key]
         typer.echo(f"  {key:<18} {val:.4f}" if isinstance(val, float) else f"  {key:<18} {val}")
     for part in ("train", "val", "test"):
-        typer.echo(f"  {part:<18} {stats['articles_per_split'][part]} articles, {stats['windows_per_split'][part]} windows")
+        typer.echo(f"  {part:<18} {stats['articles_per_split'][part]} articles, "
+                   f"{stats['windows_per_split'][part]} windows")
     if stats["meta"]:
         typer.echo(f"  meta               {json.dumps(stats['meta'])}")
 
@@ -245,7 +194,8 @@ def train(
     cfg = TrainConfig.from_dict(fields)
 
     def on_epoch(r: dict) -> None:
-        typer.echo(f"epoch {r['epoch']:>3}/{cfg.epochs}  loss {r['train_loss']:.4f}  train_cos {r['train_cosine']:.4f}  "
+        typer.echo(f"epoch {r['epoch']:>3}/{cfg.epochs}  loss {r['train_loss']:.4f}  "
+                   f"train_cos {r['train_cosine']:.4f}  "
                    f"val_cos {r['val_cosine']:.4f}  {r['seconds']:.1f}s", err=True)
 
     summary = train_on_table(data, cfg, out, callback=on_epoch, resume=resume)
@@ -328,47 +278,7 @@ def registry_rollback(alias: str = typer.Option("production", help="Alias to mov
 
 # ---------------------------------------------------------------------------------------------------- serving
 
-def _on_off(value: Optional[str], option: str) -> Optional[bool]:
-    if value is None:
-        return None
-    if value.lower() not in ("on", "off"):
-        raise ValueError(f"{option} must be on or off, got {value!r}")
-    return value.lower() == "on"
-
-
-@app.command()
-def serve(
-    root: Optional[Path] = typer.Option(None, "--root", "--registry", help="Registry folder (default: data/registry)."),
-    host: str = typer.Option(DEFAULT_HOST, help="Bind address (a token is required for anything but loopback)."),
-    port: int = typer.Option(DEFAULT_PORT),
-    token: Optional[str] = typer.Option(None, help="Bearer token (or set LVM_SERVER_TOKEN)."),
-    bank: Optional[Path] = typer.Option(None, help="Sentence table whose sentences /next can return."),
-    encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
-    alias: str = typer.Option("production", help="Alias to follow."),
-    dtype: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX-512 bf16)."),
-    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="Most contexts in one /predict request."),
-    torch_threads: Optional[int] = typer.Option(None, help="Torch intra-op threads.",
-                                                show_default="half the CPUs"),
-    onednn: Optional[str] = typer.Option(None, help="Torch oneDNN kernels: on or off.",
-                                         show_default="off for float32, on for bfloat16"),
-    log_level: str = typer.Option("info", help="debug, info, warning, error or critical."),
-    insecure_no_token: bool = typer.Option(False, "--insecure-no-token",
-                                           help="Allow a non-loopback --host without a token (anyone who can "
-                                                "reach it can call the model)."),
-):
-    """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
-    from lvm.paths import registry_dir
-    from lvm.server.options import TOKEN_ENV, check_serve_options
-
-    # before `import lvm.server.app` (torch): a refused start-up takes well under a second
-    check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype, max_batch=max_batch,
-                        torch_threads=torch_threads, log_level=log_level, insecure_no_token=insecure_no_token)
-    use_onednn = _on_off(onednn, "--onednn")
-    from lvm.server.app import serve as run
-
-    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, max_batch=max_batch,
-        torch_threads=torch_threads, dtype=dtype, onednn=use_onednn, log_level=log_level,
-        insecure_no_token=insecure_no_token)
+app.command()(serve)
 
 
 # ---------------------------------------------------------------------------------------------------- diagnosis
