@@ -16,6 +16,7 @@ import torch
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
+from test_server import CONTEXT, DIM, contexts, expected, free_port, make_model_dir, ok_predict, register
 from typer.testing import CliRunner
 
 import lvm.server.app as server
@@ -26,7 +27,6 @@ from lvm.server.app import create_app
 from lvm.server.holder import LoadedModel
 from lvm.server.options import TOKEN_ENV
 from lvm.server.requests import MAX_SENTENCE_CHARS
-from test_server import CONTEXT, DIM, contexts, expected, free_port, make_model_dir, ok_predict, register
 
 runner = CliRunner()
 
@@ -236,13 +236,15 @@ def test_content_type_must_be_json(registry):
 
 def test_next_refuses_overlong_sentences(registry, tmp_path):
     from conftest import make_table
+
     from lvm.dataset import write_table
     from lvm.encoders import HashEncoder
 
     bank = tmp_path / "bank.parquet"
     write_table(make_table(n_articles=2, length=8, dim=DIM), bank)
     with TestClient(create_app(registry.root, encoder=HashEncoder(DIM), bank_path=bank)) as client:
-        r = client.post("/next", content=json.dumps({"sentences": ["a b."] * 5}), headers={"content-type": "text/plain"})
+        r = client.post("/next", content=json.dumps({"sentences": ["a b."] * 5}),
+                        headers={"content-type": "text/plain"})
         assert r.status_code == 415, r.text
         sentences = ["a short one."] * 4 + ["word " * 400_000]  # 2 MB
         t = time.monotonic()
@@ -270,6 +272,25 @@ def _uvicorn_in_thread(app):
     return srv, thread, port
 
 
+def _read_response(sock) -> bytes:
+    """One whole HTTP response (headers and its Content-Length body): TCP may deliver it in several pieces."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_slow_body_gets_408(registry):
     srv, thread, port = _uvicorn_in_thread(create_app(registry.root, body_timeout=0.5))
     try:
@@ -277,7 +298,7 @@ def test_slow_body_gets_408(registry):
             t = time.monotonic()
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n" + b'{"contexts"')  # 11 of the 1000 bytes, then nothing
-            reply = sock.recv(65536)
+            reply = _read_response(sock)
             took = time.monotonic() - t
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert b"not received within 0.5 s" in reply and took < 5.0
