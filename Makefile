@@ -23,7 +23,8 @@ run: $(STAMP)  ## the whole train flow on the built-in corpus and bundled encode
 dataset: $(STAMP)  ## only build the default dataset
 	$(BIN)/lvm build-dataset --corpus builtin --out data/builtin.all-MiniLM-L6-v2.parquet
 
-test: $(STAMP)
+test: $(STAMP)  ## lint (ruff: pyflakes, import order, lines <= 120), then the suite
+	$(BIN)/ruff check lvm tasks flows tests bench scripts
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 server: $(STAMP)  ## Prefect server + UI on :4200, deployments from prefect.yaml, and a worker

@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
     wiki, sotu, gut = root / "wikitext2" / "wiki.valid.raw", root / "sotu", root / "gutenberg"
     full = table("shared", [wiki, sotu, gut], out, args.encoder)
     split = save_split(split_articles(read_table(full, validate=False), (0.8, 0.1, 0.1), 0), out / "shared.split.json")
-    models = {a: str(train(full, split, a, out / "models" / f"{full.stem}-{a}", args.epochs)) for a in args.archs.split(",")}
+    models = {a: str(train(full, split, a, out / "models" / f"{full.stem}-{a}", args.epochs))
+              for a in args.archs.split(",")}
     t0 = time.perf_counter()
     comp = compare(str(full), str(split), models, 5)
     print(f"\nforward suite on the test articles of {full.name} ({comp['n']} windows): "

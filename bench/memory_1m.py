@@ -84,7 +84,8 @@ class Sampler:
         self._sample()
         roll = smaps_rollup()
         self.rows.append({"phase": self.phase, "seconds": time.perf_counter() - self.t0, **self.peak,
-                          "VmHWM": status()["VmHWM"], "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                          "VmHWM": status()["VmHWM"],
+                          "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                           "anon_end": roll.get("Anonymous", 0), "rss_end": roll.get("Rss", 0)})
 
     def stop(self):
@@ -128,8 +129,8 @@ def main(argv=None):
 
     import torch
 
-    from lvm.table import window_targets
     from lvm.shards import materialize_vectors, open_sharded, validate_shards
+    from lvm.table import window_targets
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import fit
 

@@ -44,8 +44,8 @@ def free_port() -> int:
 def build_registry(root: Path, arch: str, dim: int, context: int, versions: int) -> None:
     import torch
 
-    from lvm.models.io import save_model
     from lvm.models import build_model
+    from lvm.models.io import save_model
     from lvm.registry import Registry
 
     reg = Registry(root / "registry")

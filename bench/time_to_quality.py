@@ -3,7 +3,8 @@ patience would cost and keep, and the trainings' achieved fraction of this machi
 
     .venv/bin/python bench/time_to_quality.py                        # make run's data (built-in corpus, MiniLM), fp32
     .venv/bin/python bench/time_to_quality.py --data data/shared.all-MiniLM-L6-v2.parquet --precision bf16
-    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/time_to_quality.py
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \\
+        .venv/bin/python bench/time_to_quality.py
                                                                      # an AVX2-only CPU's kernels on an AVX-512 one
 
 Each architecture trains once for --epochs epochs with early stopping off, the flow's default config otherwise
@@ -35,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
 from lvm.dataset import read_table, split_articles  # noqa: E402
-from lvm.table import window_targets  # noqa: E402
 from lvm.evaluation.metrics import cosine  # noqa: E402
 from lvm.evaluation.predictors import predict  # noqa: E402
 from lvm.hardware import resolve_precision
+from lvm.table import window_targets  # noqa: E402
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit

@@ -34,12 +34,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvm.dataset import read_table, split_articles  # noqa: E402
-from lvm.table import gather_windows, window_targets  # noqa: E402
-from lvm.models import build_model, count_parameters  # noqa: E402
 from lvm.hardware import bf16_supported  # noqa: E402
+from lvm.models import build_model, count_parameters  # noqa: E402
+from lvm.table import gather_windows, window_targets  # noqa: E402
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
-
 
 SEED_MODELS = ("lstm", "mamba2", "transformer")  # the three the train flow trains by default; the total counts these
 
@@ -95,7 +94,8 @@ def ours_rate(arch: str, vectors, train_t, val_t, context: int, threads: int | N
         hist = json.loads((Path(tmp) / arch / "history.json").read_text())
     best = max(hist[1:], key=lambda h: h["samples_per_s"])
     return {"rate": best["samples_per_s"], "overhead": min(h["seconds"] - h["train_seconds"] for h in hist[1:]),
-            "batch_size": cfg.batch_size, "precision": "bf16" if cfg.precision == "bf16" and bf16_supported() else "fp32",
+            "batch_size": cfg.batch_size,
+            "precision": "bf16" if cfg.precision == "bf16" and bf16_supported() else "fp32",
             "rates": [round(h["samples_per_s"]) for h in hist]}
 
 
@@ -111,7 +111,8 @@ def main(argv=None):
     p.add_argument("--data", help="a sentence table (Parquet) instead of synthetic vectors")
     p.add_argument("--pairs", type=int, default=8106, help="training windows per epoch for the projection")
     p.add_argument("--epochs", type=int, default=20, help="epochs for the projection")
-    p.add_argument("--seed-steps", type=int, default=None, help="timed batches of the seed recipe (default 96; quick 32)")
+    p.add_argument("--seed-steps", type=int, default=None,
+                   help="timed batches of the seed recipe (default 96; quick 32)")
     p.add_argument("--train-windows", type=int, default=None,
                    help="windows per timed epoch for ours (default 2048; quick 1024)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -158,7 +159,8 @@ def main(argv=None):
                "speedup": ours["rate"] / seed, "epoch_overhead_s": ours["overhead"], "seed_projected_s": t_seed,
                "ours_projected_s": t_ours, "ours_batch": ours["batch_size"], "ours_precision": ours["precision"]}
         rows.append(row)
-        print(f"  {arch}: seed {seed:.0f}/s, ours {ours['rate']:.0f}/s (x{row['speedup']:.1f}; epochs {ours['rates']}), "
+        print(f"  {arch}: seed {seed:.0f}/s, ours {ours['rate']:.0f}/s (x{row['speedup']:.1f}; "
+              f"epochs {ours['rates']}), "
               f"overhead {ours['overhead']:.2f} s/epoch, load {os.getloadavg()[0]:.2f}", flush=True)
     load1 = os.getloadavg()
 

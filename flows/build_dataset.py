@@ -75,7 +75,8 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
         vector_paths = _embed_local(docs, encoder, backend)
     else:
         raise ValueError(f"unknown runner {runner!r}: choose local or dask")
-    meta = {"encoder": encoder or DEFAULT_ENCODER, "encoder_backend": backend, "corpus": ",".join(corpora), "format": fmt}
+    meta = {"encoder": encoder or DEFAULT_ENCODER, "encoder_backend": backend, "corpus": ",".join(corpora),
+            "format": fmt}
     return assemble_table_task(docs, vector_paths, out_path, meta)
 
 

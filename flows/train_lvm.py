@@ -18,15 +18,23 @@ from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
 from lvm.dataset import DEFAULT_FRACTIONS, is_table_path
-from lvm.decision import (BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MAX_PARAPHRASE_RATIO, MIN_FORWARD_MARGIN,
-                          MIN_LAST_INPUT_GAIN, MIN_SHUFFLE_DROP, decide, gate_table)
+from lvm.decision import (
+    BASELINE_THRESHOLD,
+    DEPLOY_THRESHOLD,
+    MAX_PARAPHRASE_RATIO,
+    MIN_FORWARD_MARGIN,
+    MIN_LAST_INPUT_GAIN,
+    MIN_SHUFFLE_DROP,
+    decide,
+    gate_table,
+)
 from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.paths import runs_dir
 from lvm.runs import write_run
 from lvm.train.config import TrainConfig
 from tasks.branches import deploy, diagnose_run, hold
-from tasks.data import load_and_validate, split_dataset
 from tasks.caching import code_version
+from tasks.data import load_and_validate, split_dataset
 from tasks.evaluation import evaluate_models
 from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions, given
 from tasks.runners import make_runner
@@ -119,12 +127,14 @@ def train_lvm(
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
-    data: a sentence table (.parquet, a folder of shards, or a seed .npz), a corpus (file or folder, embedded first), or `builtin`.
+    data: a sentence table (.parquet, a folder of shards, or a seed .npz), a corpus (file or folder, embedded first),
+    or `builtin`.
     loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
     model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
     train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
     runner: threads (default: measured as fast as processes on 2 cores at 2 and 5 epochs, see
-    bench/parallel_training.py, and no interpreter start-up), processes, or dask (`dask_address` or a temporary LocalCluster). Local runners run
+    bench/parallel_training.py, and no interpreter start-up), processes, or dask (`dask_address` or a temporary
+    LocalCluster). Local runners run
     min(architectures, cores) trainings at a time; with threads they share the cores among the trainings still
     running (re-balanced every epoch), with processes each gets cores // workers torch threads.
     ood_data: a second sentence table (.parquet, same encoder) scored whole: the validation − OOD gap per model.

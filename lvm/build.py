@@ -9,10 +9,10 @@ import numpy as np
 
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import write_table
-from lvm.table import SentenceTable
 from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, load_encoder, resolve_backend
 from lvm.encoders import Encoder
 from lvm.paths import check_output, default_dataset_path
+from lvm.table import SentenceTable
 
 
 def assemble_table(docs: list[Document], vectors: list[np.ndarray], meta: dict) -> SentenceTable:
@@ -66,4 +66,5 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
                                            "corpus": str(corpus), "format": fmt})
     write_table(table, out, source=corpus)
     return {"path": str(out), "articles": len(docs), "sentences": len(table), "dim": encoder.dim,
-            "encoder": encoder.name, "backend": backend, "encoded_documents": len(docs) - hits, "cached_documents": hits}
+            "encoder": encoder.name, "backend": backend, "encoded_documents": len(docs) - hits,
+            "cached_documents": hits}

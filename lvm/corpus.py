@@ -209,7 +209,8 @@ def read_wikitext(path: Path, detok: bool = True) -> list[Document]:
         framed = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
         if m and framed:
             title = detokenize(m.group(1)) if detok else m.group(1).strip()
-            docs.append(Document(doc_id=f"{len(docs):04d}-{_slug(title)}", title=title, paragraphs=[], source=str(path)))
+            docs.append(Document(doc_id=f"{len(docs):04d}-{_slug(title)}", title=title, paragraphs=[],
+                                 source=str(path)))
         elif docs and line.strip() and not _WIKI_SECTION.match(line):
             docs[-1].paragraphs.append(detokenize(line) if detok else " ".join(line.split()))
     if not docs:

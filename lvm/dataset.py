@@ -14,9 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lvm.atomic import write_atomic
-from lvm.table import (META_KEY, PARQUET_OPTIONS, SentenceTable, failure, file_sha256, null_rows, position_failures,
-                       to_arrow, vector_failures, window_targets)
 from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
+from lvm.table import (
+    META_KEY,
+    PARQUET_OPTIONS,
+    SentenceTable,
+    failure,
+    file_sha256,
+    null_rows,
+    position_failures,
+    to_arrow,
+    vector_failures,
+    window_targets,
+)
+
 
 def write_table(table: SentenceTable, path: str | Path, source: str | None = None) -> Path:
     """Validate, then write Parquet (zstd; byte-stream-split floats) to a temporary file and rename it in place.
@@ -67,7 +78,8 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
         arrow = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataValidationError(
-            str(path), [Failure("readable_parquet", f"not a readable Parquet file, truncated or corrupt ({exc})", 0, [])]
+            str(path),
+            [Failure("readable_parquet", f"not a readable Parquet file, truncated or corrupt ({exc})", 0, [])]
         ) from None
     missing = {"article_id", "position", "vector"} - set(arrow.column_names)
     if missing:
@@ -207,7 +219,8 @@ def table_stats(table: SentenceTable, context: int = 5, split: Split | None = No
         "context": context, **duplicate_vector_report(table.vectors), "meta": table.meta,
     }
     if split is not None:
-        stats["windows_per_split"] = {k: int(len(window_targets(table.article_id, table.position, context, split.part(k))))
+        stats["windows_per_split"] = {k: int(len(window_targets(table.article_id, table.position, context,
+                                                                split.part(k))))
                                       for k in ("train", "val", "test")}
         stats["articles_per_split"] = {k: len(v) for k, v in split.articles.items()}
     return stats

@@ -1,7 +1,8 @@
 """Deploy, hold or investigate: the rule that turns held-out scores into an action, with its reason.
 
 Scores are held-out (test split) cosines. A model is deployed only when it clears the deploy threshold, beats
-every baseline AND passes the forward gates (``forward_gates``, on the flat columns of ``lvm.evaluation.forward.summary``):
+every baseline AND passes the forward gates (``forward_gates``, on the flat columns of
+``lvm.evaluation.forward.summary``):
 a network that loses to a closed-form baseline, or that echoes its input instead of predicting what comes next,
 is not worth serving, whatever its cosine. A model whose predictions are not all finite is never deployed, and a
 non-finite score never reaches the comparison (it is reported in the reason instead).
@@ -30,7 +31,8 @@ MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context 
 def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
                   min_shuffle_drop: float = MIN_SHUFFLE_DROP, min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
                   max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> dict:
-    """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary (``lvm.evaluation.forward.summary``).
+    """{gate: {"value", "threshold", "passed", "rule"}} for one model's forward summary
+    (``lvm.evaluation.forward.summary``).
     A missing or non-finite value fails its gate; ``max_paraphrase_ratio`` None leaves that gate out."""
     def ok(*vals):
         return all(v is not None and math.isfinite(v) for v in vals)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Protocol, runtime_checkable
-
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

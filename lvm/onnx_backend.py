@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 ONNX_BACKENDS = ("onnx", "onnx-int8")
-RECIPE = "pooled;eager-attention;ort-bert-fusion;int8=per-channel-matmul-v1"  # in the file name: a new recipe re-exports
+# in the file name: a new recipe re-exports
+RECIPE = "pooled;eager-attention;ort-bert-fusion;int8=per-channel-matmul-v1"
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
@@ -30,7 +31,8 @@ def _versions() -> str:
     import torch
     import transformers
 
-    return f"torch={torch.__version__};onnx={onnx.__version__};ort={onnxruntime.__version__};tf={transformers.__version__}"
+    return (f"torch={torch.__version__};onnx={onnx.__version__};ort={onnxruntime.__version__};"
+            f"tf={transformers.__version__}")
 
 
 def check_exportable(st_model) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lvm.atomic import write_atomic
-from lvm.table import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError, Failure
+from lvm.table import SentenceTable, gather_windows, window_targets
 
 REQUIRED = ("context_sequences", "target_vectors")
 
@@ -61,9 +61,11 @@ def load_npz(path: str | Path) -> dict:
             raise _fail(path, "float_arrays", f"{key} must hold floating-point numbers (float32); it holds "
                         f"{arrays[key].dtype}")
     if ctx.ndim != 3 or tgt.ndim != 2:
-        raise _fail(path, "shapes", f"context_sequences must be [N,C,D] and target_vectors [N,D]; got {ctx.shape} and {tgt.shape}")
+        raise _fail(path, "shapes", f"context_sequences must be [N,C,D] and target_vectors [N,D]; "
+                                    f"got {ctx.shape} and {tgt.shape}")
     if ctx.shape[0] != tgt.shape[0]:
-        raise _fail(path, "matching_n", f"context_sequences has N={ctx.shape[0]} windows but target_vectors has N={tgt.shape[0]}")
+        raise _fail(path, "matching_n", f"context_sequences has N={ctx.shape[0]} windows "
+                                        f"but target_vectors has N={tgt.shape[0]}")
     if ctx.shape[0] == 0:
         raise _fail(path, "non_empty", "the file has no windows (N=0)")
     if ctx.shape[1] == 0 or ctx.shape[2] == 0:
@@ -71,7 +73,8 @@ def load_npz(path: str | Path) -> dict:
     if ctx.shape[2] != tgt.shape[1]:
         raise _fail(path, "one_dimension", f"context D={ctx.shape[2]} but target D={tgt.shape[1]}")
     if "target_texts" in arrays and len(arrays["target_texts"]) != tgt.shape[0]:
-        raise _fail(path, "matching_n", f"target_texts has {len(arrays['target_texts'])} entries, expected {tgt.shape[0]}")
+        raise _fail(path, "matching_n",
+                    f"target_texts has {len(arrays['target_texts'])} entries, expected {tgt.shape[0]}")
     return arrays
 
 

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lvm.atomic import usual_mode, write_atomic, write_json
-from lvm.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
 from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
+from lvm.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
 
 MANIFEST = "_lvm_shards.json"
 VECTORS = "_vectors.npy"

@@ -135,7 +135,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 # ---------------------------------------------------------------------------------------------------- windows
 
-def window_targets(article_id: np.ndarray, position: np.ndarray, context: int, rows: np.ndarray | None = None) -> np.ndarray:
+def window_targets(article_id: np.ndarray, position: np.ndarray, context: int,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """Row indices of every window's target (position >= context), optionally only among `rows` (a split).
 
     Requires rows sorted by (article, position) with contiguous positions, which read_table validates, so the

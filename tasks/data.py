@@ -9,8 +9,16 @@ from prefect import task
 
 from lvm.build import assemble_table
 from lvm.corpus import Document, read_corpus
-from lvm.dataset import (DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles, table_stats,
-                         warn_short_articles, write_table)
+from lvm.dataset import (
+    DEFAULT_FRACTIONS,
+    file_hash,
+    read_table,
+    save_split,
+    split_articles,
+    table_stats,
+    warn_short_articles,
+    write_table,
+)
 from lvm.embedding import embed_document, load_encoder, read_cached
 from lvm.paths import runs_dir
 from lvm.table import DEFAULT_CONTEXT
@@ -19,7 +27,8 @@ from tasks.records import DatasetRecord, SplitRecord
 
 
 @task(name="read-corpus", cache_policy=by_inputs(), persist_result=True)
-def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "", reader_version: str = "") -> list[dict]:
+def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "",
+                     reader_version: str = "") -> list[dict]:
     """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files,
     `reader_version` (tasks.caching.code_version("lvm.corpus")) the reader's code."""
     return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]

@@ -58,7 +58,8 @@ def check_workers(facts: dict[str, dict], data_dir: str, api_url: str) -> None:
         remote = sorted(w for w, f in facts.items() if f["host"] != socket.gethostname())
         if remote:
             problems.append(f"the flow reports to {api_url}, which workers {remote} on other machines cannot reach: "
-                            "run `prefect server start --host 0.0.0.0` and set PREFECT_API_URL=http://<server>:4200/api "
+                            "run `prefect server start --host 0.0.0.0` and set "
+                            "PREFECT_API_URL=http://<server>:4200/api "
                             "for the flow and the workers")
     if problems:
         raise RuntimeError("the Dask cluster is not set up for this flow:\n- " + "\n- ".join(problems))

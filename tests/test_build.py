@@ -33,7 +33,8 @@ def test_adding_a_document_embeds_only_that_document(tmp_path, corpus_dir):
     assert first["encoded_documents"] == 2 and sum(enc.calls) == first["sentences"]
     shutil.copy(corpus_dir / "sotu" / "Ford1.txt", corpus)
     enc.calls.clear()
-    second = build_dataset(corpus, tmp_path / "b.parquet", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    second = build_dataset(corpus, tmp_path / "b.parquet", encoder=enc, cache_dir=tmp_path / "cache",
+                           log=lambda m: None)
     assert second["encoded_documents"] == 1 and second["cached_documents"] == 2
     assert sum(enc.calls) == second["sentences"] - first["sentences"]  # only Ford1's sentences
     a, b = read_table(tmp_path / "a.parquet"), read_table(tmp_path / "b.parquet")
@@ -61,4 +62,5 @@ def test_end_to_end_real_text_with_the_bundled_encoder(tmp_path, corpus_dir):
     res = subprocess.run([sys.executable, "-m", "lvm.cli", "inspect", str(out), "--json"], capture_output=True,
                          text=True, timeout=120)
     stats = json.loads(res.stdout)
-    assert stats["articles"] == 2 and stats["sentences"] == len(table) and stats["meta"]["encoder"] == "all-MiniLM-L6-v2"
+    assert (stats["articles"] == 2 and stats["sentences"] == len(table)
+            and stats["meta"]["encoder"] == "all-MiniLM-L6-v2")

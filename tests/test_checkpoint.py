@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 from lvm.models import MODEL_NAMES, build_model
+from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import copy_sotu12, make_table, prefect_harness
 
 TINY = {"*": {"hidden": 32, "layers": 1}}
@@ -101,7 +100,8 @@ def test_train_flow_on_two_dask_workers_matches_the_process_runner(sotu_table, h
 
     for a, b in zip(local.models, dask.models):
         assert a.arch == b.arch and Path(b.model_dir).is_relative_to(data_b)
-        assert Path(a.model_dir, "model.safetensors").read_bytes() == Path(b.model_dir, "model.safetensors").read_bytes()
+        assert (Path(a.model_dir, "model.safetensors").read_bytes()
+                == Path(b.model_dir, "model.safetensors").read_bytes())
         assert a.metrics == b.metrics, a.arch
     assert local.baselines == dask.baselines
 
@@ -126,12 +126,11 @@ def test_external_cluster_checks(tmp_path):
 
 def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
     import pyarrow.parquet as pq
+    import torch
 
     from lvm.dataset import read_table, write_table
     from lvm.shards import MANIFEST, iter_batches, materialize_vectors, open_sharded, write_shards
     from lvm.train.trainer import _as_tensor
-
-    import torch
 
     table = make_table(n_articles=20, length=13, dim=16)
     folder = write_shards(table, tmp_path / "tbl", rows_per_shard=50)
@@ -159,9 +158,9 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
 def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     import pyarrow.parquet as pq
 
-    from lvm.table import to_arrow
     from lvm.schema import DataValidationError
     from lvm.shards import ShardWriter, write_shards
+    from lvm.table import to_arrow
 
     table = make_table(n_articles=10, length=12, dim=8)
     folder = write_shards(table, tmp_path / "tbl", rows_per_shard=24)

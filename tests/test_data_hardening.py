@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from lvm.cli import app
 from lvm.dataset import read_table, write_table
-from lvm.table import gather_windows, window_targets
 from lvm.schema import DataValidationError
+from lvm.table import gather_windows, window_targets
 
 runner = CliRunner()
 
@@ -294,8 +294,8 @@ def test_brown_prose_keeps_its_quotes_and_tokenised_text_is_still_detokenised(co
 
 
 def test_embedding_cache_key_follows_the_text():
-    from lvm.embedding import document_key
     from lvm.corpus import Document
+    from lvm.embedding import document_key
 
     a = Document("d", "d", [], sentences=['It said "no evidence" that.'])
     b = Document("d", "d", [], sentences=['It said "no evidence"that.'])

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-
 from conftest import make_table
+
 from lvm.dataset import file_hash, read_table, split_articles, table_stats, write_table
-from lvm.table import SentenceTable, gather_windows, window_targets
 from lvm.schema import DataValidationError
+from lvm.table import SentenceTable, gather_windows, window_targets
 
 
 def test_parquet_round_trip_keeps_everything(tmp_path, small_table):

@@ -12,25 +12,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import make_table, quadratic_table
 
-from conftest import make_table
-from lvm.models.io import load_model, save_model
 from lvm.dataset import file_hash, save_split, split_articles, write_table
-from lvm.table import SentenceTable
-from lvm.models import build_model
 from lvm.diagnosis.evidence import diagnose, history_summary
 from lvm.diagnosis.render import markdown_with_images, to_markdown, write_report
 from lvm.diagnosis.rules import COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis
+from lvm.models import build_model
+from lvm.models.io import load_model, save_model
 from lvm.runs import write_run
+from lvm.table import SentenceTable
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import train_on_table
-from conftest import quadratic_table
 
 
 def make_run(root: Path, table: SentenceTable, configs: dict, fractions=(0.8, 0.1, 0.1), model_dirs=None) -> Path:

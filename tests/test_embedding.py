@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lvm.embedding import cache_path, embed_document
 from lvm.corpus import Document, read_corpus
-from lvm.embedding import embed_documents, encoder_key, groups, resolve_backend
+from lvm.embedding import cache_path, embed_document, embed_documents, encoder_key, groups, resolve_backend
 from lvm.encoders import HashEncoder
 
 
 @pytest.fixture(scope="module")
 def sentences(corpus_dir):
     """A handful of real sentences of different lengths (WikiText, a speech, a novel)."""
-    docs = read_corpus(corpus_dir / "wikitext2" / "wiki.valid.raw")[:2] + read_corpus(corpus_dir / "gutenberg" / "pg11.txt")
+    docs = (read_corpus(corpus_dir / "wikitext2" / "wiki.valid.raw")[:2]
+            + read_corpus(corpus_dir / "gutenberg" / "pg11.txt"))
     flat = [s for d in docs for s in d.sentences]
     return flat[:6] + flat[-6:] + ["Yes.", "A very short one"]
 

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_sotu12, prefect_harness
 
 TINY = {"*": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64}}
@@ -107,9 +106,9 @@ def test_processes_runner_rerun_is_cached_and_epochs_retrain_only(sotu_table, ha
 def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, tmp_path):
     """Deploy needs a model above the threshold that beats every baseline. On tiny real-text runs no network does
     (and the flow rightly refuses to deploy it), so this uses learnable non-linear data (conftest.quadratic_table)."""
+    from conftest import quadratic_table
     from fastapi.testclient import TestClient
 
-    from conftest import quadratic_table
     from lvm.dataset import write_table
     from lvm.registry import Registry
     from lvm.server.app import create_app

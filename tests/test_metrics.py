@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 from lvm.evaluation import metrics
-from lvm.evaluation.metrics import (cosine, direction_margin, evaluate, evaluate_baselines, fit_baselines, fit_ridge,
-                                    per_example_cosine, retrieval, score)
+from lvm.evaluation.metrics import (
+    cosine,
+    direction_margin,
+    evaluate,
+    evaluate_baselines,
+    fit_baselines,
+    fit_ridge,
+    per_example_cosine,
+    retrieval,
+    score,
+)
 from lvm.table import gather_windows
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from lvm.hardware import bf16_supported
 from lvm.models import MODEL_NAMES, build_model, count_parameters
 from lvm.models.mamba2 import Mamba2Mixer, ssd_reference, ssd_scan, ssd_scan_last
-from lvm.hardware import bf16_supported
 
 torch.set_num_threads(1)
 
@@ -87,7 +87,8 @@ def test_deterministic_under_seed(name):
 
 
 @pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bf16 autocast for the models' ops "
-                    "(no AVX-512-bf16/AMX, or oneDNN lacks a bf16 LSTM primitive); the fp32 fallback is tested in test_train")
+                    "(no AVX-512-bf16/AMX, or oneDNN lacks a bf16 LSTM primitive); "
+                    "the fp32 fallback is tested in test_train")
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_bf16_autocast_forward_and_backward(name):
     torch.manual_seed(0)

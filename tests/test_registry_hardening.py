@@ -1,4 +1,5 @@
-"""lvm.registry hardening: non-finite weights refused, tampered JSON named, killed writers cleaned up, history capped."""
+"""lvm.registry hardening: non-finite weights refused, tampered JSON named, killed writers cleaned up,
+history capped."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 from safetensors.torch import save_file as save_torch
+from test_registry import fake_model_dir, reg_kwargs
 from typer.testing import CliRunner
 
 import lvm.registry as registry_module
 from lvm.cli import app
 from lvm.registry import Registry, RegistryError
-from test_registry import fake_model_dir, reg_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
-
 from conftest import make_table
+
 from lvm.dataset import read_table, write_table
-from lvm.table import gather_windows, window_targets
 from lvm.schema import DataValidationError
 from lvm.seed_npz import export_npz, import_npz
+from lvm.table import gather_windows, window_targets
 
 
 def _seed_file(path, table, context=5, texts=True):
@@ -47,7 +47,8 @@ def test_windows_without_overlap_become_short_articles(tmp_path):
 @pytest.mark.parametrize("arrays,rule", [
     (dict(context_sequences=np.ones((4, 5, 8), np.float32)), "required_keys"),
     (dict(context_sequences=np.ones((4, 5, 8), np.float32), target_vectors=np.ones((3, 8), np.float32)), "matching_n"),
-    (dict(context_sequences=np.ones((4, 5, 8), np.float32), target_vectors=np.ones((4, 6), np.float32)), "one_dimension"),
+    (dict(context_sequences=np.ones((4, 5, 8), np.float32), target_vectors=np.ones((4, 6), np.float32)),
+     "one_dimension"),
 ])
 def test_bad_npz_is_rejected_by_name(tmp_path, arrays, rule):
     np.savez(tmp_path / "bad.npz", **arrays)

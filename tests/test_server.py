@@ -17,8 +17,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from lvm.models.io import load_model, save_model
 from lvm.models import build_model
+from lvm.models.io import load_model, save_model
 from lvm.registry import Registry
 from lvm.server.app import create_app
 
@@ -59,6 +59,7 @@ def registry(tmp_path, model_dirs):
 @pytest.fixture
 def bank_path(tmp_path):
     from conftest import make_table
+
     from lvm.dataset import write_table
 
     path = tmp_path / "bank.parquet"
@@ -241,6 +242,7 @@ def test_next_unavailable(registry, tmp_path, encoder):
         r = client.post("/next", json={"sentences": ["a"] * 5})
         assert r.status_code == 503 and "without a sentence bank and encoder" in r.json()["detail"]
     from conftest import make_table
+
     from lvm.dataset import write_table
 
     wide = tmp_path / "wide.parquet"

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import sigkill_when
 from safetensors.torch import load_file
 
-from conftest import sigkill_when
-from lvm.models.io import load_model
-from lvm.evaluation.metrics import per_example_cosine
 from lvm.evaluation.compare import evaluate_model
+from lvm.evaluation.metrics import per_example_cosine
 from lvm.evaluation.predictors import predict
 from lvm.hardware import bf16_supported
+from lvm.models.io import load_model
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON, read_checkpoint_info
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import _mean_cosine, fit, train_on_table
@@ -186,7 +186,8 @@ def test_resume_after_sigkill_is_exact(data, tmp_path):
     mk, mw = (json.loads((d / "metrics.json").read_text()) for d in (killed, tmp_path / "whole"))
     assert mk["val_cosine"] == mw["val_cosine"]
     # the last checkpoint (weights + optimizer) is bit-identical too
-    sk, sw = (torch.load(d / CHECKPOINT_DIR / "state-000006.pt", weights_only=True) for d in (killed, tmp_path / "whole"))
+    sk, sw = (torch.load(d / CHECKPOINT_DIR / "state-000006.pt", weights_only=True)
+              for d in (killed, tmp_path / "whole"))
     for k in sw["model"]:
         assert torch.equal(sk["model"][k], sw["model"][k])
     for i, st in sw["optimizer"]["state"].items():

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import sigkill_when
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import sigkill_when
-from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 from lvm.cli import app
 from lvm.models import MODEL_NAMES, build_model
-from lvm.models.io import MODEL_FILES
+from lvm.models.io import CONFIG, MODEL_FILES, WEIGHTS, load_model, save_model
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import ModelFolderBusy, fit

@@ -24,8 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles, table_stats
-from lvm.diagnosis.rules import (EARLY_PEAK_FRACTION, MAX_TRAIN_EVAL, STILL_IMPROVING_TOL, TRAIN_RISE, Diagnosis,
-                                 ModelReport, finite, judge)
+from lvm.diagnosis.rules import (
+    EARLY_PEAK_FRACTION,
+    MAX_TRAIN_EVAL,
+    STILL_IMPROVING_TOL,
+    TRAIN_RISE,
+    Diagnosis,
+    ModelReport,
+    finite,
+    judge,
+)
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite
 from lvm.evaluation.metrics import article_starts, on_context, per_example_cosine, predict_rows

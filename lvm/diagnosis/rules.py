@@ -290,7 +290,8 @@ def _notes(models: dict, data: dict, baselines: dict, best_base: dict, eval_part
             "thresholds", f"even the best baseline ({bname}) is below the baseline threshold {bt:.2f}",
             {"best_baseline": bname, "best_baseline_cosine": best_base["cosine"],
              "baseline_threshold": bt, "deploy_threshold": thresholds.get("deploy_threshold")},
-            [f"the {BASELINE_THRESHOLD:.2f}/{DEPLOY_THRESHOLD:.2f} thresholds come from GTR-T5 768-D data: set them for this encoder and corpus "
+            [f"the {BASELINE_THRESHOLD:.2f}/{DEPLOY_THRESHOLD:.2f} thresholds come from GTR-T5 768-D data: "
+             "set them for this encoder and corpus "
              "(e.g. relative to the best baseline)"], problem=False))
     for arch, m in models.items():
         if m.history.get("still_improving"):

@@ -26,7 +26,8 @@ _BASELINES: dict[tuple, dict] = {}  # (data hash, split, context) -> fitted base
 
 def cached_baselines(vectors, train_t, context: int, data_hash: str | None = None,
                      record: dict | None = None, starts: np.ndarray | None = None) -> dict:
-    """fit_baselines on the training windows, memoised in this process (every caller fits through here) by (data hash, split record, context) when
+    """fit_baselines on the training windows, memoised in this process (every caller fits through here) by
+    (data hash, split record, context) when
     both are given: the ridge baseline at D=768, C=5 solves a 3840-wide system, which costs far more than
     evaluating it."""
     key = None if data_hash is None or record is None else \

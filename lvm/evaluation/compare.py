@@ -1,7 +1,8 @@
 """Models against baselines on held-out articles: the table the decision and the people read.
 
 Every model and every baseline goes through the same two steps on the same windows: the held-out metrics
-(``lvm.evaluation.metrics.score``) and the forward-prediction suite (``lvm.evaluation.forward``), whose flat columns join the metrics
+(``lvm.evaluation.metrics.score``) and the forward-prediction suite (``lvm.evaluation.forward``), whose flat columns
+join the metrics
 and whose detail sits under ``"forward"``. Out of distribution (``ood``): a table the models never saw, every
 article of it, scored with the baselines fitted on the models' own training split.
 """
@@ -12,14 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.models.io import read_config
 from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
-from lvm.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite, summary
-from lvm.evaluation.metrics import (article_starts, evaluate_baselines, on_context, paired_difference,
-                                    per_example_cosine, predict_rows, predict_windows, score)
+from lvm.evaluation.metrics import (
+    article_starts,
+    evaluate_baselines,
+    on_context,
+    paired_difference,
+    per_example_cosine,
+    predict_rows,
+    predict_windows,
+    score,
+)
 from lvm.evaluation.predictors import model_predictor
+from lvm.models.io import read_config
+from lvm.table import window_targets
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margin", "shuffle_drop",

@@ -30,7 +30,14 @@ from typing import Callable
 
 import numpy as np
 
-from lvm.evaluation.metrics import Windows, _normalize, nonfinite_rows, paired_difference, per_example_cosine, window_batch
+from lvm.evaluation.metrics import (
+    Windows,
+    _normalize,
+    nonfinite_rows,
+    paired_difference,
+    per_example_cosine,
+    window_batch,
+)
 
 ROLLOUT_STEPS = 5
 AFTER = 3          # offsets after the target in the sweep

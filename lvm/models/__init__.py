@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .gru import GRUModel
 from .base import LVM, PredictionHead
+from .gru import GRUModel
 from .lstm import LSTMModel
 from .mamba2 import Mamba2Model
 from .transformer import TransformerModel

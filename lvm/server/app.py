@@ -62,10 +62,23 @@ from starlette.concurrency import run_in_threadpool
 from lvm.registry import Registry, RegistryError, UnknownAliasError
 from lvm.server.bank import SentenceBank, load_bank
 from lvm.server.holder import DTYPES, LoadedModel, ModelHolder
-from lvm.server.options import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_PORT, TOKEN_ENV, check_serve_options,
-                                is_loopback)
-from lvm.server.requests import (BODY_TIMEOUT_S, MAX_K, next_body_limit, parse_next, predict_body_limit,
-                                 read_body, read_contexts)
+from lvm.server.options import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+    check_serve_options,
+    is_loopback,
+)
+from lvm.server.requests import (
+    BODY_TIMEOUT_S,
+    MAX_K,
+    next_body_limit,
+    parse_next,
+    predict_body_limit,
+    read_body,
+    read_contexts,
+)
 
 log = logging.getLogger("lvm.server")
 

@@ -38,8 +38,16 @@ from lvm.locking import FolderBusy, folder_lock
 from lvm.models import count_parameters
 from lvm.models.io import save_model
 from lvm.table import window_targets
-from lvm.train.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_JSON, RESUME_FREE, clean_dead_writers,
-                                  cpu_state, load_checkpoint, save_checkpoint)
+from lvm.train.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_JSON,
+    RESUME_FREE,
+    clean_dead_writers,
+    cpu_state,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lvm.train.config import TrainConfig
 from lvm.train.schedule import LRSchedule
 
@@ -329,7 +337,8 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
         if baselines is True:
             baselines = cached_baselines(table.vectors, parts["train"], C, data_hash, record,
                                          article_starts(table.position))
-        held = held_out_scores(lambda ctx: predict(model, ctx), table, split, C, baselines=baselines or None, arch=cfg.arch)
+        held = held_out_scores(lambda ctx: predict(model, ctx), table, split, C, baselines=baselines or None,
+                               arch=cfg.arch)
         head = "test" if "test" in held else "val"
         metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
                    **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
