@@ -7,7 +7,7 @@
 2. validates the shards (streamed, lvm.shards.validate_shards);
 3. materialises the memory-mapped vector matrix (lvm.shards.materialize_vectors: shard by shard into one .npy);
 4. opens the table (lvm.shards.open_sharded: ids/positions/texts in memory, vectors mapped);
-5. trains the seed-size lstm for --batches batches of 256 with lvm.train.fit, which gathers every batch from the
+5. trains the seed-size lstm for --batches batches of 256 with lvm.train.trainer.fit, which gathers every batch from the
    mapping (`V[t[:, None] + arange(-C, 0)]` on a tensor that shares the mapping's memory).
 
 A sampler thread reads /proc/self/status every 20 ms (RssAnon: memory the process owns; RssFile: pages of mapped

@@ -6,7 +6,7 @@
 
 (a) "seed": what the original project ran: every window materialised in a TensorDataset, a DataLoader with
     shuffle and batch 32, fp32, torch.optim.AdamW with its defaults, 1 - cosine loss, grad-norm clipping at 1.0.
-(b) "ours": `lvm.train.fit` itself with the default TrainConfig (bf16 autocast where supported, batch 256, fused
+(b) "ours": `lvm.train.trainer.fit` itself with the default TrainConfig (bf16 autocast where supported, batch 256, fused
     AdamW, index-gathered batches) for 5 short epochs (--train-windows, default 2048); samples/s is the fastest of
     epochs 2-5 in its history (the first warms up the kernels); the per-epoch overhead (validation pass over 1024
     windows + checkpoint write) comes from the same run and is added to the projection.
@@ -87,7 +87,7 @@ def seed_recipe_rate(arch: str, vectors, targets, context: int, steps: int, warm
 
 
 def ours_rate(arch: str, vectors, train_t, val_t, context: int, threads: int | None, epochs: int = 5) -> dict:
-    """lvm.train.fit with the default TrainConfig; the fastest epoch after the first (which warms up kernels)."""
+    """lvm.train.trainer.fit with the default TrainConfig; the fastest epoch after the first (it warms up kernels)."""
     cfg = TrainConfig(arch=arch, epochs=epochs, context=context, threads=threads, patience=None)
     with tempfile.TemporaryDirectory(prefix="lvm-bench-") as tmp:
         fit(cfg, vectors, train_t, val_t, Path(tmp) / arch)
