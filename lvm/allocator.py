@@ -3,10 +3,8 @@
 PyTorch's CPU tensors come from malloc. glibc serves blocks above M_MMAP_THRESHOLD (128 KiB at first) with a fresh
 mmap and gives them back with munmap when freed, and trims the heap top above M_TRIM_THRESHOLD: every activation
 of a training step (a [256, 5, 1056] float tensor is 5.4 MB) then starts as untouched pages, and the first write to
-each 4 KiB page is a page fault. An elementwise op on such a tensor measured 0.96 ms with the defaults, 0.40 ms
-with the thresholds below, 0.15 ms into a preallocated output; the lstm seed model trains ~20 % faster
-(`LVM_MALLOC_TUNING=0` against the default with bench/train_throughput.py; mamba2 and transformer unchanged). This
-is what jemalloc/tcmalloc preloading does for PyTorch on CPU, without asking users to preload anything.
+each 4 KiB page is a page fault. Raising both thresholds keeps those pages (BENCHMARKS.md has the measured effect).
+This is what jemalloc/tcmalloc preloading does for PyTorch on CPU, without asking users to preload anything.
 
 Effect: the process keeps up to its peak heap instead of returning it to the system between steps. Idempotent;
 does nothing where the C library is not glibc (macOS, musl) or when LVM_MALLOC_TUNING=0.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 MAX_K = 100
 MAX_SENTENCES = 10_000
-INLINE_PARSE_BYTES = 256 << 10  # bodies up to this size are parsed on the event loop (< ~0.3 ms)
+INLINE_PARSE_BYTES = 256 << 10  # bodies up to this size are parsed on the event loop (fast enough not to block it)
 BODY_TIMEOUT_S = 10.0  # the whole body must arrive within this (a stalled client gets 408)
 MAX_ABS_INPUT = 1e6  # |value| limit of /predict inputs: far above any embedding, far below float32 overflow
 MAX_SENTENCE_CHARS = 10_000  # per encoded /next sentence
