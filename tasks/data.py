@@ -54,9 +54,11 @@ def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecor
 
 
 @task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
-def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0) -> SplitRecord:
+def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0,
+                  method: str = "permutation") -> SplitRecord:
     """Article-disjoint split written as row indices beside the runs; returns its path and record."""
-    split = split_articles(read_table(dataset.path, validate=False), tuple(fractions), seed)
-    name = f"{dataset.sha256[:16]}-seed{seed}-{'-'.join(f'{f:g}' for f in fractions)}.json"
+    split = split_articles(read_table(dataset.path, validate=False), tuple(fractions), seed, method=method)
+    tag = "" if method == "permutation" else f"-{method}"  # permutation keeps the file names of earlier runs
+    name = f"{dataset.sha256[:16]}-seed{seed}{tag}-{'-'.join(f'{f:g}' for f in fractions)}.json"
     path = save_split(split, runs_dir() / "splits" / name)
     return SplitRecord(path=str(path), **split.record())
