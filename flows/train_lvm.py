@@ -154,7 +154,7 @@ def train_lvm(
         from flows.build_dataset import build_dataset_flow
 
         table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
-                                        workers=workers, dask_address=dask_address)
+                                        workers=workers, dask_address=dask_address, notify=False)
     dataset = load_and_validate(table_path, context)
     logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset.path, dataset.articles,
                 dataset.sentences, dataset.dim, dataset.encoder)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
-from lvm.build import assemble_table
+from lvm.build import assemble_table, corpus_name
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import (DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles, table_stats,
                          warn_short_articles, write_table)
@@ -39,6 +41,24 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
         vectors.append(v)
     write_table(assemble_table(documents, vectors, meta), out)
     return out
+
+
+DATASET_UPDATED = "lvm.dataset.updated"  # the event prefect.yaml's retrain trigger expects
+
+
+@task(name="announce-table", cache_policy=NO_CACHE)
+def announce_table(table: str, previous_sha256: str | None, corpus: str, documents: int) -> bool:
+    """Emit DATASET_UPDATED when the table's content changed (new, changed or removed documents were embedded
+    into it): a deployment trigger can then start a retrain without waiting for the weekly schedule."""
+    sha = file_hash(table)
+    if sha == previous_sha256:
+        return False
+    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.dataset.{corpus_name(corpus)}",
+                                          "prefect.resource.name": str(table)},
+               payload={"table": str(table), "sha256": sha, "previous_sha256": previous_sha256, "corpus": corpus,
+                        "documents": documents})
+    get_run_logger().info("table %s changed: emitted %s", table, DATASET_UPDATED)
+    return True
 
 
 @task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True)

@@ -116,3 +116,26 @@ def test_an_encoder_change_is_refused_naming_both(harness, corpus_dir):
         assert _retrain(folder, 2, 3e-3).decision == "deploy"
     with pytest.raises(Exception, match=r"encoder 'hash:32' \(D=32\).*encoder 'hash:48' \(D=48\)"):
         _retrain(folder, 1, 1e-3, encoder="hash:48")
+
+
+def test_the_dataset_flow_announces_new_text_once(harness, corpus_dir, monkeypatch):
+    """lvm.dataset.updated is emitted when the table changed (new documents), not on a re-run with nothing new,
+    and not for the table the train flow builds itself (notify=False)."""
+    import tasks.data
+    from flows.build_dataset import build_dataset_flow
+
+    sent = []
+    monkeypatch.setattr(tasks.data, "emit_event", lambda event, **kw: sent.append((event, kw)))
+    folder = harness / "announced"
+    _grow(corpus_dir, folder, 3)
+    build_dataset_flow(corpus=str(folder), encoder="hash:32")
+    build_dataset_flow(corpus=str(folder), encoder="hash:32")
+    assert [e for e, _ in sent] == ["lvm.dataset.updated"]
+    assert sent[0][1]["resource"]["prefect.resource.id"] == "lvm.dataset.announced"
+    assert sent[0][1]["payload"]["previous_sha256"] is None and sent[0][1]["payload"]["documents"] == 3
+    _grow(corpus_dir, folder, 4)
+    build_dataset_flow(corpus=str(folder), encoder="hash:32", notify=False)
+    assert len(sent) == 1
+    _grow(corpus_dir, folder, 5)
+    build_dataset_flow(corpus=str(folder), encoder="hash:32")
+    assert len(sent) == 2 and sent[1][1]["payload"]["previous_sha256"]
