@@ -172,7 +172,7 @@ def hash_unit(article_id: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
-def _hash_parts(uniq: list[str], fr: np.ndarray, seed: int) -> dict[str, list[int]]:
+def _hash_parts(uniq: list[str], fr: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Each article's part from its own hash against the cumulative fractions. A part with a positive fraction
     left empty (tiny tables: three or more articles) takes the article of the largest part whose hash is nearest
     to the part's interval, with a warning: that article may move back once the corpus grows."""
