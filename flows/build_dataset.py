@@ -10,11 +10,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lvm.build import corpus_name
 from lvm.corpus import corpus_fingerprint
+from lvm.dataset import file_hash
 from lvm.embedding import DEFAULT_GROUP, groups, resolve_backend
 from lvm.encoders import DEFAULT_ENCODER
 from lvm.paths import data_dir
 from tasks.caching import code_version
-from tasks.data import assemble_table_task, read_corpus_task
+from tasks.data import announce_table, assemble_table_task, read_corpus_task
 from tasks.embedding import embed_documents_task
 
 
@@ -49,7 +50,7 @@ def _embed_local(docs: list[dict], encoder: str | None, backend: str) -> list[st
 def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "auto", encoder: Optional[str] = None,
                        out: Optional[str] = None, runner: Literal["local", "dask"] = "local",
                        workers: Optional[int] = None, dask_address: Optional[str] = None,
-                       backend: Optional[str] = None) -> str:
+                       backend: Optional[str] = None, notify: bool = True) -> str:
     """Read `corpus` (a file, a folder, WikiText raw, JSONL or `builtin`; or a list of them, whose document ids
     are then prefixed by each corpus's name), embed it and write a sentence table. Returns the table's path.
 
@@ -57,7 +58,9 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
     group of documents in shared batches. backend: torch | onnx | onnx-int8 (None: onnx for the bundled model).
     runner: "local" (in this process, one document at a time; torch uses every core) or "dask": a temporary
     LocalCluster of `workers` processes with one thread each (default: one per core), or the existing scheduler
-    at `dask_address` (tcp://host:8786), whose workers must see the same LVM_DATA_DIR (see tasks/runners.py)."""
+    at `dask_address` (tcp://host:8786), whose workers must see the same LVM_DATA_DIR (see tasks/runners.py).
+    notify: emit `lvm.dataset.updated` when the table's content changed (prefect.yaml's retrain trigger); the train
+    flow turns it off for the table it builds itself, which it trains on at once."""
     logger = get_run_logger()
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out_path = str(out or default_table_path(corpus, encoder))
@@ -77,7 +80,11 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
         raise ValueError(f"unknown runner {runner!r}: choose local or dask")
     meta = {"encoder": encoder or DEFAULT_ENCODER, "encoder_backend": backend, "corpus": ",".join(corpora),
             "format": fmt}
-    return assemble_table_task(docs, vector_paths, out_path, meta)
+    previous = file_hash(out_path) if Path(out_path).exists() else None
+    table = assemble_table_task(docs, vector_paths, out_path, meta)
+    if notify:
+        announce_table(table, previous, ",".join(corpora), len(docs))
+    return table
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Flow: dataset → validate → split → train architectures in parallel → evaluate vs baselines (held-out cosine and
-the forward suite) → deploy/hold/investigate.
+the forward suite) → the best model against the one in production → deploy/hold/investigate.
 
 Run it with `make run` (built-in corpus, bundled encoder, Prefect's temporary local server) or
 `python -m flows.train_lvm --help`. Every stage is cached across runs by content: a re-run with nothing changed
@@ -23,8 +23,11 @@ from lvm.decision import (
     DEPLOY_THRESHOLD,
     MAX_PARAPHRASE_RATIO,
     MIN_FORWARD_MARGIN,
+    MIN_IMPROVEMENT,
     MIN_LAST_INPUT_GAIN,
     MIN_SHUFFLE_DROP,
+    challenge,
+    champion_table,
     decide,
     gate_table,
 )
@@ -35,7 +38,7 @@ from lvm.train.config import TrainConfig
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
 from tasks.data import load_and_validate, split_dataset
-from tasks.evaluation import evaluate_models
+from tasks.evaluation import evaluate_models, find_champion, score_champion_task
 from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions, given
 from tasks.runners import make_runner
 from tasks.training import train_architecture
@@ -66,6 +69,9 @@ class TrainLVMResult(BaseModel):
     table: str = ""
     gates: dict = Field(default_factory=dict)  # the best model's forward gates: value, threshold, passed
     ood: Optional[dict] = None                 # {data, n, val_minus_ood} when ood_data was given
+    champion: dict = Field(default_factory=dict)  # production against the best model: lvm.decision.challenge
+    champion_table: str = ""
+    split: Optional[dict] = None               # the split record (method, seed, articles per part) and its path
 
 
 def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads) -> dict:
@@ -124,6 +130,9 @@ def train_lvm(
     min_shuffle_drop: float = MIN_SHUFFLE_DROP,
     min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
     max_paraphrase_ratio: Optional[float] = MAX_PARAPHRASE_RATIO,
+    split_method: Literal["hash", "permutation"] = "hash",
+    challenge_production: bool = True,
+    min_improvement: float = MIN_IMPROVEMENT,
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
@@ -140,6 +149,11 @@ def train_lvm(
     ood_data: a second sentence table (.parquet, same encoder) scored whole: the validation − OOD gap per model.
     require_forward and the four gate parameters: deploy only a model that predicts forward (lvm.decision,
     README "The forward gate"); max_paraphrase_ratio None leaves that gate out.
+    split_method: hash (default: an article's part depends on its id and the seed only, so a retrain on a grown
+    corpus never trains on a test article of the model in production) or permutation (exact shares, fixed tables).
+    challenge_production: score the registry's production model on this run's test windows and deploy only a
+    challenger that beats it by `min_improvement` cosine with the 95% interval above zero (lvm.decision.challenge).
+    A production model of another encoder, D or context is refused before training; False skips the comparison.
     """
     logger = get_run_logger()
     ctx = get_run_context()
@@ -152,11 +166,12 @@ def train_lvm(
         from flows.build_dataset import build_dataset_flow
 
         table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
-                                        workers=workers, dask_address=dask_address)
+                                        workers=workers, dask_address=dask_address, notify=False)
     dataset = load_and_validate(table_path, context)
     logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset.path, dataset.articles,
                 dataset.sentences, dataset.dim, dataset.encoder)
-    split = split_dataset(dataset, tuple(fractions), seed)
+    champion = find_champion(dataset, context, registry) if challenge_production else None
+    split = split_dataset(dataset, tuple(fractions), seed, split_method)
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
     if runner == "threads":  # the trainings share the cores, re-balanced every epoch (lvm.train): the last one
@@ -184,15 +199,31 @@ def train_lvm(
                  max_paraphrase_ratio=max_paraphrase_ratio)
     run["gates"] = gates
     decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold, **gates)
+    versus = None
+    if champion and decision.best_arch:
+        versus = score_champion_task(dataset, split, {k: v for k, v in champion.items() if k != "changes"},
+                                     trained[decision.best_arch]["model_dir"], decision.best_arch, context,
+                                     code_version=code_version("tasks.evaluation"))
+    decision = challenge(decision, versus, min_improvement)
+    run["champion"] = champion
     write_run(run_dir, run, comparison, decision.to_dict())
 
     registry_out, report = None, None
-    if decision.branch == "deploy":
-        registry_out = deploy(trained[decision.best_arch]["model_dir"], dataset,
-                              comparison["models"][decision.best_arch], run_id, registry)
-    elif decision.branch == "hold" and decision.best_arch:
-        registry_out = hold(trained[decision.best_arch]["model_dir"], dataset,
-                            comparison["models"][decision.best_arch], decision.reason, run_id, registry)
+    best = decision.best_arch
+    lineage = {"data_hash": dataset.sha256, "data_path": dataset.path, "split": split.model_dump(),
+               "articles": dataset.articles, "previous_production": champion["version"] if champion else None,
+               "code_version": code_version("tasks.training"),
+               "vs_production": (decision.champion or {}).get("difference"),
+               **(champion["changes"] if champion else {"articles_added_count": dataset.articles,
+                                                         "previous_known": False})}
+    if decision.champion.get("same_model"):
+        pass  # the best model is production already: nothing to register
+    elif decision.branch == "deploy":
+        registry_out = deploy(trained[best]["model_dir"], dataset, comparison["models"][best], run_id, registry,
+                              lineage, split.path)
+    elif decision.branch == "hold" and best:
+        registry_out = hold(trained[best]["model_dir"], dataset, comparison["models"][best], decision.reason, run_id,
+                            registry, lineage, split.path)
     elif decision.branch == "investigate":
         if trained:
             evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context")}
@@ -205,10 +236,11 @@ def train_lvm(
     create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
                           description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
     create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
-        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{gate_table(decision)}\n\n"
+        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{champion_table(decision)}\n\n"
+        f"{gate_table(decision)}\n\n"
         f"Thresholds: baseline {baseline_threshold:.2f}, deploy {deploy_threshold:.2f}. "
         f"Dataset `{dataset.path}` ({dataset.articles} articles, {dataset.sentences} sentences, "
-        f"D={dataset.dim}, {dataset.encoder}); split seed {seed}, {split.articles}.\n\n{table}\n\n"
+        f"D={dataset.dim}, {dataset.encoder}); {split.method} split, seed {seed}, {split.articles}.\n\n{table}\n\n"
         + (f"Failed: {failed}\n\n" if failed else "")
         + (f"Registry: {registry_out}\n\n" if registry_out else "")
         + (f"Report: `{report}`\n\n" if report else "") + f"Run folder: `{run_dir}`\n"))
@@ -217,6 +249,7 @@ def train_lvm(
         best_cosine=decision.best_cosine, baselines=comparison["baselines"], failed=failed, run_dir=str(run_dir),
         dataset=dataset, registry=registry_out, report=report, table=table, gates=decision.gates,
         ood={k: comparison["ood"][k] for k in ("data", "n", "val_minus_ood")} if comparison.get("ood") else None,
+        champion=decision.champion, champion_table=champion_table(decision), split=split.model_dump(),
         models=[ModelResult(arch=a, model_dir=t["model_dir"], cosine=comparison["models"][a]["cosine"],
                             metrics=comparison["models"][a]) for a, t in trained.items()])
 
@@ -237,14 +270,20 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--dask-address", default=None)
     p.add_argument("--ood-data", default=None, help="a second sentence table scored whole (out of distribution)")
     p.add_argument("--no-require-forward", action="store_true", help="deploy on cosine alone (not recommended)")
+    p.add_argument("--split-method", default="hash", choices=["hash", "permutation"])
+    p.add_argument("--min-improvement", type=float, default=MIN_IMPROVEMENT,
+                   help="cosine the best model must gain over production (interval above zero too)")
+    p.add_argument("--no-challenge", action="store_true", help="ignore production: today's decision alone")
     args = p.parse_args(argv)
     if args.dask_address:
         args.runner = "dask"
     result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
                        seed=args.seed, baseline_threshold=args.baseline_threshold,
                        deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,
-                       ood_data=args.ood_data, require_forward=not args.no_require_forward)
-    print(f"\n{result.table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
+                       ood_data=args.ood_data, require_forward=not args.no_require_forward,
+                       split_method=args.split_method, min_improvement=args.min_improvement,
+                       challenge_production=not args.no_challenge)
+    print(f"\n{result.table}\n\n{result.champion_table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
     if result.failed:
         print(f"failed: {result.failed}")
     print(f"run folder: {result.run_dir}" + (f"\nregistry: {result.registry}" if result.registry else "")

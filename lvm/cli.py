@@ -256,8 +256,14 @@ def registry_ls(root: Optional[Path] = _ROOT):
 @registry_app.command("show")
 def registry_show(ref: str = typer.Argument("production", help="Version (v3 or 3) or alias."),
                   root: Optional[Path] = _ROOT):
-    """Everything recorded about one version."""
-    typer.echo(json.dumps(_registry(root).show(ref), indent=2, default=str))
+    """Everything recorded about one version, then its lineage (where it came from) in short."""
+    info = _registry(root).show(ref)
+    typer.echo(json.dumps(info, indent=2, default=str))
+    lineage = info.get("lineage") or {}
+    typer.echo(f"\nlineage of v{info['version']}:" + ("" if lineage else " (none recorded)"))
+    for key, value in lineage.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        typer.echo(f"  {key}: {text if len(text) <= 200 else text[:197] + '...'}")
 
 
 @registry_app.command("promote")

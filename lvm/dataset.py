@@ -160,6 +160,7 @@ class Split:
     seed: int
     fractions: tuple
     by_article: bool = True
+    method: str = "permutation"  # SPLIT_METHODS: how articles were assigned to parts
 
     def part(self, name: str) -> np.ndarray:
         return getattr(self, name)
@@ -167,16 +168,67 @@ class Split:
     def record(self) -> dict:
         """What goes into a run's metadata so the split can be audited and reproduced."""
         return {"seed": self.seed, "fractions": list(self.fractions), "by_article": self.by_article,
+                "method": self.method,
                 "articles": {k: len(v) for k, v in self.articles.items()},
                 "rows": {k: int(len(self.part(k))) for k in ("train", "val", "test")},
                 "article_ids_sha256": hashlib.sha256(json.dumps(self.articles, sort_keys=True).encode()).hexdigest()}
 
 
-def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int = 0, min_block: int = 50) -> Split:
+SPLIT_METHODS = ("hash", "permutation")
+
+
+def hash_unit(article_id: str, seed: int) -> float:
+    """sha256(seed, article id) as a number in [0, 1): an article's place in the hash split, whatever else is in
+    the table."""
+    digest = hashlib.sha256(f"{int(seed)}\0{article_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def _hash_parts(uniq: list[str], fr: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Each article's part from its own hash against the cumulative fractions. A part with a positive fraction
+    left empty (tiny tables: three or more articles) takes the article of the largest part whose hash is nearest
+    to the part's interval, with a warning: that article may move back once the corpus grows."""
+    u = np.array([hash_unit(a, seed) for a in uniq])
+    edges = np.cumsum(fr)
+    which = np.where(u < edges[0], 0, np.where(u < edges[1], 1, 2))
+    names = ("train", "val", "test")
+    if len(uniq) >= 3:
+        for k in (1, 2, 0):
+            if fr[k] > 0 and not (which == k).any():
+                donor = int(np.bincount(which, minlength=3).argmax())
+                lo, hi = (0.0 if k == 0 else edges[k - 1]), edges[k]
+                cand = np.flatnonzero(which == donor)
+                dist = np.maximum(lo - u[cand], u[cand] - hi)
+                which[cand[int(np.argmin(dist))]] = k
+                warnings.warn(f"hash split: no article fell in the {names[k]} part by its hash; one was moved there "
+                              f"from {names[donor]}, and may move back as the corpus grows (add articles)",
+                              stacklevel=3)
+    return {name: np.flatnonzero(which == k) for k, name in enumerate(names)}
+
+
+def _permutation_parts(n: int, fr: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fr[1] * n))
+    n_test = int(round(fr[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1 if fr[1] > 0 else 0)
+        n_test = max(n_test, 1 if fr[2] > 0 else 0)
+    n_train = n - n_val - n_test
+    return {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+
+
+def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int = 0, min_block: int = 50,
+                   method: str = "permutation") -> Split:
     """Seeded article-disjoint split. Each part gets at least one article when there are three or more.
+
+    method "permutation": a seeded shuffle of the article list cut at the fractions (exact shares; for a fixed
+    table). "hash": each article's part is a function of (seed, article id) only (``hash_unit``), so adding
+    articles never moves one between parts: what a corpus that grows between retrains needs.
 
     A table with a single article has no article structure to split on: it is cut into contiguous blocks of
     `min_block` sentences (each becomes its own pseudo-article for splitting purposes), with a warning."""
+    if method not in SPLIT_METHODS:
+        raise ValueError(f"unknown split method {method!r}: choose one of {', '.join(SPLIT_METHODS)}")
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
@@ -189,21 +241,14 @@ def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int 
         keys = np.array([f"{a}#{p // min_block}" for a, p in zip(keys, table.position)], dtype=object)
         uniq = list(dict.fromkeys(keys.tolist()))
         by_article = False
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    n = len(uniq)
-    n_val = int(round(fr[1] * n))
-    n_test = int(round(fr[2] * n))
-    if n >= 3:
-        n_val = max(n_val, 1 if fr[1] > 0 else 0)
-        n_test = max(n_test, 1 if fr[2] > 0 else 0)
-    n_train = n - n_val - n_test
-    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    parts = _hash_parts(uniq, fr, seed) if method == "hash" else _permutation_parts(len(uniq), fr, seed)
     rows, arts = {}, {}
     for name, sel in parts.items():
         chosen = {uniq[i] for i in sel}
         arts[name] = sorted(chosen)
         rows[name] = np.flatnonzero(np.fromiter((k in chosen for k in keys), bool, len(keys))).astype(np.int64)
-    return Split(rows["train"], rows["val"], rows["test"], arts, seed, tuple(float(f) for f in fr), by_article)
+    return Split(rows["train"], rows["val"], rows["test"], arts, seed, tuple(float(f) for f in fr), by_article,
+                 method)
 
 
 # ---------------------------------------------------------------------------------------------------- stats
@@ -242,4 +287,4 @@ def load_split(path: str | Path) -> Split:
     payload = json.loads(Path(path).read_text())
     rec, rows = payload["record"], payload["rows"]
     return Split(*(np.asarray(rows[k], dtype=np.int64) for k in ("train", "val", "test")), payload["articles"],
-                 rec["seed"], tuple(rec["fractions"]), rec["by_article"])
+                 rec["seed"], tuple(rec["fractions"]), rec["by_article"], rec.get("method", "permutation"))

@@ -11,7 +11,7 @@ non-finite score never reaches the comparison (it is reported in the reason inst
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from lvm.evaluation.baselines import best_baseline
 
@@ -26,6 +26,12 @@ MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-boo
 MIN_SHUFFLE_DROP = 0.005     # shuffling the context must cost at least this much cosine (and its interval > 0)
 MIN_LAST_INPUT_GAIN = 0.0    # cos(pred, next) - cos(last input, next), and its interval's low end, must exceed it
 MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context than real next sentences do x this
+#: Champion/challenger (``challenge``): a retrain replaces production only when its held-out cosine beats
+#: production's on the same windows by at least this much AND the 95% article-bootstrap interval of the difference
+#: lies above zero. The interval guards against luck; this guards against churn: 0.002 is the smallest gain the
+#: four-digit tables show as more than rounding and is small next to the 0.07 between the hold and deploy
+#: thresholds. A judgement, not a measurement: set it per encoder (flow parameter `min_improvement`).
+MIN_IMPROVEMENT = 0.002
 
 
 def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
@@ -77,6 +83,7 @@ class Decision:
     passes_gates: bool | None = None
     require_forward: bool = True
     invalid: dict = field(default_factory=dict)  # arch -> why it is out of the comparison (non-finite output)
+    champion: dict = field(default_factory=dict)  # lvm.evaluation.champion.score_champion + verdict; {} = none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +150,67 @@ def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_thresho
                         + bad, **common)
     return Decision("investigate", f"{best} scores {score:.4f}, below the baseline threshold "
                                    f"{baseline_threshold:.2f} ({versus}): see the diagnostic report." + bad, **common)
+
+
+def challenge(decision: Decision, versus: dict | None, min_improvement: float = MIN_IMPROVEMENT) -> Decision:
+    """Today's decision judged against production (`versus`: lvm.evaluation.champion.score_champion, None when no
+    production). Deploy stays deploy only when the challenger also beats the champion by at least
+    `min_improvement` held-out cosine with the interval's low end above zero; otherwise production stays and the
+    challenger is held as a candidate, the reason giving the difference and its interval. A challenger that IS
+    production (same weights: a re-run with nothing new) is held with nothing to register (verdict "same")."""
+    if not versus:
+        return decision
+    if not math.isfinite(min_improvement) or min_improvement < 0:
+        raise ValueError(f"min_improvement must be a finite number >= 0, got {min_improvement}")
+    v = versus["version"]
+    if versus.get("same_model"):
+        return replace(decision, branch="hold", champion={**versus, "verdict": "same"}, reason=(
+            f"{decision.best_arch} is production v{v} already (same weights): nothing new to promote or register."))
+    d = versus["difference"]
+    diff, (lo, hi) = d["diff"], d["ci95"]
+    leaked = (versus.get("leaks") or {}).get("champion_train_in_test") or []
+    said = (f"Challenger {decision.best_arch} against champion v{v} ({versus['champion_arch']}) on the same "
+            f"{versus['n']} test windows ({d['groups']} articles): cosine {versus['challenger']['cosine']:.4f} vs "
+            f"{versus['champion']['cosine']:.4f}, difference {diff:+.4f} [95% {lo:+.4f}, {hi:+.4f}]")
+    if leaked:
+        why = (f"not comparable: the champion was trained on {len(leaked)} of these test articles "
+               f"({', '.join(leaked[:3])}{', ...' if len(leaked) > 3 else ''}; use the hash split)")
+    elif diff < 0:
+        why = f"it lost to production by {-diff:.4f}"
+    elif diff < min_improvement:
+        why = f"its lead {diff:.4f} is below min_improvement {min_improvement:g}"
+    elif lo <= 0:
+        why = f"its lead is not significant (the interval's low end {lo:+.4f} is not above zero)"
+    else:
+        why = ""
+    if decision.branch == "deploy" and not why:
+        return replace(decision, champion={**versus, "verdict": "challenger"}, reason=(
+            f"{decision.reason} {said}: beats production by at least min_improvement {min_improvement:g}, the "
+            f"interval above zero."))
+    if decision.branch == "deploy":
+        return replace(decision, branch="hold", champion={**versus, "verdict": "champion"}, reason=(
+            f"{said}: {why}. Production stays v{v}; the challenger is kept as a candidate. (Today's decision alone: "
+            f"{decision.reason})"))
+    return replace(decision, champion={**versus, "verdict": "champion"}, reason=(
+        f"{decision.reason} {said}{': ' + why if why else ''}. Production stays v{v}."))
+
+
+def champion_table(decision: Decision) -> str:
+    """Champion and challenger side by side (cosine, MRR, forward margin, ...), the difference and the verdict."""
+    c = decision.champion
+    if not c:
+        return "(no production model to challenge: today's decision alone)"
+    if c.get("same_model"):
+        return f"Champion: production v{c['version']} is this run's best model (same weights)."
+    cols = ("cosine", "mrr", "hit@5", "forward_margin", "shuffle_drop")
+    rows = [f"| {label} | " + " | ".join(_cell(c[key].get(col)) for col in cols) + " |"
+            for label, key in ((f"champion v{c['version']} ({c['champion_arch']})", "champion"),
+                               (f"challenger ({decision.best_arch})", "challenger"))]
+    d = c["difference"]
+    won = "challenger (promoted)" if c["verdict"] == "challenger" else "champion (production stays)"
+    return ("| on the same test windows | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols) + "\n"
+            + "\n".join(rows) + f"\n\nchallenger − champion cosine: {d['diff']:+.4f} [95% {d['ci95'][0]:+.4f}, "
+            f"{d['ci95'][1]:+.4f}] over {d['groups']} articles, {d['n']} windows. Verdict: **{won}**.")
 
 
 def _fmt(v) -> str:

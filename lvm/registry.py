@@ -8,7 +8,9 @@ Layout under ``root`` (default ``lvm.paths.registry_dir()``: ``data/registry``, 
         metrics.json
         history.json        (when the model folder had one)
         version.json        {version, arch, dim, context, metrics, data_hash, encoder, encoder_dim,
-                             created_at, flow_run_id, files}
+                             created_at, flow_run_id, files, lineage}
+        articles.json       (when given) the article ids of each split part the model saw: what the next
+                            retrain compares its corpus with (new articles) and its split with (no leak)
     versions/.tmp-*         a registration in progress, or left over by a crash: never listed, removed
                             by the next registration
     aliases.json            {"aliases": {"production": 3, "candidate": 4},
@@ -251,10 +253,14 @@ class Registry:
         flow_run_id: str | None = None,
         metrics: dict | None = None,
         alias: str | None = None,
+        lineage: dict | None = None,
+        articles: dict[str, list[str]] | None = None,
     ) -> int:
         """Copy a trained model folder into a new immutable version; optionally point ``alias`` at it.
 
-        Returns the new version number.
+        ``lineage`` (JSON-able: data hash, split record, articles added, code version, flow run id, ...) is kept in
+        version.json so every version says where it came from; ``articles`` (part -> article ids) goes to
+        articles.json, too big for version.json on a large corpus. Returns the new version number.
         """
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
@@ -275,6 +281,8 @@ class Registry:
         check_weights(model_dir / "model.safetensors")
         if alias is not None:
             self._check_alias_name(alias)
+        if lineage is not None and not isinstance(lineage, dict):
+            raise RegistryError(f"lineage must be a dict, got {type(lineage).__name__}")
 
         from lvm.models.io import MODEL_FILES  # here, not at the top: lvm.models.io imports torch
 
@@ -304,9 +312,14 @@ class Registry:
                     "flow_run_id": None if flow_run_id is None else str(flow_run_id),
                     "source": str(model_dir.resolve()),
                     "files": files,
+                    "lineage": lineage or {},
                 }
                 write_json(tmp / "version.json", info, sort_keys=True)  # the folder's rename below is the commit
-                for name in [*files, "version.json"]:
+                extra = []
+                if articles is not None:
+                    write_json(tmp / "articles.json", {k: sorted(map(str, v)) for k, v in articles.items()})
+                    extra.append("articles.json")
+                for name in [*files, *extra, "version.json"]:
                     with open(tmp / name, "rb") as fh:
                         os.fsync(fh.fileno())
                     os.chmod(tmp / name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
@@ -457,6 +470,16 @@ class Registry:
             info["path"] = str(path)
             out.append(info)
         return out
+
+    def articles(self, alias_or_version: int | str) -> dict[str, list[str]] | None:
+        """Article ids per split part of a version (articles.json), or None for a version registered without."""
+        path = self.get(alias_or_version) / "articles.json"
+        if not path.is_file():
+            return None
+        data = _read_registry_json(path)
+        if not all(isinstance(v, list) for v in data.values()):
+            raise RegistryError(f"{path}: every part must be a list of article ids")
+        return data
 
     def show(self, alias_or_version: int | str) -> dict:
         """version.json of one version plus ``aliases``, ``path`` and the training ``config``."""

@@ -9,7 +9,7 @@ export PREFECT_HOME=${PREFECT_HOME:-$PWD/data/prefect-home}
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 export LVM_PROJECT_DIR=$PWD
-mkdir -p "$PREFECT_HOME" data
+mkdir -p "$PREFECT_HOME" data data/corpus  # data/corpus: your text, read by the lvm-train deployment
 log=data/prefect-server.log
 
 $BIN/prefect server start --host 127.0.0.1 --port "$PORT" >"$log" 2>&1 &

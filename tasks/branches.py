@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
+from lvm.dataset import load_split
 from lvm.paths import registry_dir
 from lvm.registry import Registry
 from tasks.caching import by_inputs
@@ -12,27 +13,31 @@ from tasks.records import DatasetRecord
 
 
 def _register(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: str | None, alias: str,
-              registry_root: str | None) -> dict:
+              registry_root: str | None, lineage: dict | None = None, split_path: str | None = None) -> dict:
     reg = Registry(registry_root or registry_dir())
+    lineage = {**(lineage or {}), "flow_run_id": flow_run_id}
+    articles = load_split(split_path).articles if split_path else None
     version = reg.register(model_dir, data_hash=dataset.sha256, encoder=dataset.encoder,
-                           encoder_dim=dataset.dim, flow_run_id=flow_run_id, metrics=metrics, alias=alias)
+                           encoder_dim=dataset.dim, flow_run_id=flow_run_id, metrics=metrics, alias=alias,
+                           lineage=lineage, articles=articles)
     return {"registry": str(reg.root), "version": version, "alias": alias}
 
 
 @task(name="deploy", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
 def deploy(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: str | None = None,
-           registry_root: str | None = None) -> dict:
-    """Register the best model and point `production` at it; a running LVM server follows the alias."""
-    out = _register(model_dir, dataset, metrics, flow_run_id, "production", registry_root)
+           registry_root: str | None = None, lineage: dict | None = None, split_path: str | None = None) -> dict:
+    """Register the best model and point `production` at it; a running LVM server follows the alias. `lineage`
+    goes into the version (with the flow run id), the split's article ids beside it (articles.json)."""
+    out = _register(model_dir, dataset, metrics, flow_run_id, "production", registry_root, lineage, split_path)
     get_run_logger().info("promoted version v%d to production in %s", out["version"], out["registry"])
     return out
 
 
 @task(name="hold", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
 def hold(model_dir: str, dataset: DatasetRecord, metrics: dict, reason: str, flow_run_id: str | None = None,
-         registry_root: str | None = None) -> dict:
+         registry_root: str | None = None, lineage: dict | None = None, split_path: str | None = None) -> dict:
     """Register the best model as `candidate` only: production is left as it is."""
-    out = _register(model_dir, dataset, metrics, flow_run_id, "candidate", registry_root)
+    out = _register(model_dir, dataset, metrics, flow_run_id, "candidate", registry_root, lineage, split_path)
     get_run_logger().info("registered v%d as candidate (not deployed): %s", out["version"], reason)
     return {**out, "reason": reason}
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
-from lvm.build import assemble_table
+from lvm.build import assemble_table, corpus_name
 from lvm.corpus import Document, read_corpus
 from lvm.dataset import (
     DEFAULT_FRACTIONS,
@@ -50,6 +52,24 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
     return out
 
 
+DATASET_UPDATED = "lvm.dataset.updated"  # the event prefect.yaml's retrain trigger expects
+
+
+@task(name="announce-table", cache_policy=NO_CACHE)
+def announce_table(table: str, previous_sha256: str | None, corpus: str, documents: int) -> bool:
+    """Emit DATASET_UPDATED when the table's content changed (new, changed or removed documents were embedded
+    into it): a deployment trigger can then start a retrain without waiting for the weekly schedule."""
+    sha = file_hash(table)
+    if sha == previous_sha256:
+        return False
+    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.dataset.{corpus_name(corpus)}",
+                                          "prefect.resource.name": str(table)},
+               payload={"table": str(table), "sha256": sha, "previous_sha256": previous_sha256, "corpus": corpus,
+                        "documents": documents})
+    get_run_logger().info("table %s changed: emitted %s", table, DATASET_UPDATED)
+    return True
+
+
 @task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True)
 def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecord:
     """Validate a sentence table; returns its path, content hash and stats (the cache key of everything after)."""
@@ -63,9 +83,11 @@ def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecor
 
 
 @task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
-def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0) -> SplitRecord:
+def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0,
+                  method: str = "permutation") -> SplitRecord:
     """Article-disjoint split written as row indices beside the runs; returns its path and record."""
-    split = split_articles(read_table(dataset.path, validate=False), tuple(fractions), seed)
-    name = f"{dataset.sha256[:16]}-seed{seed}-{'-'.join(f'{f:g}' for f in fractions)}.json"
+    split = split_articles(read_table(dataset.path, validate=False), tuple(fractions), seed, method=method)
+    tag = "" if method == "permutation" else f"-{method}"  # permutation keeps the file names of earlier runs
+    name = f"{dataset.sha256[:16]}-seed{seed}{tag}-{'-'.join(f'{f:g}' for f in fractions)}.json"
     path = save_split(split, runs_dir() / "splits" / name)
     return SplitRecord(path=str(path), **split.record())

@@ -40,6 +40,7 @@ class SplitRecord(BaseModel):
     articles: dict[str, int]    # articles per part
     rows: dict[str, int]        # sentences per part
     article_ids_sha256: str     # which articles are in which part
+    method: str = "permutation"  # lvm.dataset.SPLIT_METHODS: "hash" keeps every article in its part as data grows
 
 
 class LossWeights(BaseModel):

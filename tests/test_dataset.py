@@ -42,6 +42,34 @@ def test_split_is_article_disjoint_seeded_and_recorded():
     assert split_articles(t, (0.6, 0.2, 0.2), seed=4).record() != s1.record()
 
 
+def test_hash_split_keeps_every_article_in_its_part_as_the_table_grows(tmp_path):
+    """The part of an article depends on (seed, id) only: 30 more articles move none of the first 40, the shares
+    follow the fractions, the record says "hash", and save/load keeps the method."""
+    from lvm.dataset import load_split, save_split
+
+    small, big = make_table(n_articles=40, length=6), make_table(n_articles=70, length=6)
+    a, b = split_articles(small, (0.6, 0.2, 0.2), 7, method="hash"), split_articles(big, (0.6, 0.2, 0.2), 7,
+                                                                                     method="hash")
+    for part in ("train", "val", "test"):
+        assert set(a.articles[part]) == set(b.articles[part]) & set(small.article_id)
+    assert 30 <= len(b.articles["train"]) <= 54 and b.record()["method"] == "hash"
+    assert load_split(save_split(b, tmp_path / "s.json")).record() == b.record()
+    perm = [split_articles(t, (0.6, 0.2, 0.2), 7) for t in (small, big)]  # the permutation split does move them
+    assert perm[0].record()["method"] == "permutation"
+    assert any(set(perm[0].articles[p]) != set(perm[1].articles[p]) & set(small.article_id)
+               for p in ("train", "val", "test"))
+    assert split_articles(small, (0.6, 0.2, 0.2), 8, method="hash").articles != a.articles
+
+
+def test_hash_split_of_a_tiny_table_still_fills_every_part_and_says_so():
+    t = make_table(n_articles=3, length=6)
+    with pytest.warns(UserWarning, match="may move back"):
+        s = split_articles(t, (0.98, 0.01, 0.01), 0, method="hash")
+    assert all(len(s.articles[p]) == 1 for p in ("train", "val", "test"))
+    with pytest.raises(ValueError, match="unknown split method 'random'"):
+        split_articles(t, method="random")
+
+
 def test_single_article_is_split_in_blocks_with_a_warning():
     t = make_table(n_articles=1, length=300)
     with pytest.warns(UserWarning, match="contiguous blocks"):

@@ -59,3 +59,36 @@ def test_no_models_investigates_and_bad_thresholds_raise():
     assert decide({}, BASE).branch == "investigate"
     with pytest.raises(ValueError):
         decide({"lstm": {"cosine": 0.5}}, BASE, baseline_threshold=0.6, deploy_threshold=0.5)
+
+
+def _versus(diff, lo, hi, same=False):
+    """A champion comparison as lvm.evaluation.champion.score_champion returns it."""
+    if same:
+        return {"version": 4, "champion_arch": "gru", "same_model": True}
+    return {"version": 4, "champion_arch": "gru", "same_model": False, "n": 300, "part": "test",
+            "challenger": {"cosine": 0.60 + diff, "mrr": 0.2, "forward_margin": 0.01},
+            "champion": {"cosine": 0.60, "mrr": 0.1, "forward_margin": 0.0},
+            "difference": {"diff": diff, "ci95": [lo, hi], "groups": 9, "n": 300}, "leaks": None}
+
+
+def test_challenge_deploys_only_a_challenger_that_beats_production_significantly():
+    from lvm.decision import Decision, challenge, champion_table
+
+    today = Decision("deploy", "lstm clears every threshold.", best_arch="lstm", best_cosine=0.61)
+    assert challenge(today, None) is today  # no production: today's decision alone
+    won = challenge(today, _versus(0.01, 0.004, 0.02), min_improvement=0.002)
+    assert won.branch == "deploy" and won.champion["verdict"] == "challenger" and "+0.0100" in won.reason
+    assert "| champion v4 (gru) | 0.6000 | 0.1000 |" in champion_table(won) and "promoted" in champion_table(won)
+    lost = challenge(today, _versus(-0.02, -0.03, -0.01))
+    assert lost.branch == "hold" and "lost to production by 0.0200" in lost.reason
+    assert "Production stays v4" in lost.reason and "production stays" in champion_table(lost)
+    small = challenge(today, _versus(0.001, 0.0005, 0.002), min_improvement=0.002)
+    assert small.branch == "hold" and "below min_improvement 0.002" in small.reason
+    noisy = challenge(today, _versus(0.01, -0.001, 0.02))
+    assert noisy.branch == "hold" and "not significant" in noisy.reason and "-0.0010" in noisy.reason
+    held = challenge(Decision("hold", "lstm fails the forward gates.", best_arch="lstm"), _versus(0.01, 0.004, 0.02))
+    assert held.branch == "hold" and "+0.0100" in held.reason  # today's decision still has to pass
+    same = challenge(today, _versus(0, 0, 0, same=True))
+    assert same.branch == "hold" and same.champion["verdict"] == "same" and "same weights" in same.reason
+    with pytest.raises(ValueError, match="min_improvement"):
+        challenge(today, _versus(0.01, 0.004, 0.02), min_improvement=-1)

@@ -256,3 +256,27 @@ def test_concurrent_processes(tmp_path, model_dir):
 def test_default_root_follows_lvm_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path / "elsewhere"))
     assert Registry().root == tmp_path / "elsewhere" / "registry"
+
+
+def test_lineage_and_articles_are_kept_per_version_and_shown_by_the_cli(tmp_path, model_dir):
+    """Every version says where it came from (version.json "lineage", printed by `lvm registry show`) and which
+    articles it saw per part (articles.json, read-only like the rest); a version registered without has neither."""
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+
+    reg = Registry(tmp_path / "reg")
+    lineage = {"data_hash": "abc123", "split": {"method": "hash", "seed": 0}, "articles_added": ["Bush9"],
+               "code_version": "c0de", "flow_run_id": "run-7"}
+    v = reg.register(model_dir, alias="production", lineage=lineage, articles={"train": ["b", "a"], "test": ["c"]},
+                     **reg_kwargs())
+    assert reg.show(v)["lineage"] == lineage
+    assert reg.articles("production") == {"train": ["a", "b"], "test": ["c"]}
+    assert not (reg.get(v) / "articles.json").stat().st_mode & stat.S_IWUSR
+    assert reg.articles(reg.register(model_dir, **reg_kwargs())) is None and reg.show(2)["lineage"] == {}
+    with pytest.raises(RegistryError, match="lineage must be a dict"):
+        reg.register(model_dir, lineage=["x"], **reg_kwargs())
+    out = CliRunner().invoke(app, ["registry", "show", "production", "--root", str(reg.root)])
+    assert out.exit_code == 0, out.output
+    assert "lineage of v1:" in out.output and "  flow_run_id: run-7" in out.output
+    assert '  articles_added: ["Bush9"]' in out.output

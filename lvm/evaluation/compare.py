@@ -183,7 +183,8 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
             raise ValueError(f"{train_path} does not have the content the model in {model_dir} was trained on "
                              f"(data_hash {config.get('data_hash')}): pass --train-data with that table")
         train_table = read_table(train_path)
-    split = split_articles(train_table, tuple(rec.get("fractions", DEFAULT_FRACTIONS)), int(rec.get("seed", 0)))
+    split = split_articles(train_table, tuple(rec.get("fractions", DEFAULT_FRACTIONS)), int(rec.get("seed", 0)),
+                           method=rec.get("method", "permutation"))
     same_split = bool(rec) and rec.get("article_ids_sha256") == split.record()["article_ids_sha256"]
     train_starts = article_starts(train_table.position)
     train_t = window_targets(train_table.article_id, train_table.position, C, split.train)
