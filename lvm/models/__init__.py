@@ -1,4 +1,5 @@
-"""Model registry: `build_model(name, dim, context=5, residual=False, **config)`.
+"""The architectures by name: `build_model(name, dim, context=5, residual=False, **config)` (trained versions are
+kept by lvm.registry, not here).
 
 Every model maps a context [B, C, D] to a prediction [B, D] (raw, not normalised). `config` holds the
 architecture's size knobs (hidden, layers, ...); omitted ones take the seed values. Seed sizes at D=768:
