@@ -1,0 +1,359 @@
+"""Held-out quality, the issue #15 protocol: in-domain test articles per corpus and a fiction set held out entirely.
+One command (see BENCHMARKS.md, "Held-out quality (issue #15 protocol)"):
+
+    PYTHONPATH=$PWD .venv/bin/python bench/heldout_quality.py [--quick] [--archs lstm] [--epochs N]
+
+1. Builds (or reuses: the per-document embedding cache under $LVM_DATA_DIR/cache/embeddings makes a re-run
+   instant) two tables through ``lvm.build.build_dataset`` with the default (ONNX) backend:
+   train = wikitext2 (wiki.valid.raw) + sotu + brown non-fiction (files ca..cj, 374 samples);
+   fiction = the four gutenberg books + brown fiction (files ck..cr, 126 samples). The brown subsets are folders of
+   symlinks under the --out folder (the corpus is read in place, never copied).
+2. Splits the training table by article (seed 0, DEFAULT_FRACTIONS), trains the flow's default architectures with
+   today's TrainConfig defaults (or --epochs / --archs; --quick = lstm only, 6 epochs).
+3. Scores every model and the six baselines (fitted on the same training articles) on: the test articles of
+   each training corpus separately (the retrieval bank = that corpus's test sentences), and every article of the
+   fiction table (bank = all its sentences; out of distribution). Bootstrap groups: the article, except that a
+   gutenberg book is cut into blocks of --block (100) consecutive sentences, so four books are not four giant
+   groups. Reported: cosine, MRR, forward margin [95 %], contrastive accuracy, and each model's cosine lead over
+   the best baseline of that set [95 %] (lvm.evaluation.metrics.paired_difference with the same groups).
+
+Prints the CPU line (bench/machine.py) with the load, wall times, Markdown tables; writes heldout_quality.json
+to --out (default $LVM_DATA_DIR/heldout-bench, git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe_machine  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+ARCHS = ("lstm", "mamba2", "transformer")     # flows/train_lvm.py DEFAULT_ARCHS
+NONFICTION = tuple("abcdefghij")              # brown ca..cj
+FICTION = tuple("klmnopqr")                   # brown ck..cr
+BLOCK = 100
+
+
+def load() -> str:
+    a = os.getloadavg()
+    return f"{a[0]:.2f} {a[1]:.2f} {a[2]:.2f}"
+
+
+def brown_subset(root: Path, letters: tuple, folder: Path) -> Path:
+    """A folder of symlinks to the brown files c<letter>NN.txt (the corpus reader takes a folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in (root / "brown").glob("c*.txt") if p.name[1] in letters)
+    want = {p.name for p in files}
+    for old in folder.iterdir():
+        if old.name not in want:
+            old.unlink()
+    for p in files:
+        link = folder / p.name
+        if not link.is_symlink():
+            link.symlink_to(p.resolve())
+    return folder
+
+
+def build(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
+    from lvm.build import build_dataset
+    from lvm.paths import embedding_cache_dir
+
+    path = out_dir / f"{name}.{(encoder or 'all-MiniLM-L6-v2').replace(':', '')}.parquet"
+    t0 = time.perf_counter()
+    s = build_dataset([str(c) for c in corpora], path, encoder=encoder, cache_dir=embedding_cache_dir(),
+                      log=lambda m: print("  " + m, flush=True))
+    print(f"built {path.name}: {s['articles']} articles, {s['sentences']} sentences ({s['encoded_documents']} "
+          f"documents encoded, {s['cached_documents']} cached) in {time.perf_counter() - t0:.0f} s; load {load()}",
+          flush=True)
+    return path
+
+
+def tables(root: Path, out: Path, encoder: str | None) -> tuple[Path, Path]:
+    nonfic = brown_subset(root, NONFICTION, out / "corpora" / "brown-nonfiction")
+    fic = brown_subset(root, FICTION, out / "corpora" / "brown-fiction")
+    train = build("train", [root / "wikitext2" / "wiki.valid.raw", root / "sotu", nonfic], out, encoder)
+    fiction = build("fiction", [root / "gutenberg", fic], out, encoder)
+    return train, fiction
+
+
+def block_groups(table, block: int, prefixes=("gutenberg/",)) -> np.ndarray:
+    """Bootstrap group of every row: its article, or for an article from a `prefixes` corpus (a whole book) its
+    block of `block` consecutive sentences."""
+    aid = np.asarray(table.article_id).astype(str)
+    pos = np.asarray(table.position, dtype=np.int64)
+    labels = aid.astype(object)
+    cut = np.zeros(len(aid), bool)
+    for pre in prefixes:
+        cut |= np.char.startswith(aid, pre)
+    labels[cut] = [f"{a}#{b}" for a, b in zip(aid[cut], pos[cut] // block)]
+    return np.unique(labels.astype(str), return_inverse=True)[1]
+
+
+def corpus_of(table) -> np.ndarray:
+    return np.array([a.split("/", 1)[0] for a in np.asarray(table.article_id).astype(str)])
+
+
+def train(train_path: Path, split_path: Path, arch: str, epochs: int | None, out: Path) -> dict:
+    """Train (or reuse) one model with TrainConfig defaults; validation only (the protocol scores the test set)."""
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import train_on_table
+
+    cfg = TrainConfig(arch=arch) if epochs is None else TrainConfig(arch=arch, epochs=epochs)
+    folder = out / "models" / f"{arch}-e{cfg.epochs}"
+    done = folder / "bench_train.json"
+    if done.is_file() and (folder / "model.safetensors").is_file():
+        rec = json.loads(done.read_text())
+        print(f"reusing {folder} (trained in {rec['seconds']:.0f} s)", flush=True)
+        return rec
+    t0, load0 = time.perf_counter(), load()
+    s = train_on_table(train_path, cfg, folder, split_path=split_path, baselines=False, held_out=False)
+    rec = {"arch": arch, "model_dir": str(folder), "seconds": time.perf_counter() - t0, "load_start": load0,
+           "load_end": load(), "val_cosine": s.get("cosine"), "best_epoch": s.get("best_epoch"),
+           "epochs_run": s.get("epochs_run", s.get("epochs")), "train": cfg.to_dict()}
+    done.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+    print(f"trained {arch}: val cosine {rec['val_cosine']:.4f}, best epoch {rec['best_epoch']}, "
+          f"{rec['seconds']:.0f} s (load {load0} -> {rec['load_end']})", flush=True)
+    return rec
+
+
+def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, C: int, groups: np.ndarray) -> dict:
+    """Every predictor on the windows whose target is in `rows` (bank = `rows`), forward suite with the given
+    bootstrap groups, and each model's lead over the best baseline of this set."""
+    from lvm.evaluation.baselines import best_baseline
+    from lvm.evaluation.compare import score_all
+    from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine
+    from lvm.table import window_targets
+
+    t0 = time.perf_counter()
+    eval_t = window_targets(table.article_id, table.position, C, rows)
+    starts = article_starts(table.position)
+    metrics, preds = score_all(fns, table.vectors, eval_t, rows, C, starts, groups)
+    baselines = {k: v for k, v in metrics.items() if k not in model_names}
+    best = best_baseline(baselines)["name"]
+    tgt = table.vectors[eval_t]
+    base = per_example_cosine(preds[best], tgt)
+    lead = {m: paired_difference(per_example_cosine(preds[m], tgt), base, groups[eval_t]) for m in model_names}
+    out = {"set": name, "n": int(len(eval_t)), "articles": int(len(np.unique(starts[eval_t]))),
+           "groups": int(len(np.unique(groups[eval_t]))), "bank": int(len(rows)),
+           "models": {k: metrics[k] for k in model_names}, "baselines": baselines, "best_baseline": best,
+           "lead_over_best_baseline": lead, "seconds": time.perf_counter() - t0, "load": load()}
+    print(f"scored {name}: {out['n']} windows, {out['articles']} articles, {out['groups']} bootstrap groups, "
+          f"{out['seconds']:.0f} s (load {out['load']})", flush=True)
+    return out
+
+
+def _ci(d: dict | None) -> str:
+    if not d or d.get("diff") is None:
+        return "-"
+    return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+
+
+def set_table(s: dict) -> str:
+    head = (f"**{s['set']}** ({s['n']:,} windows, {s['articles']} articles, {s['groups']} bootstrap groups)\n\n"
+            "| | cosine | MRR | forward margin [95 %] | contrastive acc. | cosine − best baseline "
+            f"({s['best_baseline']}) [95 %] |\n|---|---:|---:|---:|---:|---:|\n")
+    rows = []
+    for kind in ("models", "baselines"):
+        for name, m in sorted(s[kind].items(), key=lambda kv: -kv[1]["cosine"]):
+            lead = _ci(s["lead_over_best_baseline"].get(name)) if kind == "models" else ""
+            label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
+            rows.append(f"| {label} | {m['cosine']:.4f} | {m['mrr']:.4f} | {_ci(m['forward']['forward_margin'])} | "
+                        f"{m['contrastive_accuracy']:.4f} | {lead} |")
+    return head + "\n".join(rows)
+
+
+def headline(sets: list) -> str:
+    head = ("| set | windows | best model | cosine | best baseline | cosine | lead [95 %] | model's forward margin "
+            "[95 %] | contrastive acc. model / best of baselines |\n|---|---:|---|---:|---|---:|---:|---:|---:|\n")
+    rows = []
+    for s in sets:
+        m = max(s["models"], key=lambda k: s["models"][k]["cosine"])
+        b = s["best_baseline"]
+        ca = max(v["contrastive_accuracy"] for v in s["baselines"].values())
+        rows.append(f"| {s['set']} | {s['n']:,} | {m} | {s['models'][m]['cosine']:.4f} | {b} | "
+                    f"{s['baselines'][b]['cosine']:.4f} | {_ci(s['lead_over_best_baseline'][m])} | "
+                    f"{_ci(s['models'][m]['forward']['forward_margin'])} | "
+                    f"{s['models'][m]['contrastive_accuracy']:.4f} / {ca:.4f} |")
+    return head + "\n".join(rows)
+
+
+def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int | None, block: int,
+                 out: Path) -> dict:
+    from lvm.dataset import DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles
+    from lvm.evaluation.baselines import cached_baselines
+    from lvm.evaluation.compare import check_compatible
+    from lvm.evaluation.metrics import article_starts, on_context
+    from lvm.evaluation.predictors import model_predictor
+    from lvm.table import DEFAULT_CONTEXT, window_targets
+
+    C = DEFAULT_CONTEXT
+    table = read_table(train_path, validate=False)
+    split = split_articles(table, DEFAULT_FRACTIONS, 0)
+    split_path = save_split(split, out / "train.split.json")
+    trained = {a: train(train_path, split_path, a, epochs, out) for a in archs}
+    t0 = time.perf_counter()
+    train_t = window_targets(table.article_id, table.position, C, split.train)
+    fitted = cached_baselines(table.vectors, train_t, C, file_hash(train_path), split.record(),
+                              article_starts(table.position))
+    print(f"baselines fitted on {len(train_t):,} training windows in {time.perf_counter() - t0:.0f} s "
+          f"(article_blend {fitted['article_blend'].info})", flush=True)
+    models = {a: on_context(model_predictor(r["model_dir"])) for a, r in trained.items()}
+    fns = {**models, **fitted}
+    sets = []
+    corpus = corpus_of(table)
+    groups = block_groups(table, block)
+    test = np.asarray(split.test)
+    for name in sorted(set(corpus[test]), key=lambda c: ("wiki" not in c, c)):
+        rows = test[corpus[test] == name]
+        sets.append(score_set(f"{name} test", fns, list(models), table, rows, C, groups))
+    fic = read_table(fiction_path, validate=False)
+    check_compatible(fic, fiction_path, table.dim, table.meta.get("encoder"), "the training table")
+    fic_groups = block_groups(fic, block)
+    sets.append(score_set("fiction (held out: gutenberg + brown ck..cr)", fns, list(models), fic,
+                          np.arange(len(fic)), C, fic_groups))
+    fc = corpus_of(fic)
+    for name in sorted(set(fc)):
+        rows = np.flatnonzero(fc == name)
+        sets.append(score_set(f"fiction: {name}", fns, list(models), fic, rows, C, fic_groups))
+    print("\n" + headline(sets) + "\n", flush=True)
+    for s in sets:
+        print(set_table(s) + "\n", flush=True)
+    return {"machine": describe_machine(), "train_table": str(train_path), "fiction_table": str(fiction_path),
+            "split": split.record(), "context": C, "block": block, "training": trained,
+            "baseline_fit": {k: b.info for k, b in fitted.items()}, "sets": sets}
+
+
+def with_article_row(vectors, targets: np.ndarray, C: int, starts: np.ndarray) -> np.ndarray:
+    """[B, C+2, D] per window: the mean of every article sentence before the context window (the first context
+    row when there is none), the C context rows, the target. Flattened, these blocks are a "table" whose windows of
+    context C+1 are exactly these inputs, so the library's trainer runs on them unchanged."""
+    from lvm.evaluation.metrics import window_batch
+
+    out = np.empty((len(targets), C + 2, vectors.shape[1]), np.float32)
+    for s in range(0, len(targets), 4096):
+        t = targets[s:s + 4096]
+        w = window_batch(vectors, t, C, starts)
+        n = w.before_n[:, None]
+        am = np.where(n > 0, w.before_sum / np.maximum(n, 1), w.ctx[:, 0])
+        out[s:s + len(t), 0] = am
+        out[s:s + len(t), 1:C + 1] = w.ctx
+        out[s:s + len(t), C + 1] = vectors[t]
+    return out
+
+
+def article_lever(train_path: Path, result: dict, out: Path, epochs: int | None) -> dict:
+    """Lever 1 of the issue, validation only: the lstm with one extra leading input, the article so far (C+1
+    inputs), against the plain lstm (C inputs, same TrainConfig) and the baselines on the same validation windows."""
+    from lvm.dataset import read_table
+    from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine, predict_rows
+    from lvm.evaluation.predictors import model_predictor
+    from lvm.table import window_targets
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
+
+    C = result["context"]
+    plain = result["training"].get("lstm")
+    if plain is None:
+        raise SystemExit("--lever compares with the plain lstm: include lstm in --archs")
+    table = read_table(train_path, validate=False)
+    from lvm.dataset import load_split
+
+    split = load_split(out / "train.split.json")
+    starts = article_starts(table.position)
+    train_t = window_targets(table.article_id, table.position, C, split.train)
+    val_t = window_targets(table.article_id, table.position, C, split.val)
+    blocks_tr, blocks_va = with_article_row(table.vectors, train_t, C, starts), \
+        with_article_row(table.vectors, val_t, C, starts)
+    V = np.concatenate([blocks_tr, blocks_va]).reshape(-1, table.dim)
+    step = C + 2
+    t2_train = np.arange(len(train_t)) * step + C + 1
+    t2_val = (len(train_t) + np.arange(len(val_t))) * step + C + 1
+    cfg = TrainConfig(arch="lstm", context=C + 1) if epochs is None else \
+        TrainConfig(arch="lstm", context=C + 1, epochs=epochs)
+    folder = out / "models" / f"lstm-article-e{cfg.epochs}"
+    done = folder / "bench_train.json"
+    if done.is_file():
+        rec = json.loads(done.read_text())
+        print(f"reusing {folder} (trained in {rec['seconds']:.0f} s)", flush=True)
+    else:
+        t0, load0 = time.perf_counter(), load()
+        summ = fit(cfg, V, t2_train, t2_val, folder)
+        rec = {"seconds": time.perf_counter() - t0, "load_start": load0, "load_end": load(),
+               "val_cosine": summ.get("best_val_cosine"), "best_epoch": summ.get("best_epoch"),
+               "train": cfg.to_dict()}
+        done.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+    del V
+    tgt = table.vectors[val_t]
+    groups = np.asarray(table.article_id)[val_t]
+    aug = per_example_cosine(model_predictor(folder)(blocks_va[:, :C + 1]), tgt)
+    base = per_example_cosine(model_predictor(plain["model_dir"])(blocks_va[:, 1:C + 1]), tgt)
+    from lvm.dataset import file_hash
+    from lvm.evaluation.baselines import cached_baselines
+
+    fitted = cached_baselines(table.vectors, train_t, C, file_hash(train_path), split.record(), starts)
+    bl = {k: per_example_cosine(predict_rows(b, table.vectors, val_t, C, starts), tgt) for k, b in fitted.items()}
+    best = max(bl, key=lambda k: bl[k].mean())
+    lever = {"n": int(len(val_t)), "articles": int(len(np.unique(groups))), "plain_lstm": float(base.mean()),
+             "article_lstm": float(aug.mean()), "baselines": {k: float(v.mean()) for k, v in bl.items()},
+             "best_baseline": best, "gain_over_plain": paired_difference(aug, base, groups),
+             "article_lstm_minus_best_baseline": paired_difference(aug, bl[best], groups),
+             "plain_minus_best_baseline": paired_difference(base, bl[best], groups),
+             "train_seconds": rec["seconds"], "plain_train_seconds": plain["seconds"], "train": rec}
+    print(f"\nLever: article-so-far input, validation ({lever['n']:,} windows, {lever['articles']} articles)\n\n"
+          "| lever | val cosine | gain over plain lstm [95 %] | − best baseline "
+          f"({best} {bl[best].mean():.4f}) [95 %] | training s |\n|---|---:|---:|---:|---:|\n"
+          f"| plain lstm (C = {C}) | {base.mean():.4f} | | {_ci(lever['plain_minus_best_baseline'])} | "
+          f"{plain['seconds']:.0f} |\n"
+          f"| lstm + article-so-far row (C + 1 inputs) | {aug.mean():.4f} | {_ci(lever['gain_over_plain'])} | "
+          f"{_ci(lever['article_lstm_minus_best_baseline'])} | {rec['seconds']:.0f} |", flush=True)
+    return lever
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--archs", default=None, help=f"comma-separated (default {','.join(ARCHS)}; --quick: lstm)")
+    p.add_argument("--epochs", type=int, default=None, help="default: TrainConfig's (--quick: 6)")
+    p.add_argument("--quick", action="store_true", help="lstm only, 6 epochs")
+    p.add_argument("--block", type=int, default=BLOCK, help="sentences per bootstrap block of a gutenberg book")
+    p.add_argument("--corpus-root", type=Path, default=CORPUS)
+    p.add_argument("--encoder", default=None, help="default: the bundled MiniLM; e.g. hash:32 for a smoke run")
+    p.add_argument("--out", type=Path, default=None, help="default: $LVM_DATA_DIR/heldout-bench")
+    p.add_argument("--build-only", action="store_true")
+    p.add_argument("--lever", action="store_true", help="also the article-so-far input lever (validation only)")
+    args = p.parse_args(argv)
+    from lvm.paths import data_dir
+
+    out = (args.out or data_dir() / "heldout-bench").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    print(describe_machine(), flush=True)
+    t_all = time.perf_counter()
+    train_path, fiction_path = tables(args.corpus_root, out, args.encoder)
+    t_build = time.perf_counter() - t_all
+    if args.build_only:
+        print(f"tables built in {t_build:.0f} s; load {load()}")
+        return {}
+    archs = (args.archs or ("lstm" if args.quick else ",".join(ARCHS))).split(",")
+    epochs = args.epochs or (6 if args.quick else None)
+    result = run_protocol(train_path, fiction_path, archs, epochs, args.block, out)
+    if args.lever:
+        result["lever"] = article_lever(train_path, result, out, epochs)
+    result.update(build_seconds=t_build, wall_seconds=time.perf_counter() - t_all, machine_end=describe_machine(),
+                  command=" ".join(sys.argv))
+    print(f"\nwall time {result['wall_seconds']:.0f} s (tables {t_build:.0f} s); {describe_machine()}")
+    (out / "heldout_quality.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"numbers: {out / 'heldout_quality.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
