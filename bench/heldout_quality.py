@@ -251,9 +251,12 @@ def with_article_row(vectors, targets: np.ndarray, C: int, starts: np.ndarray) -
     return out
 
 
-def article_lever(train_path: Path, result: dict, out: Path, epochs: int | None) -> dict:
-    """Lever 1 of the issue, validation only: the lstm with one extra leading input, the article so far (C+1
-    inputs), against the plain lstm (C inputs, same TrainConfig) and the baselines on the same validation windows."""
+def article_lever(train_path: Path, fiction_path: Path, result: dict, out: Path, epochs: int | None,
+                  block: int) -> dict:
+    """Lever 1 of the issue: the lstm with one extra leading input, the article so far (C+1 inputs), against the
+    plain lstm (C inputs, same TrainConfig) and the baselines fitted on the same training windows: chosen on the
+    validation windows, then scored once on the held-out fiction (the baselines get the article too: article_mean
+    and article_blend)."""
     from lvm.dataset import read_table
     from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine, predict_rows
     from lvm.evaluation.predictors import model_predictor
@@ -303,12 +306,29 @@ def article_lever(train_path: Path, result: dict, out: Path, epochs: int | None)
     fitted = cached_baselines(table.vectors, train_t, C, file_hash(train_path), split.record(), starts)
     bl = {k: per_example_cosine(predict_rows(b, table.vectors, val_t, C, starts), tgt) for k, b in fitted.items()}
     best = max(bl, key=lambda k: bl[k].mean())
+    fic = read_table(fiction_path, validate=False)
+    fic_starts = article_starts(fic.position)
+    fic_t = window_targets(fic.article_id, fic.position, C)
+    fic_blocks = with_article_row(fic.vectors, fic_t, C, fic_starts)
+    fic_tgt = fic.vectors[fic_t]
+    fic_groups = block_groups(fic, block)[fic_t]
+    f_aug = per_example_cosine(model_predictor(folder)(fic_blocks[:, :C + 1]), fic_tgt)
+    f_base = per_example_cosine(model_predictor(plain["model_dir"])(fic_blocks[:, 1:C + 1]), fic_tgt)
+    f_bl = {k: per_example_cosine(predict_rows(b, fic.vectors, fic_t, C, fic_starts), fic_tgt)
+            for k, b in fitted.items()}
+    f_best = max(f_bl, key=lambda k: f_bl[k].mean())
+    fiction = {"n": int(len(fic_t)), "groups": int(len(np.unique(fic_groups))), "plain_lstm": float(f_base.mean()),
+               "article_lstm": float(f_aug.mean()), "best_baseline": f_best,
+               "best_baseline_cosine": float(f_bl[f_best].mean()),
+               "gain_over_plain": paired_difference(f_aug, f_base, fic_groups),
+               "article_lstm_minus_best_baseline": paired_difference(f_aug, f_bl[f_best], fic_groups)}
     lever = {"n": int(len(val_t)), "articles": int(len(np.unique(groups))), "plain_lstm": float(base.mean()),
              "article_lstm": float(aug.mean()), "baselines": {k: float(v.mean()) for k, v in bl.items()},
              "best_baseline": best, "gain_over_plain": paired_difference(aug, base, groups),
              "article_lstm_minus_best_baseline": paired_difference(aug, bl[best], groups),
              "plain_minus_best_baseline": paired_difference(base, bl[best], groups),
-             "train_seconds": rec["seconds"], "plain_train_seconds": plain["seconds"], "train": rec}
+             "train_seconds": rec["seconds"], "plain_train_seconds": plain["seconds"], "train": rec,
+             "fiction": fiction}
     print(f"\nLever: article-so-far input, validation ({lever['n']:,} windows, {lever['articles']} articles)\n\n"
           "| lever | val cosine | gain over plain lstm [95 %] | − best baseline "
           f"({best} {bl[best].mean():.4f}) [95 %] | training s |\n|---|---:|---:|---:|---:|\n"
@@ -316,6 +336,10 @@ def article_lever(train_path: Path, result: dict, out: Path, epochs: int | None)
           f"{plain['seconds']:.0f} |\n"
           f"| lstm + article-so-far row (C + 1 inputs) | {aug.mean():.4f} | {_ci(lever['gain_over_plain'])} | "
           f"{_ci(lever['article_lstm_minus_best_baseline'])} | {rec['seconds']:.0f} |", flush=True)
+    print(f"\nthe same two on the held-out fiction ({fiction['n']:,} windows, {fiction['groups']} groups): plain lstm "
+          f"{f_base.mean():.4f}, lstm + article-so-far row {f_aug.mean():.4f} (gain {_ci(fiction['gain_over_plain'])});"
+          f" best baseline {f_best} {f_bl[f_best].mean():.4f}; article lstm − it "
+          f"{_ci(fiction['article_lstm_minus_best_baseline'])}", flush=True)
     return lever
 
 
@@ -346,7 +370,7 @@ def main(argv=None) -> dict:
     epochs = args.epochs or (6 if args.quick else None)
     result = run_protocol(train_path, fiction_path, archs, epochs, args.block, out)
     if args.lever:
-        result["lever"] = article_lever(train_path, result, out, epochs)
+        result["lever"] = article_lever(train_path, fiction_path, result, out, epochs, args.block)
     result.update(build_seconds=t_build, wall_seconds=time.perf_counter() - t_all, machine_end=describe_machine(),
                   command=" ".join(sys.argv))
     print(f"\nwall time {result['wall_seconds']:.0f} s (tables {t_build:.0f} s); {describe_machine()}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lvm.dataset import load_split, read_table
-from lvm.evaluation.compare import _groups, score_all
+from lvm.evaluation.compare import article_groups, score_all
 from lvm.evaluation.metrics import article_starts, on_context, paired_difference, per_example_cosine
 from lvm.evaluation.predictors import model_predictor
 from lvm.registry import Registry
@@ -97,7 +97,7 @@ def score_champion(table_path: str | Path, split_path: str | Path, champion: dic
     fns = {"challenger": on_context(model_predictor(challenger_dir)), "champion": on_context(model_predictor(
         champion["path"]))}
     metrics, preds = score_all(fns, table.vectors, eval_t, rows, context, article_starts(table.position),
-                               _groups(table))
+                               article_groups(table))
     tgt = table.vectors[eval_t]
     diff = paired_difference(per_example_cosine(preds["challenger"], tgt), per_example_cosine(preds["champion"], tgt),
                              np.asarray(table.article_id)[eval_t])

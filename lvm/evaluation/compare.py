@@ -48,7 +48,8 @@ def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: n
     return metrics, preds
 
 
-def _groups(table) -> np.ndarray:
+def article_groups(table) -> np.ndarray:
+    """Each row's article as an integer: the bootstrap groups of every interval."""
     return np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
 
 
@@ -71,7 +72,7 @@ def _ood(table_path, model_fns: dict, fitted: dict, context: int, dim: int, enco
         raise ValueError(f"{table_path} has no window of context {context}")
     starts = article_starts(table.position)
     fns = {**model_fns, **fitted}
-    metrics, _ = score_all(fns, table.vectors, eval_t, np.arange(len(table)), context, starts, _groups(table))
+    metrics, _ = score_all(fns, table.vectors, eval_t, np.arange(len(table)), context, starts, article_groups(table))
     gap = {k: val_cosine[k] - metrics[k]["cosine"] for k in val_cosine if k in metrics}
     return {"data": str(table_path), "data_hash": file_hash(table_path), "n": int(len(eval_t)),
             "articles": int(len(np.unique(starts))), "models": {k: metrics[k] for k in model_fns},
@@ -93,7 +94,7 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
         raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
     fitted = cached_baselines(table.vectors, train_t, context, file_hash(table_path), split.record(), starts)
     model_fns = {arch: on_context(model_predictor(d)) for arch, d in model_dirs.items()}
-    groups = _groups(table)
+    groups = article_groups(table)
     metrics, preds = score_all({**model_fns, **fitted}, table.vectors, eval_t, rows, context, starts, groups)
     models = {k: metrics[k] for k in model_fns}
     baselines = {k: metrics[k] for k in fitted}
@@ -200,7 +201,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
         if len(eval_t) == 0:
             raise ValueError(f"{data_path} has no window of context {C}")
     metrics, preds = score_all({**fn, **fitted}, table.vectors, eval_t, rows, C, article_starts(table.position),
-                               _groups(table))
+                               article_groups(table))
     models, baselines = {arch: metrics[arch]}, {k: metrics[k] for k in fitted}
     best = best_baseline(baselines)
     return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": int(len(eval_t)), "data": str(data_path),
