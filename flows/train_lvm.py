@@ -170,8 +170,8 @@ def train_lvm(
     dataset = load_and_validate(table_path, context)
     logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset.path, dataset.articles,
                 dataset.sentences, dataset.dim, dataset.encoder)
-    champion = find_champion(dataset, context, registry) if challenge_production else None
     split = split_dataset(dataset, tuple(fractions), seed, split_method)
+    champion = find_champion(dataset, split, context, registry) if challenge_production else None
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
     if runner == "threads":  # the trainings share the cores, re-balanced every epoch (lvm.train): the last one

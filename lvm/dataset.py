@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from lvm.atomic import write_atomic
 from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
 from lvm.table import (
+    DEFAULT_CONTEXT,
     META_KEY,
     PARQUET_OPTIONS,
     SentenceTable,
@@ -253,7 +254,7 @@ def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int 
 
 # ---------------------------------------------------------------------------------------------------- stats
 
-def table_stats(table: SentenceTable, context: int = 5, split: Split | None = None) -> dict:
+def table_stats(table: SentenceTable, context: int = DEFAULT_CONTEXT, split: Split | None = None) -> dict:
     norms = np.linalg.norm(table.vectors, axis=1)
     mean_vec = table.vectors.mean(axis=0)
     stats = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from lvm.dataset import load_split
 from lvm.evaluation.champion import corpus_changes, production_champion, score_champion
 from lvm.evaluation.compare import compare
 from lvm.paths import registry_dir
@@ -23,7 +24,8 @@ def evaluate_models(dataset: DatasetRecord, split: SplitRecord, trained: dict, c
 
 
 @task(name="find-champion", cache_policy=NO_CACHE)
-def find_champion(dataset: DatasetRecord, context: int, registry_root: str | None = None) -> dict | None:
+def find_champion(dataset: DatasetRecord, split: SplitRecord, context: int,
+                  registry_root: str | None = None) -> dict | None:
     """The registry's `production` model, when there is one, checked against this run's encoder, D and context
     (refused, naming both, before anything is trained); with the articles added since it was trained. Never
     cached: production moves between runs."""
@@ -33,7 +35,7 @@ def find_champion(dataset: DatasetRecord, context: int, registry_root: str | Non
     if champion is None:
         return None
     previous = Registry(registry_root or registry_dir()).articles(champion["version"])
-    changes = corpus_changes(dataset.path, previous)
+    changes = corpus_changes(load_split(split.path).articles, previous)
     get_run_logger().info("champion: production v%d (%s); %d article(s) added since it was trained",
                           champion["version"], champion["arch"], changes["articles_added_count"])
     return {**champion, "changes": changes}

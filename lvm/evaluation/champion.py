@@ -63,10 +63,11 @@ def production_champion(registry_root: str | Path, encoder: str, dim: int, conte
             "weights_sha256": weights_sha256(info["path"])}
 
 
-def corpus_changes(table_path: str | Path, previous: dict[str, list[str]] | None) -> dict:
-    """Articles of the table that the previous version's table did not have (`previous`: its articles.json, part ->
-    ids; None: unknown, e.g. a first version, when every article counts as added)."""
-    ids = sorted(set(map(str, read_table(table_path, validate=False).article_id)))
+def corpus_changes(current: dict[str, list[str]], previous: dict[str, list[str]] | None) -> dict:
+    """Articles of this run's split (`current`: part -> ids, `Split.articles`) that the previous version's did not
+    have (`previous`: its articles.json; None: unknown, e.g. a first version, when every article counts as added).
+    Read from the splits, so the table is not read again."""
+    ids = sorted({str(a) for part in current.values() for a in part})
     before = set() if previous is None else {a for part in previous.values() for a in part}
     added = [a for a in ids if a not in before]
     return {"articles_added_count": len(added), "articles_added": added[:ADDED_SHOWN],
