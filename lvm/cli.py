@@ -172,6 +172,9 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto|cpu|cuda [default: auto]."),
     precision: Optional[str] = typer.Option(None, help="bf16 (autocast where supported) or fp32 [default: bf16]."),
     loss: Optional[str] = typer.Option(None, help="Loss preset name or JSON weights, e.g. '{\"cosine\": 1}'."),
+    article: Optional[bool] = typer.Option(None, "--article/--no-article",
+                                           help="Also read the article so far (the mean of every earlier sentence) "
+                                                "[default: TrainConfig's]."),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="Model folder (default data/runs/models/<arch>-cli)."),
     resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
@@ -181,7 +184,7 @@ def train(
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import train_on_table
 
-    given = {"epochs": epochs, "context": context, "device": device, "precision": precision}
+    given = {"epochs": epochs, "context": context, "device": device, "precision": precision, "article": article}
     fields = {"arch": arch, "seed": seed, **{k: v for k, v in given.items() if v is not None}}  # else TrainConfig's
     if batch_size:
         fields["batch_size"] = batch_size

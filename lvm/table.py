@@ -155,3 +155,31 @@ def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tu
     if targets.size and targets.min() < context:
         raise ValueError(f"target row {int(targets.min())} has fewer than context={context} rows before it")
     return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]
+
+
+def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """float32 [N, D]: row r holds the mean of every earlier row of its article (zeros for an article's first row).
+
+    For a window's target t this is the article input of a model built with article=True (lvm.models.base): the
+    mean of the whole article before t, the context included, the same vector as the article_mean baseline's.
+    Sums run in float64 over one article-sorted pass (rows sorted by article then position from 0)."""
+    position = np.asarray(position, dtype=np.int64)
+    out = np.zeros(vectors.shape, np.float32)
+    running = np.zeros(vectors.shape[1])
+    for s in range(0, len(position), chunk):
+        block = np.asarray(vectors[s:s + chunk], dtype=np.float64)
+        pos = position[s:s + chunk]
+        cs = np.cumsum(block, axis=0)
+        before = np.concatenate([running[None], running + cs[:-1]])  # sum of rows < r since the chunk's start
+        # restart at every article start inside the chunk: subtract the running sum at that start
+        first = np.flatnonzero(pos == 0)
+        base = np.zeros_like(before)
+        if len(first):
+            seg = np.searchsorted(first, np.arange(len(pos)), side="right") - 1
+            has = seg >= 0
+            base[has] = before[first[seg[has]]]
+        total = before - base
+        n = pos[:, None].astype(np.float64)
+        out[s:s + chunk] = np.where(n > 0, total / np.maximum(n, 1), 0.0)
+        running = total[-1] + block[-1]
+    return out

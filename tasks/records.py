@@ -97,6 +97,7 @@ class TrainOptions(BaseModel):
     device: Optional[str] = None
     precision: Optional[str] = None
     residual: Optional[bool] = None
+    article: Optional[bool] = None
     eval_batch_size: Optional[int] = None
     threads: Optional[Union[int, str]] = None  # torch threads per training; unset: the flow shares the cores
 

@@ -97,7 +97,7 @@ def test_fit_learns_writes_folder_and_keeps_best(data, tmp_path):
     # the saved weights are the best epoch's: recomputing val cosine gives exactly the recorded best
     model, _ = load_model(tmp_path / "m")
     V, offs = torch.from_numpy(table.vectors), torch.arange(-5, 0)
-    again = _mean_cosine(model, V, torch.from_numpy(va), offs, torch.device("cpu"), summary["precision"], 4096)
+    again = _mean_cosine(model, V, None, torch.from_numpy(va), offs, torch.device("cpu"), summary["precision"], 4096)
     assert again == summary["best_val_cosine"]
     ck = read_checkpoint_info(tmp_path / "m")
     assert ck["epoch"] == 8 and ck["finished"] and ck["best_epoch"] == best

@@ -36,7 +36,7 @@ from lvm.diagnosis.rules import (
 )
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite
-from lvm.evaluation.metrics import article_starts, on_context, per_example_cosine, predict_rows
+from lvm.evaluation.metrics import article_starts, per_example_cosine, predict_rows
 from lvm.evaluation.predictors import model_predictor
 from lvm.runs import read_decision, read_run
 from lvm.table import gather_windows, window_targets
@@ -178,19 +178,20 @@ def diagnose(run_dir) -> Diagnosis:
         m.parameters = predict.parameters
         m.residual = bool(predict.config.get("residual", False))
         m.loss = dict(predict.config.get("loss") or {})
-        pred = predict(ctx)  # unit vectors: every measure below is a cosine or a spread of unit vectors
+        # unit vectors: every measure below is a cosine or a spread of unit vectors
+        pred = predict_rows(predict, vecs, eval_t, context, starts)
         pe = per_example_cosine(pred, tgt)
         per_example[arch] = pe
         cl = per_example_cosine(pred, last)
         m.test_cosine, m.cos_to_last_context = float(pe.mean()), float(cl.mean())
         m.direction_margin = float((pe - cl).mean())
         m.spread = _spread(pred, tgt)
-        forward[arch] = suite(on_context(predict), pred)
-        tc, tt = gather_windows(vecs, train_s, context)
-        m.train_cosine = float(per_example_cosine(predict(tc), tt).mean())
+        forward[arch] = suite(predict, pred)
+        m.train_cosine = float(per_example_cosine(predict_rows(predict, vecs, train_s, context, starts),
+                                                  vecs[train_s]).mean())
         if len(targets["val"]):
-            vc, vt = gather_windows(vecs, targets["val"], context)
-            m.val_cosine = float(per_example_cosine(predict(vc), vt).mean())
+            m.val_cosine = float(per_example_cosine(predict_rows(predict, vecs, targets["val"], context, starts),
+                                                    vecs[targets["val"]]).mean())
         else:
             m.val_cosine = m.test_cosine
         m.gap = m.train_cosine - m.val_cosine

@@ -23,7 +23,6 @@ from lvm.evaluation.metrics import (
     paired_difference,
     per_example_cosine,
     predict_rows,
-    predict_windows,
     score,
 )
 from lvm.evaluation.predictors import model_predictor
@@ -134,19 +133,21 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
 
 def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model") -> dict:
     """Model (and baselines, when given, with the model's paired difference to the best) on each part; the
-    retrieval bank is the part's rows. `fn` maps contexts [B, C, D] to predictions (a network's)."""
+    retrieval bank is the part's rows. `fn` maps a ``Windows`` batch to predictions (a network's, through
+    ``lvm.evaluation.predictors.windows_predict``: it may read the article before each window)."""
     vectors = table.vectors
+    starts = article_starts(table.position)
     out = {}
     for part in parts:
         rows = split.part(part)
         eval_t = window_targets(table.article_id, table.position, context, rows)
         if len(eval_t) == 0:
             continue
-        pred = predict_windows(fn, vectors, eval_t, context)
+        pred = predict_rows(fn, vectors, eval_t, context, starts)
         m = score(pred, vectors, eval_t, rows, context)
         out[part] = {"model": m}
         if baselines:
-            b = evaluate_baselines(baselines, vectors, eval_t, rows, context, starts=article_starts(table.position))
+            b = evaluate_baselines(baselines, vectors, eval_t, rows, context, starts=starts)
             best = best_baseline(b)
             out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
                              beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),

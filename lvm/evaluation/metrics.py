@@ -6,8 +6,8 @@ its target, its context the rows ``t-C .. t-1`` (same article: the caller guaran
 - ``cosine`` / ``per_example_cosine``: cosine of prediction and true next vector (a zero vector scores 0).
 - Predictors see a ``Windows`` batch (``window_batch``): the context [B, C, D] and, when the article structure is
   known (``starts``: the first row of each row's article, ``article_starts``), the sum and count of the article's
-  rows before the context window. ``predict_rows`` is the one path that builds them; ``predict_windows`` adapts a
-  context-only function (a network) to it.
+  rows before the context window. ``predict_rows`` is the one path that builds them; ``on_context`` adapts a
+  context-only function to it (a saved network reads them itself: lvm.evaluation.predictors).
 - Baselines (``fit_baselines``), fitted on the training windows only: ``global_mean`` (mean training target),
   ``last_context``, ``context_mean`` and ``ridge`` (linear map from the concatenated context to the target); with
   ``starts`` also ``article_mean`` (mean of every earlier sentence of the article) and ``article_blend``
@@ -120,7 +120,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
 
 
-def _article_mean(w: Windows) -> np.ndarray:
+def article_mean(w: Windows) -> np.ndarray:
     """Mean of every earlier sentence of the article: the rows before the context window plus the context."""
     if w.before_sum is None:
         raise ValueError("article-aware baselines need the article before each window: pass starts "
@@ -275,14 +275,14 @@ def fit_article_blend(vectors: np.ndarray, train_targets: np.ndarray, context: i
     sums = dict.fromkeys(BLEND_WEIGHTS, 0.0)
     for s in range(0, len(hold), 8192):
         w = window_batch(vectors, hold[s:s + 8192], context, starts)
-        a, m, y = _unit(_article_mean(w)), _unit(w.ctx.mean(1, dtype=np.float64)), vectors[hold[s:s + 8192]]
+        a, m, y = _unit(article_mean(w)), _unit(w.ctx.mean(1, dtype=np.float64)), vectors[hold[s:s + 8192]]
         for b in BLEND_WEIGHTS:
             sums[b] += float(per_example_cosine(b * a + (1 - b) * m, y).sum())
     scores = {b: v / len(hold) for b, v in sums.items()}
     best = max(scores, key=scores.get)
 
     def blend(w: Windows) -> np.ndarray:
-        return best * _unit(_article_mean(w)) + (1 - best) * _unit(w.ctx.mean(1, dtype=np.float64))
+        return best * _unit(article_mean(w)) + (1 - best) * _unit(w.ctx.mean(1, dtype=np.float64))
 
     return Baseline("article_blend", blend, {"weight": best, "train_windows": int(len(hold)),
                                              "train_cosine": {str(k): v for k, v in scores.items()}},
@@ -308,7 +308,7 @@ def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
         "ridge": fit_ridge(vectors, train_targets, context, ridge_alpha),
     }
     if starts is not None:
-        out["article_mean"] = Baseline("article_mean", _article_mean, needs_article=True)
+        out["article_mean"] = Baseline("article_mean", article_mean, needs_article=True)
         out["article_blend"] = fit_article_blend(vectors, train_targets, context, starts)
     return out
 
@@ -398,16 +398,11 @@ def predict_rows(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarra
 
 
 def on_context(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Windows], np.ndarray]:
-    """A context-only function (ctx float32 [B, C, D] -> [B, D], e.g. a network) as a ``Windows`` predictor."""
-    if isinstance(predict_fn, Baseline):
+    """A context-only function (ctx float32 [B, C, D] -> [B, D]) as a ``Windows`` predictor; a ``Baseline`` or a
+    saved model (``lvm.evaluation.predictors.SavedModel``, marked by ``needs_article``) already is one."""
+    if isinstance(predict_fn, Baseline) or hasattr(predict_fn, "needs_article"):
         return predict_fn
     return lambda w: predict_fn(w.ctx)
-
-
-def predict_windows(predict_fn: Callable[[np.ndarray], np.ndarray], vectors: np.ndarray, eval_targets: np.ndarray,
-                    context: int, batch_size: int = 4096) -> np.ndarray:
-    """``predict_fn`` (ctx float32 [B, C, D] -> [B, D]) over every window, in batches: float32 [N, D]."""
-    return predict_rows(on_context(predict_fn), vectors, eval_targets, context, None, batch_size)
 
 
 def score(pred: np.ndarray, vectors: np.ndarray, eval_targets: np.ndarray, bank_rows: np.ndarray,

@@ -1,7 +1,8 @@
-"""The architectures by name: `build_model(name, dim, context=5, residual=False, **config)` (trained versions are
-kept by lvm.registry, not here).
+"""The architectures by name: `build_model(name, dim, context=5, residual=False, article=False, **config)` (trained
+versions are kept by lvm.registry, not here).
 
-Every model maps a context [B, C, D] to a prediction [B, D] (raw, not normalised). `config` holds the
+Every model maps a context [B, C, D] (and with article=True the article so far [B, D], lvm.models.base) to a
+prediction [B, D] (raw, not normalised). `config` holds the
 architecture's size knobs (hidden, layers, ...); omitted ones take the seed values. Seed sizes at D=768:
 lstm 5,384,448 · gru 7,359,232 · mamba2 7,468,608 · transformer 13,694,720 parameters.
 """
@@ -20,16 +21,18 @@ MODELS = {"lstm": LSTMModel, "gru": GRUModel, "mamba2": Mamba2Model, "transforme
 MODEL_NAMES = tuple(MODELS)
 
 
-def build_model(name: str, dim: int, context: int = 5, residual: bool = False, **config) -> LVM:
+def build_model(name: str, dim: int, context: int = 5, residual: bool = False, article: bool = False,
+                **config) -> LVM:
     """Build an untrained model; raises ValueError for an unknown name or a bad config."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     for key, value in (("dim", dim), ("context", context)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
-    if not isinstance(residual, bool):
-        raise ValueError(f"{name}: residual must be a bool, got {residual!r}")
-    return MODELS[name](dim, context=context, residual=residual, **config)
+    for key, value in (("residual", residual), ("article", article)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: {key} must be a bool, got {value!r}")
+    return MODELS[name](dim, context=context, residual=residual, article=article, **config)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

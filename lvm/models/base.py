@@ -1,7 +1,14 @@
-"""Pieces every LVM shares: the prediction head, the residual-over-mean option, config validation.
+"""Pieces every LVM shares: the prediction head, the residual-over-mean option, the article input, config
+validation.
 
-Each architecture only has to turn a context [B, C, D] into one hidden vector [B, H] per example
-(`features`); `LVM.forward` applies the seed head and, when asked, adds the mean of the context.
+Each architecture only has to turn a sequence [B, T, D] into one hidden vector [B, H] per example (`features`);
+`LVM.forward` applies the seed head and, when asked, adds the mean of the context.
+
+The article input (article=True): besides its C context sentences the model reads the mean of every earlier
+sentence of the article (context included), as one more row in front of the context, so T = C + 1. This is the
+summary the untrained article_blend baseline shows the signal is in (BENCHMARKS.md, "Held-out quality"). With
+residual=True such a model starts as that blend: w * unit(article mean) + (1 - w) * unit(context mean), w a
+learned scalar starting at 1/2, plus the zero-initialised head's correction.
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ class PredictionHead(nn.Module):
 
 
 class LVM(nn.Module):
-    """Base class: features(ctx) -> [B, H], then the head; residual=True adds mean(ctx over C) and zero-initialises
-    the head's output layer (the model starts as the context-mean baseline).
+    """Base class: features(x) -> [B, H], then the head; residual=True adds mean(ctx over C) (the blend above with
+    article=True) and zero-initialises the head's output layer (the model starts as that baseline).
 
     The residual flag lives here rather than in a wrapper module so that the state_dict keys are the
     same with or without it.
@@ -45,12 +52,20 @@ class LVM(nn.Module):
     #: build kwargs this architecture accepts, with their seed defaults
     defaults: dict = {}
 
-    def __init__(self, dim: int, context: int, residual: bool, hparams: dict):
+    def __init__(self, dim: int, context: int, residual: bool, hparams: dict, article: bool = False):
         super().__init__()
         self.dim = dim
         self.context = context
         self.residual = residual
+        self.article = article
         self.hparams = dict(hparams)
+        if article and residual:  # sigmoid(0) = 1/2: the article_blend baseline's weight on our corpora
+            self.blend_logit = nn.Parameter(torch.zeros(()))
+
+    @property
+    def inputs(self) -> int:
+        """Rows `features` reads: the context, plus the article row in front of it when article=True."""
+        return self.context + int(self.article)
 
     def make_head(self, hidden: int) -> PredictionHead:
         """The seed head from `hidden` to D; zero-initialised output when residual (the model starts as the mean)."""
@@ -59,21 +74,33 @@ class LVM(nn.Module):
     def features(self, ctx: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+    def forward(self, ctx: torch.Tensor, article: torch.Tensor | None = None) -> torch.Tensor:
+        """ctx [B, C, D] oldest first; article [B, D], the mean of every earlier sentence of the article (context
+        included): required when the model was built with article=True, refused otherwise."""
         if ctx.dim() != 3 or ctx.shape[-1] != self.dim or ctx.shape[1] < 1:
             raise ValueError(f"{self.arch}: expected context [B, C>=1, {self.dim}], got {tuple(ctx.shape)}")
-        out = self.head(self.features(ctx))
+        if self.article != (article is not None):
+            raise ValueError(f"{self.arch}: built with article={self.article}, "
+                             f"{'but no article was given' if self.article else 'but given an article'}")
+        if article is not None and tuple(article.shape) != (ctx.shape[0], self.dim):
+            raise ValueError(f"{self.arch}: expected article [{ctx.shape[0]}, {self.dim}], got {tuple(article.shape)}")
+        x = ctx if article is None else torch.cat([article[:, None].to(ctx.dtype), ctx], dim=1)
+        out = self.head(self.features(x))
         if self.residual:
-            out = out + ctx.mean(dim=1).to(out.dtype)
+            base = ctx.mean(dim=1)
+            if article is not None:
+                w = torch.sigmoid(self.blend_logit)
+                base = w * F.normalize(article, dim=-1, eps=1e-8) + (1 - w) * F.normalize(base, dim=-1, eps=1e-8)
+            out = out + base.to(out.dtype)
         return out
 
     def build_config(self) -> dict:
         """The keys of config.json that rebuild this exact model with `build_model`."""
         return {"arch": self.arch, "dim": self.dim, "context": self.context,
-                "residual": self.residual, "model": dict(self.hparams)}
+                "residual": self.residual, "article": self.article, "model": dict(self.hparams)}
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, context={self.context}, residual={self.residual}"
+        return f"dim={self.dim}, context={self.context}, residual={self.residual}, article={self.article}"
 
 
 def resolve_hparams(arch: str, defaults: dict, given: dict) -> dict:

@@ -29,9 +29,9 @@ class GRUModel(LVM):
     arch = "gru"
     defaults = {"hidden": 512, "layers": 4, "dropout": 0.0}
 
-    def __init__(self, dim: int, context: int = 5, residual: bool = False, **config):
+    def __init__(self, dim: int, context: int = 5, residual: bool = False, article: bool = False, **config):
         hp = resolve_hparams(self.arch, self.defaults, config)
-        super().__init__(dim, context, residual, hp)
+        super().__init__(dim, context, residual, hp, article)
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(GRUBlock(hp["hidden"], hp["dropout"]) for _ in range(hp["layers"]))
         self.head = self.make_head(hp["hidden"])

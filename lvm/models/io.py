@@ -26,7 +26,7 @@ REQUIRED = ("arch", "dim", "context", "model")
 def save_model(folder, model: torch.nn.Module, config: dict) -> Path:
     """Write model.safetensors and config.json into `folder` (created if needed); returns the folder.
 
-    Keys missing from `config` (arch, dim, context, residual, model) are taken from the model itself; keys
+    Keys missing from `config` (arch, dim, context, residual, article, model) are taken from the model itself; keys
     that contradict the model raise ValueError before anything is written.
     """
     folder = Path(folder)
@@ -109,6 +109,7 @@ def _build(config: dict, folder: Path, device: torch.device) -> torch.nn.Module:
     try:
         with device:
             return build_model(config["arch"], config["dim"], context=config["context"],
-                               residual=config.get("residual", False), **config["model"])
+                               residual=config.get("residual", False), article=config.get("article", False),
+                               **config["model"])
     except (ValueError, TypeError) as e:
         raise ValueError(f"model folder {folder}: {CONFIG} does not describe a model: {e}") from None

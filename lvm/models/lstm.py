@@ -16,9 +16,9 @@ class LSTMModel(LVM):
     arch = "lstm"
     defaults = {"hidden": 512, "layers": 2, "dropout": 0.0}
 
-    def __init__(self, dim: int, context: int = 5, residual: bool = False, **config):
+    def __init__(self, dim: int, context: int = 5, residual: bool = False, article: bool = False, **config):
         hp = resolve_hparams(self.arch, self.defaults, config)
-        super().__init__(dim, context, residual, hp)
+        super().__init__(dim, context, residual, hp, article)
         # dropout acts between stacked layers only (as in nn.LSTM), so it changes nothing when layers=1
         self.lstm = nn.LSTM(dim, hp["hidden"], num_layers=hp["layers"], batch_first=True,
                             dropout=hp["dropout"] if hp["layers"] > 1 else 0.0)

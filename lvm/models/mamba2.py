@@ -229,9 +229,9 @@ class Mamba2Model(LVM):
     defaults = {"hidden": 512, "layers": 4, "d_state": 16, "d_conv": 4, "expand": 2, "headdim": 64,
                 "ngroups": 1, "chunk_size": 64, "dropout": 0.0}
 
-    def __init__(self, dim: int, context: int = 5, residual: bool = False, **config):
+    def __init__(self, dim: int, context: int = 5, residual: bool = False, article: bool = False, **config):
         hp = resolve_hparams(self.arch, self.defaults, config)
-        super().__init__(dim, context, residual, hp)
+        super().__init__(dim, context, residual, hp, article)
         mixer = {k: hp[k] for k in ("d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size")}
         self.proj = nn.Linear(dim, hp["hidden"])
         self.blocks = nn.ModuleList(Mamba2Block(hp["hidden"], hp["dropout"], **mixer) for _ in range(hp["layers"]))

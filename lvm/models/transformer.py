@@ -64,13 +64,14 @@ class TransformerModel(LVM):
     arch = "transformer"
     defaults = {"hidden": 512, "layers": 4, "heads": 8, "ffn": 2048, "max_context": 64, "dropout": 0.0}
 
-    def __init__(self, dim: int, context: int = 5, residual: bool = False, **config):
+    def __init__(self, dim: int, context: int = 5, residual: bool = False, article: bool = False, **config):
         hp = resolve_hparams(self.arch, self.defaults, config)
         if hp["hidden"] % hp["heads"]:
             raise ValueError(f"transformer: hidden ({hp['hidden']}) must be divisible by heads ({hp['heads']})")
-        if context > hp["max_context"]:
-            raise ValueError(f"transformer: context {context} exceeds max_context {hp['max_context']}")
-        super().__init__(dim, context, residual, hp)
+        if context + article > hp["max_context"]:
+            raise ValueError(f"transformer: context {context}{' + the article row' if article else ''} exceeds "
+                             f"max_context {hp['max_context']}")
+        super().__init__(dim, context, residual, hp, article)
         self.proj = nn.Linear(dim, hp["hidden"])
         self.pos = nn.Embedding(hp["max_context"], hp["hidden"])
         nn.init.normal_(self.pos.weight, std=0.02)  # at N(0,1) positions drown the ~0.03-scale input projection

@@ -10,16 +10,19 @@ Endpoints (JSON in, JSON out; errors are ``{"detail": "<message>"}`` with a 4xx 
     the registry on every call, so it never lags a poll. Never needs a token (for load balancers and process
     supervisors).
 ``GET /model``
-    version, alias, arch, dim, context, metrics, encoder, encoder_dim, data_hash, created_at, loaded_at, max_batch,
-    dtype, next_available.
-``POST /predict`` ``{"contexts": [[[float] * D] * C] * B}``
+    version, alias, arch, dim, context, article, metrics, encoder, encoder_dim, data_hash, created_at, loaded_at,
+    max_batch, dtype, next_available.
+``POST /predict`` ``{"contexts": [[[float] * D] * C] * B}`` (and, for a model that reads the article so far,
+    ``GET /model``'s ``article``, optionally ``"article": [[float] * D] * B``: the mean of every earlier sentence of
+    each context's article, context included; left out, the context mean, as if the article began with it)
     -> ``{"version": N, "vectors": [[float] * D] * B}``: the predicted next-sentence embeddings, unit-normalised.
     The context length must be exactly the model's ``C`` (models are trained on exactly C sentences; pad or
     trim on the client side), every vector must have the model's ``D`` values, every value must be finite and
     at most ``MAX_ABS_INPUT`` in magnitude (embeddings are near unit norm; values near float32's range overflow
     the model's arithmetic, and silently rescaling them would answer a different question).
 ``POST /next`` ``{"sentences": [str, ...], "k": 5, "exclude_context": true}``
-    Encodes the last C sentences with the server's encoder, predicts the next embedding and returns the k
+    Encodes the last C sentences (all of them for a model that reads the article so far, their mean being that
+    article) with the server's encoder, predicts the next embedding and returns the k
     sentences of the bank (a sentence table in Parquet) with the highest cosine to it:
     ``{"version", "method": "nearest-neighbour", "results": [{"text", "score", "article_id", "position"}]}``.
     This is nearest-neighbour decoding, not text generation: inverting an embedding into new text
@@ -95,16 +98,20 @@ def _json_response(data: Any, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-def _predict(state: LoadedModel, ctx: np.ndarray) -> np.ndarray:
+def _predict(state: LoadedModel, ctx: np.ndarray, article: np.ndarray | None = None) -> np.ndarray:
+    """Unit predictions for contexts [B, C, D]; a model that reads the article so far gets `article` [B, D], or,
+    when the client sent none, the context mean (the context is then the whole article so far)."""
     with torch.inference_mode():
-        x = torch.from_numpy(ctx)
+        x = [torch.from_numpy(ctx)]
+        if state.article:
+            x.append(x[0].mean(dim=1) if article is None else torch.from_numpy(article))
         if state.dtype != torch.float32:
-            x = x.to(state.dtype)
+            x = [t.to(state.dtype) for t in x]
         if state.autocast:
             with torch.autocast("cpu", dtype=state.dtype):
-                out = state.model(x).float()
+                out = state.model(*x).float()
         else:
-            out = state.model(x).float()
+            out = state.model(*x).float()
         # scale by the largest entry first, so that squaring large outputs cannot overflow to a zero vector
         peak = out.abs().amax(dim=-1, keepdim=True)
         out = torch.nn.functional.normalize(out / peak.clamp_min(1e-30), dim=-1, eps=1e-12)
@@ -125,7 +132,11 @@ PREDICT_SCHEMA = {
             "type": "object", "required": ["contexts"],
             "properties": {"contexts": {
                 "type": "array", "description": "[batch][context][dim] embeddings",
-                "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
+                "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}},
+                "article": {
+                "type": "array", "description": "[batch][dim]: for a model with article=true (GET /model), the "
+                "mean of every earlier sentence of each context's article, the context included; default: the "
+                "context mean", "items": {"type": "array", "items": {"type": "number"}}}},
         }}},
     }
 }
@@ -210,6 +221,7 @@ class _Routes:
             "arch": info.get("arch"),
             "dim": state.dim,
             "context": state.context,
+            "article": state.article,
             "metrics": info.get("metrics") or {},
             "encoder": info.get("encoder"),
             "encoder_dim": info.get("encoder_dim"),
@@ -224,19 +236,22 @@ class _Routes:
     async def predict(self, request: Request) -> Response:
         state = self.holder.current()
         limit = predict_body_limit(state, self.max_batch, self.max_body_bytes)
-        ctx = await read_contexts(request, state, self.max_batch, limit, self.body_timeout)
-        vectors = await run_in_threadpool(_predict, state, ctx)
+        ctx, article = await read_contexts(request, state, self.max_batch, limit, self.body_timeout)
+        vectors = await run_in_threadpool(_predict, state, ctx, article)
         return _json_response({"version": state.version, "vectors": vectors})
 
     def _next(self, state: LoadedModel, sentences: list[str], k: int, exclude: bool) -> list[dict]:
         bank, encoder = self.bank, self.encoder
         assert bank is not None and encoder is not None
         used = sentences[-state.context:]
-        ctx = np.asarray(encoder.encode(used), dtype=np.float32).reshape(1, state.context, -1)
-        if ctx.shape[2] != state.dim:
-            raise HTTPException(503, f"encoder {encoder.name!r} produced {ctx.shape[2]}-D vectors but model "
+        vecs = np.asarray(encoder.encode(sentences if state.article else used), dtype=np.float32)
+        vecs = vecs.reshape(len(sentences) if state.article else state.context, -1)
+        if vecs.shape[1] != state.dim:
+            raise HTTPException(503, f"encoder {encoder.name!r} produced {vecs.shape[1]}-D vectors but model "
                                      f"v{state.version} expects {state.dim}-D")
-        pred = _predict(state, ctx)[0]
+        ctx = vecs[None, -state.context:]
+        article = vecs.mean(0, dtype=np.float64)[None].astype(np.float32) if state.article else None
+        pred = _predict(state, ctx, article)[0]
         return bank.nearest(pred, k, exclude_texts=used if exclude else ())
 
     async def next_sentences(self, request: Request) -> Response:

@@ -36,6 +36,7 @@ class LoadedModel:
     info: dict  # version.json
     dim: int
     context: int
+    article: bool = False  # the model also reads the article so far (lvm.models.base)
     dtype: torch.dtype = torch.float32
     autocast: bool = False  # bf16 weights whose forward mixes dtypes (e.g. float32 residual streams)
     loaded_at: float = field(default_factory=time.time)
@@ -61,15 +62,17 @@ def _load_version(registry: Registry, version: int, dtype: torch.dtype = torch.f
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(2, context, dim, generator=generator)
     probe = torch.nn.functional.normalize(probe, dim=-1).to(dtype)  # what real embeddings look like
+    article = bool(getattr(model, "article", False))
+    args = (probe, probe.mean(dim=1)) if article else (probe,)
     with torch.inference_mode():  # warm-up: the first forward pass allocates and picks kernels
         try:
-            out = model(probe)
+            out = model(*args)
         except RuntimeError:
             if dtype == torch.float32:
                 raise
             autocast = True  # the model casts some activations back to float32: let autocast reconcile them
             with torch.autocast("cpu", dtype=dtype):
-                out = model(probe)
+                out = model(*args)
     if tuple(out.shape) != (2, dim):
         raise RuntimeError(f"model v{version} maps [2, {context}, {dim}] to {tuple(out.shape)}, expected (2, {dim})")
     out = out.float()
@@ -80,7 +83,7 @@ def _load_version(registry: Registry, version: int, dtype: torch.dtype = torch.f
         raise RuntimeError(f"model v{version} failed the warm-up check: its output for random unit-norm contexts "
                            "is all zeros, which cannot be unit-normalised")
     return LoadedModel(version=version, model=model, config=config, info=info, dim=dim, context=context,
-                       dtype=dtype, autocast=autocast)
+                       article=article, dtype=dtype, autocast=autocast)
 
 
 class ModelHolder:

@@ -31,11 +31,12 @@ NEXT_MAX_BODY_BYTES = 8 << 20  # /next bodies (text), unless max_body_bytes is s
 
 # ---------------------------------------------------------------------------------------------- limits
 def predict_body_limit(state: LoadedModel, max_batch: int, max_body_bytes: int | None) -> int:
-    """``max_body_bytes``, or else 32 bytes per float of a full batch (``max_batch * C * D``) plus 64 KiB, which a
-    client writing shortest-repr floats stays well under."""
+    """``max_body_bytes``, or else 32 bytes per float of a full batch (``max_batch * C * D``, one more row per context
+    for a model that reads the article so far) plus 64 KiB, which a client writing shortest-repr floats stays well
+    under."""
     if max_body_bytes is not None:
         return int(max_body_bytes)
-    return 32 * max_batch * state.context * state.dim + (64 << 10)
+    return 32 * max_batch * (state.context + int(state.article)) * state.dim + (64 << 10)
 
 
 def next_body_limit(state: LoadedModel, max_batch: int, max_body_bytes: int | None) -> int:
@@ -134,32 +135,54 @@ def _contexts_array(raw: Any, state: LoadedModel, max_batch: int) -> np.ndarray:
     return _finite_float32(arr)
 
 
-def _finite_float32(arr: np.ndarray) -> np.ndarray:
+def _finite_float32(arr: np.ndarray, field: str = "contexts") -> np.ndarray:
     """``arr`` as float32, refused unless every value is finite and within ``MAX_ABS_INPUT``."""
     with np.errstate(over="ignore", invalid="ignore"):
         arr = arr.astype(np.float32, copy=False)
     finite = np.isfinite(arr)
     if not finite.all():
-        b, c, d = (int(i) for i in np.argwhere(~finite)[0])
-        raise HTTPException(422, f"'contexts' has {int((~finite).sum())} non-finite values (NaN, Infinity or "
-                                 f"beyond float32 range), first at contexts[{b}][{c}][{d}]")
+        at = "".join(f"[{int(i)}]" for i in np.argwhere(~finite)[0])
+        raise HTTPException(422, f"'{field}' has {int((~finite).sum())} non-finite values (NaN, Infinity or "
+                                 f"beyond float32 range), first at {field}{at}")
     huge = np.abs(arr) > MAX_ABS_INPUT
     if huge.any():
-        b, c, d = (int(i) for i in np.argwhere(huge)[0])
-        raise HTTPException(422, f"'contexts' has {int(huge.sum())} values beyond +-{MAX_ABS_INPUT:g}, first at "
-                                 f"contexts[{b}][{c}][{d}] = {float(arr[b, c, d]):g}: values this large overflow "
+        first = tuple(int(i) for i in np.argwhere(huge)[0])
+        at = "".join(f"[{i}]" for i in first)
+        raise HTTPException(422, f"'{field}' has {int(huge.sum())} values beyond +-{MAX_ABS_INPUT:g}, first at "
+                                 f"{field}{at} = {float(arr[first]):g}: values this large overflow "
                                  "float32 arithmetic in the model (sentence embeddings are near unit norm)")
     return np.ascontiguousarray(arr)
 
 
-def parse_contexts(body: bytes, state: LoadedModel, max_batch: int) -> np.ndarray:
-    """A /predict body as a float32 [B, C, D] array for ``state``'s model, or an HTTPException saying what is wrong."""
+def _article_array(raw: Any, state: LoadedModel, batch: int) -> np.ndarray | None:
+    """The optional 'article' field: [batch][dim], the mean of every earlier sentence of each context's article
+    (the context included), for a model that reads it; None when absent."""
+    if raw is None:
+        return None
+    if not state.article:
+        raise HTTPException(422, f"model v{state.version} does not read the article so far: leave out 'article'")
+    shape_hint = f"[{batch}][{state.dim}]"
+    try:
+        arr = np.asarray(raw) if isinstance(raw, list) else None
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.dtype.kind not in "fiu" or arr.shape != (batch, state.dim):
+        got = f"shape {list(arr.shape)}" if arr is not None and arr.dtype.kind in "fiu" else "something else"
+        raise HTTPException(422, f"'article' must be a {shape_hint} array of numbers (one mean vector per "
+                                 f"context), got {got}")
+    return _finite_float32(arr, "article")
+
+
+def parse_contexts(body: bytes, state: LoadedModel, max_batch: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A /predict body as (float32 [B, C, D] contexts, float32 [B, D] article or None) for ``state``'s model, or
+    an HTTPException saying what is wrong."""
     payload = _require_object(parse_json(body), '{"contexts": [[[...]]]}')
-    return _contexts_array(payload.get("contexts"), state, max_batch)
+    ctx = _contexts_array(payload.get("contexts"), state, max_batch)
+    return ctx, _article_array(payload.get("article"), state, len(ctx))
 
 
 async def read_contexts(request: Request, state: LoadedModel, max_batch: int, limit: int,
-                        timeout: float = BODY_TIMEOUT_S) -> np.ndarray:
+                        timeout: float = BODY_TIMEOUT_S) -> tuple[np.ndarray, np.ndarray | None]:
     """Read and parse a /predict body; a big one is parsed in the thread pool, off the event loop."""
     body = await read_body(request, limit, timeout)
     if len(body) <= INLINE_PARSE_BYTES:
@@ -178,13 +201,15 @@ def parse_next(body: bytes, state: LoadedModel) -> tuple[list[str], int, bool]:
         raise HTTPException(422, f"need at least {state.context} sentences (the context length of model "
                                  f"v{state.version}), got {len(sentences)}")
     if len(sentences) > MAX_SENTENCES:
-        raise HTTPException(413, f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; only the "
-                                 f"last {state.context} are used, send those")
-    for i in range(len(sentences) - state.context, len(sentences)):
+        tip = ("send the latest ones" if state.article else
+               f"only the last {state.context} are used, send those")
+        raise HTTPException(413, f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; {tip}")
+    encoded = 0 if state.article else len(sentences) - state.context  # an article model encodes them all
+    for i in range(encoded, len(sentences)):
         if len(sentences[i]) > MAX_SENTENCE_CHARS:
+            which = "sentence" if state.article else f"of the last {state.context} sentences (the ones encoded)"
             raise HTTPException(413, f"sentences[{i}] has {len(sentences[i])} characters, more than the limit "
-                                     f"of {MAX_SENTENCE_CHARS} for each of the last {state.context} sentences "
-                                     "(the ones encoded): send sentences, not documents")
+                                     f"of {MAX_SENTENCE_CHARS} for each {which}: send sentences, not documents")
     k = payload.get("k", 5)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise HTTPException(422, f"'k' must be an integer from 1 to {MAX_K}, got {k!r}")

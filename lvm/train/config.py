@@ -43,6 +43,8 @@ class TrainConfig:
     precision: str = "bf16"         # bf16 autocast where the hardware runs it natively, else fp32 (with a warning)
     residual: bool = True           # predict a correction to the mean of the context, starting from it (zero-init
                                     # head); measured better on held-out text; False = the seed's plain prediction
+    article: bool = False           # also read the article so far (the mean of every earlier sentence, context
+                                    # included) as one more input row; with residual, start as the article blend
     model: dict = field(default_factory=dict)       # build_model kwargs (hidden, layers, ...); omitted = seed sizes
     loss: dict | str | None = None  # CompositeLoss weights, a LOSS_PRESETS name, or None = the "default" preset
     threads: int | str | None = None  # torch threads for the run (restored afterwards); None = leave alone; "auto" =
@@ -82,8 +84,9 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if not isinstance(self.residual, bool):
-            raise ValueError(f"residual must be a bool, got {self.residual!r}")
+        for name in ("residual", "article"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.model, dict):
             raise ValueError(f"model must be a dict of build_model kwargs, got {self.model!r}")
         if self.loss is not None and not isinstance(self.loss, (dict, str)):
@@ -102,7 +105,8 @@ class TrainConfig:
         return cls(**data)
 
     def build(self, dim: int) -> torch.nn.Module:
-        return build_model(self.arch, dim, context=self.context, residual=self.residual, **self.model)
+        return build_model(self.arch, dim, context=self.context, residual=self.residual, article=self.article,
+                           **self.model)
 
     def loss_fn(self) -> CompositeLoss:
         return CompositeLoss.from_config(self.loss)

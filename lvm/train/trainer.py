@@ -2,10 +2,12 @@
 stopping on validation cosine, best weights kept.
 
 Batches are gathered by index arithmetic from one tensor of all vectors (`V[t[:, None] + arange(-C, 0)]`), so
-windows are never materialised. The shuffle order of epoch e is drawn from (seed, e) and torch's RNG (dropout) is
-re-seeded from (seed, e) at the start of every epoch, so nothing depends on how much of a global random stream an
-earlier epoch consumed: a run killed with SIGKILL and resumed (lvm.train.checkpoint) ends with exactly the weights
-of an uninterrupted run (same seed, device and thread count; tests/test_train.py checks it bit for bit).
+windows are never materialised; a model with the article input also reads row t of the table's article-so-far means
+(`lvm.table.article_so_far`, one more [N, D] tensor). The shuffle order of epoch e is drawn from (seed, e) and
+torch's RNG (dropout) is re-seeded from (seed, e) at the start of every epoch, so nothing depends on how much of a
+global random stream an earlier epoch consumed: a run killed with SIGKILL and resumed (lvm.train.checkpoint) ends
+with exactly the weights of an uninterrupted run (same seed, device and thread count; tests/test_train.py checks it
+bit for bit).
 
 The model folder (docs/ARCHITECTURE.md): model.safetensors + config.json (lvm.models.io), history.json,
 metrics.json (validation, and the held-out scores against the baselines when `train_on_table` runs alone),
@@ -32,12 +34,12 @@ from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, sp
 from lvm.evaluation.baselines import cached_baselines
 from lvm.evaluation.compare import held_out_scores
 from lvm.evaluation.metrics import article_starts
-from lvm.evaluation.predictors import predict
+from lvm.evaluation.predictors import windows_predict
 from lvm.hardware import autocast, resolve_device, resolve_precision, running_fits
 from lvm.locking import FolderBusy, folder_lock
 from lvm.models import count_parameters
 from lvm.models.io import save_model
-from lvm.table import window_targets
+from lvm.table import article_so_far, window_targets
 from lvm.train.checkpoint import (
     CHECKPOINT_DIR,
     CHECKPOINT_FORMAT,
@@ -85,7 +87,7 @@ def _check_targets(name: str, targets, n_rows: int, context: int) -> np.ndarray:
     return t
 
 
-def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray) -> str:
+def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray, position: np.ndarray | None = None) -> str:
     """Identifies the data a checkpoint was trained on (a resume on other data starts afresh)."""
     v = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors, np.float32)
     h = hashlib.sha256()
@@ -94,39 +96,60 @@ def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray) -> str:
     h.update(train_t.tobytes())
     h.update(b"|")
     h.update(val_t.tobytes())
+    if position is not None:  # the article rows depend on where articles start
+        h.update(b"|")
+        h.update(np.ascontiguousarray(position, dtype=np.int64).tobytes())
     return h.hexdigest()
+
+
+def _article_rows(cfg: TrainConfig, V: torch.Tensor, position) -> torch.Tensor | None:
+    """The article-so-far means of every row (on V's device) for a model with the article input, else None."""
+    if not cfg.article:
+        return None
+    if position is None:
+        raise ValueError("article=True needs the table's positions (where each article starts): pass position=")
+    position = np.asarray(position, dtype=np.int64)
+    if position.shape != (V.shape[0],):
+        raise ValueError(f"position has shape {position.shape}, expected ({V.shape[0]},) like the vectors")
+    return torch.from_numpy(article_so_far(V.cpu().numpy(), position)).to(V.device)
+
+
+def _inputs(V: torch.Tensor, A: torch.Tensor | None, idx: torch.Tensor, offs: torch.Tensor) -> tuple:
+    """The model's arguments for the windows whose targets are `idx`: (context,) or (context, article)."""
+    return (V[idx[:, None] + offs],) if A is None else (V[idx[:, None] + offs], A[idx])
 
 
 
 
 @torch.inference_mode()
-def _mean_cosine(model, V: torch.Tensor, targets: torch.Tensor, offs: torch.Tensor, device, precision,
-                 batch_size: int) -> float:
+def _mean_cosine(model, V: torch.Tensor, A: torch.Tensor | None, targets: torch.Tensor, offs: torch.Tensor, device,
+                 precision, batch_size: int) -> float:
     total = torch.zeros((), dtype=torch.float64, device=device)
     for s in range(0, len(targets), batch_size):
         idx = targets[s:s + batch_size]
         with autocast(device, precision):
-            pred = model(V[idx[:, None] + offs])
+            pred = model(*_inputs(V, A, idx, offs))
         total += F.cosine_similarity(pred.float(), V[idx], dim=-1, eps=1e-8).sum(dtype=torch.float64)
     return float(total) / len(targets)
 
 
 def fit(cfg: TrainConfig, vectors, train_targets, val_targets, out_dir, callback: Callable[[dict], None] | None = None,
-        resume: bool = False, meta: dict | None = None) -> dict:
+        resume: bool = False, meta: dict | None = None, position=None) -> dict:
     """Train `cfg.arch` on windows `train_targets` (row indices of targets in `vectors`), early-stopping on the
     mean cosine over `val_targets`; write the model folder `out_dir` (best weights) and return a JSON-able summary.
 
     callback(record) is called after each epoch's checkpoint is written, with the history record
     (epoch, train_loss, train_cosine, val_cosine, lr, seconds, terms, ...). `meta` is merged into config.json
     (data_hash, encoder, split, ...). resume=True continues from out_dir/checkpoint when it exists and belongs to
-    the same config and data (otherwise it warns and starts afresh).
+    the same config and data (otherwise it warns and starts afresh). `position` (the table's position column) is
+    needed by a model with the article input (cfg.article), to know where each article starts.
     """
     with folder_lock(out_dir, "model folder", ModelFolderBusy):
-        _, summary = _fit(cfg, vectors, train_targets, val_targets, out_dir, callback, resume, meta)
+        _, summary = _fit(cfg, vectors, train_targets, val_targets, out_dir, callback, resume, meta, position)
     return summary
 
 
-def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resume=False, meta=None):
+def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resume=False, meta=None, position=None):
     """fit's body; the caller holds out_dir's lock. A model already in out_dir stays whole until this run's model
     replaces it at the end (file by file, each atomically): a run that fails or is killed leaves it as it was."""
     out_dir = Path(out_dir)
@@ -137,6 +160,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         device = resolve_device(cfg.device)
         precision = resolve_precision(cfg.precision, device)
         V = _as_tensor(vectors, device)
+        A = _article_rows(cfg, V, position)
         n_rows, dim = V.shape
         train_t = _check_targets("training", train_targets, n_rows, cfg.context)
         val_t = _check_targets("validation", val_targets, n_rows, cfg.context)
@@ -147,8 +171,8 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         opt = _make_optimizer(model, cfg)
         n_batches = math.ceil(len(train_t) / cfg.batch_size)
         sched = LRSchedule(cfg, cfg.epochs * n_batches)
-        state, best_state = _start_or_resume(cfg, ckdir, model, opt, sched, _fingerprint(vectors, train_t, val_t),
-                                             precision, resume)
+        fingerprint = _fingerprint(vectors, train_t, val_t, position if cfg.article else None)
+        state, best_state = _start_or_resume(cfg, ckdir, model, opt, sched, fingerprint, precision, resume)
         val_dev = torch.from_numpy(val_t).to(device)
         offs = torch.arange(-cfg.context, 0, device=device)
 
@@ -157,11 +181,12 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
             t0 = time.perf_counter()
             if cfg.threads == "auto":
                 torch.set_num_threads(running_fits.share())
-            sums = _train_epoch(cfg, model, opt, sched, loss_fn, V, train_t, epoch, state["step"], device, precision)
+            sums = _train_epoch(cfg, model, opt, sched, loss_fn, V, A, train_t, epoch, state["step"], device,
+                                precision)
             state["step"] = sums["step"]
             train_seconds = time.perf_counter() - t0
             model.eval()
-            val_cos = _mean_cosine(model, V, val_dev, offs, device, precision, cfg.eval_batch_size)
+            val_cos = _mean_cosine(model, V, A, val_dev, offs, device, precision, cfg.eval_batch_size)
             sched.epoch_end(val_cos)
             improved = state["best_val_cosine"] is None or val_cos > state["best_val_cosine"] + cfg.min_delta
             if improved:
@@ -232,8 +257,8 @@ def _start_or_resume(cfg, ckdir: Path, model, opt, sched, fingerprint: str, prec
     return saved, best
 
 
-def _train_epoch(cfg, model, opt, sched, loss_fn, V: torch.Tensor, train_t: np.ndarray, epoch: int, step: int,
-                 device, precision: str) -> dict:
+def _train_epoch(cfg, model, opt, sched, loss_fn, V: torch.Tensor, A: torch.Tensor | None, train_t: np.ndarray,
+                 epoch: int, step: int, device, precision: str) -> dict:
     """One pass over the training windows in the order drawn from (seed, epoch); returns the sums the history
     record is made of and the optimizer step reached."""
     n_rows = V.shape[0]
@@ -257,7 +282,7 @@ def _train_epoch(cfg, model, opt, sched, loss_fn, V: torch.Tensor, train_t: np.n
         for g in opt.param_groups:
             g["lr"] = lr
         with autocast(device, precision):
-            pred = model(V[idx[:, None] + offs])
+            pred = model(*_inputs(V, A, idx, offs))
         if n_hard:
             nidx = idx[:, None] + neg_offs
             inside = (nidx >= 0) & (nidx < n_rows)
@@ -329,7 +354,8 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     record = split.record()
     meta = {"data_hash": data_hash, "encoder": encoder, "split": record, "dataset": str(table_path)}
     with folder_lock(out_dir, "model folder", ModelFolderBusy):
-        model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta)
+        model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta,
+                              table.position)
         model = model.to("cpu")
         if not held_out:
             return {"arch": cfg.arch, "model_dir": str(out_dir), "part": "val", "cosine": summary["best_val_cosine"],
@@ -337,7 +363,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
         if baselines is True:
             baselines = cached_baselines(table.vectors, parts["train"], C, data_hash, record,
                                          article_starts(table.position))
-        held = held_out_scores(lambda ctx: predict(model, ctx), table, split, C, baselines=baselines or None,
+        held = held_out_scores(lambda w: windows_predict(model, w), table, split, C, baselines=baselines or None,
                                arch=cfg.arch)
         head = "test" if "test" in held else "val"
         metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
