@@ -1,0 +1,211 @@
+"""The lever search of issue #15: each lever trained on the protocol's training articles and judged on its
+validation articles only; the held-out fiction is scored beside it for the record, never used to choose.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/quality_levers.py [--levers plain,article,...] [--list]
+
+Reads the tables and the split that bench/heldout_quality.py writes (run it first, or with --build-only). Each
+lever is a set of TrainConfig fields (LEVERS below) or an ensemble of levers already trained (ENSEMBLES: the mean
+of the members' unit predictions). Every row is paired, window for window, with the reference lever (`plain`, the
+flow's default before this search) and with the best of the baselines fitted on the same training windows, with
+95 % intervals from resampling articles (validation) or articles / 100-sentence book blocks (fiction). A lever
+with a longer context has fewer windows (a target needs C sentences before it): its rows compare on its own
+windows. Compute is the training wall time on this machine, printed with the load.
+
+Writes one JSON per lever under --out/levers/ (trained models stay there: a re-run only scores) and
+quality_levers.json with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.heldout_quality import block_groups, load  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
+
+#: lever name -> TrainConfig fields over the defaults (arch lstm unless given)
+LEVERS: dict[str, dict] = {
+    "plain": {},
+    "article": {"article": True},
+    "article_c8": {"article": True, "context": 8},
+    "article_c12": {"article": True, "context": 12},
+    "article_dropout": {"article": True, "model": {"dropout": 0.2}, "weight_decay": 0.05},
+    "article_infonce": {"article": True, "loss": "cosine_infonce"},
+    "article_wide": {"article": True, "model": {"hidden": 1024}},
+    "article_lr3e-4": {"article": True, "lr": 3e-4},
+    "article_batch64": {"article": True, "batch_size": 64},
+    "article_transformer": {"arch": "transformer", "article": True},
+    "article_mamba2": {"arch": "mamba2", "article": True},
+    "article_gru": {"arch": "gru", "article": True},
+}
+#: ensemble name -> member levers (scored on the windows they share)
+ENSEMBLES: dict[str, tuple] = {
+    "ensemble_article_3": ("article", "article_transformer", "article_mamba2"),
+}
+
+
+def _ci(d: dict | None) -> str:
+    if not d or d.get("diff") is None:
+        return "-"
+    return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+
+
+class Data:
+    """The protocol's tables, split, baselines (C = 5, fitted on the training windows) and bootstrap groups."""
+
+    def __init__(self, bench: Path):
+        from lvm.dataset import file_hash, load_split, read_table
+        from lvm.evaluation.baselines import cached_baselines
+        from lvm.evaluation.metrics import article_starts
+        from lvm.table import DEFAULT_CONTEXT, window_targets
+
+        self.train_path = next(bench.glob("train.*.parquet"))
+        self.fiction_path = next(bench.glob("fiction.*.parquet"))
+        self.table = read_table(self.train_path, validate=False)
+        self.fiction = read_table(self.fiction_path, validate=False)
+        self.split = load_split(bench / "train.split.json")
+        self.C0 = DEFAULT_CONTEXT
+        self.starts = article_starts(self.table.position)
+        self.fic_starts = article_starts(self.fiction.position)
+        t0 = time.perf_counter()
+        train_t = window_targets(self.table.article_id, self.table.position, self.C0, self.split.train)
+        self.baselines = cached_baselines(self.table.vectors, train_t, self.C0, file_hash(self.train_path),
+                                          self.split.record(), self.starts)
+        print(f"baselines fitted in {time.perf_counter() - t0:.0f} s", flush=True)
+        self.val_groups = np.unique(np.asarray(self.table.article_id).astype(str), return_inverse=True)[1]
+        self.fic_groups = block_groups(self.fiction, 100)
+
+    def windows(self, C: int) -> dict:
+        """Validation and fiction target rows of context C."""
+        from lvm.table import window_targets
+
+        return {"val": window_targets(self.table.article_id, self.table.position, C, self.split.val),
+                "fiction": window_targets(self.fiction.article_id, self.fiction.position, C)}
+
+    def where(self, part: str):
+        return (self.table, self.starts, self.val_groups) if part == "val" else \
+            (self.fiction, self.fic_starts, self.fic_groups)
+
+
+def train_lever(name: str, data: Data, out: Path) -> dict:
+    from lvm.table import window_targets
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
+
+    folder = out / "levers" / name
+    done = folder / "bench_train.json"
+    if done.is_file() and (folder / "model.safetensors").is_file():
+        return json.loads(done.read_text())
+    fields = {"arch": "lstm", **LEVERS[name]}
+    cfg = TrainConfig(**fields)
+    t = data.table
+    train_t = window_targets(t.article_id, t.position, cfg.context, data.split.train)
+    val_t = window_targets(t.article_id, t.position, cfg.context, data.split.val)
+    t0, load0 = time.perf_counter(), load()
+    s = fit(cfg, t.vectors, train_t, val_t, folder, position=t.position)
+    rec = {"lever": name, "fields": fields, "seconds": time.perf_counter() - t0, "load_start": load0,
+           "load_end": load(), "val_cosine": s["best_val_cosine"], "best_epoch": s["best_epoch"],
+           "epochs_run": s["epochs_run"], "parameters": s["parameters"], "context": cfg.context}
+    done.write_text(json.dumps(rec, indent=2) + "\n")
+    print(f"trained {name}: val {rec['val_cosine']:.4f}, best epoch {rec['best_epoch']}/{rec['epochs_run']}, "
+          f"{rec['seconds']:.0f} s (load {load0} -> {rec['load_end']})", flush=True)
+    return rec
+
+
+def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray, cache: dict) -> np.ndarray:
+    """Unit predictions of a lever (or an ensemble: the normalised mean of its members') on `targets` of `part`."""
+    from lvm.evaluation.metrics import predict_rows
+    from lvm.evaluation.predictors import model_predictor
+
+    key = (name, part, targets.tobytes())
+    if key in cache:
+        return cache[key]
+    table, starts, _ = data.where(part)
+    if name in ENSEMBLES:
+        p = sum(predictions(m, data, out, part, targets, cache) for m in ENSEMBLES[name])
+        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    else:
+        fn = model_predictor(out / "levers" / name)
+        p = predict_rows(fn, table.vectors, targets, fn.model.context, starts)
+    cache[key] = p.astype(np.float32)
+    return cache[key]
+
+
+def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
+    from lvm.evaluation.metrics import paired_difference, per_example_cosine, predict_rows
+
+    members = ENSEMBLES.get(name, (name,))
+    C = max(json.loads((out / "levers" / m / "bench_train.json").read_text())["context"] for m in members)
+    row = {"lever": name, "context": C}
+    for part, targets in data.windows(C).items():
+        table, starts, groups = data.where(part)
+        tgt = table.vectors[targets]
+        mine = per_example_cosine(predictions(name, data, out, part, targets, cache), tgt)
+        ref = per_example_cosine(predictions("plain", data, out, part, targets, cache), tgt)
+        bl = {k: per_example_cosine(predict_rows(b, table.vectors, targets, data.C0, starts), tgt)
+              for k, b in data.baselines.items()}
+        best = max(bl, key=lambda k: bl[k].mean())
+        g = groups[targets]
+        row[part] = {"n": int(len(targets)), "groups": int(len(np.unique(g))), "cosine": float(mine.mean()),
+                     "minus_plain": paired_difference(mine, ref, g) if name != "plain" else None,
+                     "best_baseline": best, "best_baseline_cosine": float(bl[best].mean()),
+                     "minus_best_baseline": paired_difference(mine, bl[best], g)}
+    return row
+
+
+def markdown(rows: list, trained: dict) -> str:
+    head = ("| lever | C | val cosine | − plain [95 %] | − best baseline (val) [95 %] | training s | "
+            "fiction cosine | fiction − best baseline [95 %] |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    out = []
+    for r in rows:
+        v, f = r["val"], r["fiction"]
+        secs = sum(trained[m]["seconds"] for m in ENSEMBLES.get(r["lever"], (r["lever"],)))
+        out.append(f"| {r['lever']} | {r['context']} | {v['cosine']:.4f} | {_ci(v['minus_plain'])} | "
+                   f"{_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | {secs:.0f} | {f['cosine']:.4f} | "
+                   f"{_ci(f['minus_best_baseline'])} ({f['best_baseline']}) |")
+    return head + "\n".join(out)
+
+
+def main(argv=None) -> list:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--levers", default=",".join([*LEVERS, *ENSEMBLES]))
+    p.add_argument("--out", type=Path, default=None, help="bench/heldout_quality.py's folder (its default)")
+    p.add_argument("--list", action="store_true", help="print the levers and exit")
+    args = p.parse_args(argv)
+    if args.list:
+        for k, v in {**LEVERS, **ENSEMBLES}.items():
+            print(f"{k}: {v}")
+        return []
+    from lvm.paths import data_dir
+
+    out = (args.out or data_dir() / "heldout-bench").resolve()
+    names = args.levers.split(",")
+    unknown = [n for n in names if n not in LEVERS and n not in ENSEMBLES]
+    if unknown:
+        raise SystemExit(f"unknown levers {unknown}; --list shows them")
+    print(describe_machine(), flush=True)
+    t_all = time.perf_counter()
+    data = Data(out)
+    need = ["plain"] + [m for n in names for m in ENSEMBLES.get(n, (n,))]
+    trained = {n: train_lever(n, data, out) for n in dict.fromkeys(need)}
+    cache: dict = {}
+    rows = [score_lever(n, data, out, cache) for n in dict.fromkeys(["plain", *names])]
+    table = markdown(rows, trained)
+    print("\n" + table + f"\n\nwall time {time.perf_counter() - t_all:.0f} s; {describe_machine()}", flush=True)
+    res = out / "quality_levers.json"
+    old = json.loads(res.read_text()) if res.is_file() else {}
+    old.update({r["lever"]: {**r, "training": trained.get(r["lever"])} for r in rows})
+    res.write_text(json.dumps(old, indent=2, default=str) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
