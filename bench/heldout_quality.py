@@ -3,6 +3,8 @@ One command (see BENCHMARKS.md, "Held-out quality (issue #15 protocol)"):
 
     PYTHONPATH=$PWD .venv/bin/python bench/heldout_quality.py [--quick] [--archs lstm] [--epochs N]
 
+The levers tried on the way to today's defaults are bench/quality_levers.py's (on the same tables and split).
+
 1. Builds (or reuses: the per-document embedding cache under $LVM_DATA_DIR/cache/embeddings makes a re-run
    instant) two tables through ``lvm.build.build_dataset`` with the default (ONNX) backend:
    train = wikitext2 (wiki.valid.raw) + sotu + brown non-fiction (files ca..cj, 374 samples);
@@ -24,6 +26,7 @@ to --out (default $LVM_DATA_DIR/heldout-bench, git-ignored).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -109,7 +112,8 @@ def train(train_path: Path, split_path: Path, arch: str, epochs: int | None, out
     from lvm.train.trainer import train_on_table
 
     cfg = TrainConfig(arch=arch) if epochs is None else TrainConfig(arch=arch, epochs=epochs)
-    folder = out / "models" / f"{arch}-e{cfg.epochs}"
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    folder = out / "models" / f"{arch}-e{cfg.epochs}-{digest}"  # another default config trains afresh
     done = folder / "bench_train.json"
     if done.is_file() and (folder / "model.safetensors").is_file():
         rec = json.loads(done.read_text())
@@ -233,116 +237,6 @@ def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int 
             "baseline_fit": {k: b.info for k, b in fitted.items()}, "sets": sets}
 
 
-def with_article_row(vectors, targets: np.ndarray, C: int, starts: np.ndarray) -> np.ndarray:
-    """[B, C+2, D] per window: the mean of every article sentence before the context window (the first context
-    row when there is none), the C context rows, the target. Flattened, these blocks are a "table" whose windows of
-    context C+1 are exactly these inputs, so the library's trainer runs on them unchanged."""
-    from lvm.evaluation.metrics import window_batch
-
-    out = np.empty((len(targets), C + 2, vectors.shape[1]), np.float32)
-    for s in range(0, len(targets), 4096):
-        t = targets[s:s + 4096]
-        w = window_batch(vectors, t, C, starts)
-        n = w.before_n[:, None]
-        am = np.where(n > 0, w.before_sum / np.maximum(n, 1), w.ctx[:, 0])
-        out[s:s + len(t), 0] = am
-        out[s:s + len(t), 1:C + 1] = w.ctx
-        out[s:s + len(t), C + 1] = vectors[t]
-    return out
-
-
-def article_lever(train_path: Path, fiction_path: Path, result: dict, out: Path, epochs: int | None,
-                  block: int) -> dict:
-    """Lever 1 of the issue: the lstm with one extra leading input, the article so far (C+1 inputs), against the
-    plain lstm (C inputs, same TrainConfig) and the baselines fitted on the same training windows: chosen on the
-    validation windows, then scored once on the held-out fiction (the baselines get the article too: article_mean
-    and article_blend)."""
-    from lvm.dataset import read_table
-    from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine, predict_rows
-    from lvm.evaluation.predictors import model_predictor
-    from lvm.table import window_targets
-    from lvm.train.config import TrainConfig
-    from lvm.train.trainer import fit
-
-    C = result["context"]
-    plain = result["training"].get("lstm")
-    if plain is None:
-        raise SystemExit("--lever compares with the plain lstm: include lstm in --archs")
-    table = read_table(train_path, validate=False)
-    from lvm.dataset import load_split
-
-    split = load_split(out / "train.split.json")
-    starts = article_starts(table.position)
-    train_t = window_targets(table.article_id, table.position, C, split.train)
-    val_t = window_targets(table.article_id, table.position, C, split.val)
-    blocks_tr, blocks_va = with_article_row(table.vectors, train_t, C, starts), \
-        with_article_row(table.vectors, val_t, C, starts)
-    V = np.concatenate([blocks_tr, blocks_va]).reshape(-1, table.dim)
-    step = C + 2
-    t2_train = np.arange(len(train_t)) * step + C + 1
-    t2_val = (len(train_t) + np.arange(len(val_t))) * step + C + 1
-    cfg = TrainConfig(arch="lstm", context=C + 1) if epochs is None else \
-        TrainConfig(arch="lstm", context=C + 1, epochs=epochs)
-    folder = out / "models" / f"lstm-article-e{cfg.epochs}"
-    done = folder / "bench_train.json"
-    if done.is_file():
-        rec = json.loads(done.read_text())
-        print(f"reusing {folder} (trained in {rec['seconds']:.0f} s)", flush=True)
-    else:
-        t0, load0 = time.perf_counter(), load()
-        summ = fit(cfg, V, t2_train, t2_val, folder)
-        rec = {"seconds": time.perf_counter() - t0, "load_start": load0, "load_end": load(),
-               "val_cosine": summ.get("best_val_cosine"), "best_epoch": summ.get("best_epoch"),
-               "train": cfg.to_dict()}
-        done.write_text(json.dumps(rec, indent=2, default=str) + "\n")
-    del V
-    tgt = table.vectors[val_t]
-    groups = np.asarray(table.article_id)[val_t]
-    aug = per_example_cosine(model_predictor(folder)(blocks_va[:, :C + 1]), tgt)
-    base = per_example_cosine(model_predictor(plain["model_dir"])(blocks_va[:, 1:C + 1]), tgt)
-    from lvm.dataset import file_hash
-    from lvm.evaluation.baselines import cached_baselines
-
-    fitted = cached_baselines(table.vectors, train_t, C, file_hash(train_path), split.record(), starts)
-    bl = {k: per_example_cosine(predict_rows(b, table.vectors, val_t, C, starts), tgt) for k, b in fitted.items()}
-    best = max(bl, key=lambda k: bl[k].mean())
-    fic = read_table(fiction_path, validate=False)
-    fic_starts = article_starts(fic.position)
-    fic_t = window_targets(fic.article_id, fic.position, C)
-    fic_blocks = with_article_row(fic.vectors, fic_t, C, fic_starts)
-    fic_tgt = fic.vectors[fic_t]
-    fic_groups = block_groups(fic, block)[fic_t]
-    f_aug = per_example_cosine(model_predictor(folder)(fic_blocks[:, :C + 1]), fic_tgt)
-    f_base = per_example_cosine(model_predictor(plain["model_dir"])(fic_blocks[:, 1:C + 1]), fic_tgt)
-    f_bl = {k: per_example_cosine(predict_rows(b, fic.vectors, fic_t, C, fic_starts), fic_tgt)
-            for k, b in fitted.items()}
-    f_best = max(f_bl, key=lambda k: f_bl[k].mean())
-    fiction = {"n": int(len(fic_t)), "groups": int(len(np.unique(fic_groups))), "plain_lstm": float(f_base.mean()),
-               "article_lstm": float(f_aug.mean()), "best_baseline": f_best,
-               "best_baseline_cosine": float(f_bl[f_best].mean()),
-               "gain_over_plain": paired_difference(f_aug, f_base, fic_groups),
-               "article_lstm_minus_best_baseline": paired_difference(f_aug, f_bl[f_best], fic_groups)}
-    lever = {"n": int(len(val_t)), "articles": int(len(np.unique(groups))), "plain_lstm": float(base.mean()),
-             "article_lstm": float(aug.mean()), "baselines": {k: float(v.mean()) for k, v in bl.items()},
-             "best_baseline": best, "gain_over_plain": paired_difference(aug, base, groups),
-             "article_lstm_minus_best_baseline": paired_difference(aug, bl[best], groups),
-             "plain_minus_best_baseline": paired_difference(base, bl[best], groups),
-             "train_seconds": rec["seconds"], "plain_train_seconds": plain["seconds"], "train": rec,
-             "fiction": fiction}
-    print(f"\nLever: article-so-far input, validation ({lever['n']:,} windows, {lever['articles']} articles)\n\n"
-          "| lever | val cosine | gain over plain lstm [95 %] | − best baseline "
-          f"({best} {bl[best].mean():.4f}) [95 %] | training s |\n|---|---:|---:|---:|---:|\n"
-          f"| plain lstm (C = {C}) | {base.mean():.4f} | | {_ci(lever['plain_minus_best_baseline'])} | "
-          f"{plain['seconds']:.0f} |\n"
-          f"| lstm + article-so-far row (C + 1 inputs) | {aug.mean():.4f} | {_ci(lever['gain_over_plain'])} | "
-          f"{_ci(lever['article_lstm_minus_best_baseline'])} | {rec['seconds']:.0f} |", flush=True)
-    print(f"\nthe same two on the held-out fiction ({fiction['n']:,} windows, {fiction['groups']} groups): plain lstm "
-          f"{f_base.mean():.4f}, lstm + article-so-far row {f_aug.mean():.4f} (gain {_ci(fiction['gain_over_plain'])});"
-          f" best baseline {f_best} {f_bl[f_best].mean():.4f}; article lstm − it "
-          f"{_ci(fiction['article_lstm_minus_best_baseline'])}", flush=True)
-    return lever
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", default=None, help=f"comma-separated (default {','.join(ARCHS)}; --quick: lstm)")
@@ -353,7 +247,6 @@ def main(argv=None) -> dict:
     p.add_argument("--encoder", default=None, help="default: the bundled MiniLM; e.g. hash:32 for a smoke run")
     p.add_argument("--out", type=Path, default=None, help="default: $LVM_DATA_DIR/heldout-bench")
     p.add_argument("--build-only", action="store_true")
-    p.add_argument("--lever", action="store_true", help="also the article-so-far input lever (validation only)")
     args = p.parse_args(argv)
     from lvm.paths import data_dir
 
@@ -369,8 +262,6 @@ def main(argv=None) -> dict:
     archs = (args.archs or ("lstm" if args.quick else ",".join(ARCHS))).split(",")
     epochs = args.epochs or (6 if args.quick else None)
     result = run_protocol(train_path, fiction_path, archs, epochs, args.block, out)
-    if args.lever:
-        result["lever"] = article_lever(train_path, fiction_path, result, out, epochs, args.block)
     result.update(build_seconds=t_build, wall_seconds=time.perf_counter() - t_all, machine_end=describe_machine(),
                   command=" ".join(sys.argv))
     print(f"\nwall time {result['wall_seconds']:.0f} s (tables {t_build:.0f} s); {describe_machine()}")

@@ -35,7 +35,6 @@ from bench.machine import describe_machine  # noqa: E402
 LEVERS: dict[str, dict] = {
     "plain": {},
     "article": {"article": True},
-    "article_c8": {"article": True, "context": 8},
     "article_c12": {"article": True, "context": 12},
     "article_dropout": {"article": True, "model": {"dropout": 0.2}, "weight_decay": 0.05},
     "article_infonce": {"article": True, "loss": "cosine_infonce"},
@@ -45,10 +44,14 @@ LEVERS: dict[str, dict] = {
     "article_transformer": {"arch": "transformer", "article": True},
     "article_mamba2": {"arch": "mamba2", "article": True},
     "article_gru": {"arch": "gru", "article": True},
+    "article_seed1": {"article": True, "seed": 1},
+    "article_seed2": {"article": True, "seed": 2},
+    "article_c8": {"article": True, "context": 8},
 }
 #: ensemble name -> member levers (scored on the windows they share)
 ENSEMBLES: dict[str, tuple] = {
     "ensemble_article_3": ("article", "article_transformer", "article_mamba2"),
+    "ensemble_article_seeds": ("article", "article_seed1", "article_seed2"),
 }
 
 

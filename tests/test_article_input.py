@@ -108,7 +108,7 @@ def test_training_with_the_article_input_uses_it(tmp_path):
     with pytest.raises(ValueError, match="pass position="):
         fit(cfg, table.vectors, train_t, val_t, tmp_path / "x")
     with_article = fit(cfg, table.vectors, train_t, val_t, tmp_path / "a", position=table.position)
-    without = fit(TrainConfig(**common), table.vectors, train_t, val_t, tmp_path / "p")
+    without = fit(TrainConfig(**common, article=False), table.vectors, train_t, val_t, tmp_path / "p")
     assert with_article["best_val_cosine"] > without["best_val_cosine"] + 0.05
 
     # prediction: a saved model reads the article from Windows, the same numbers as predict() with the rows

@@ -99,7 +99,7 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
     art = starts[targets]
     train_t, val_t = targets[art < starts[-1] * 0.7], targets[art >= starts[-1] * 0.7]
     cfg = TrainConfig(arch="lstm", epochs=8, batch_size=64, lr=3e-3, context=C, precision="fp32", patience=None,
-                      residual=False, model={"hidden": 32, "layers": 1})
+                      residual=False, article=False, model={"hidden": 32, "layers": 1})
     fit(cfg, vectors, train_t, val_t, tmp_path / "m")
     suite = forward_suite(on_context(model_predictor(tmp_path / "m")), vectors, val_t, np.unique(
         np.concatenate([val_t - k for k in range(C + 1)])), C, starts, n_boot=200)

@@ -29,8 +29,9 @@ TINY = {"lstm": {"hidden": 32, "layers": 1}, "gru": {"hidden": 32, "layers": 1},
 
 
 def tiny(arch="lstm", **over) -> TrainConfig:
+    # the engine's tests read the context only; the article input has its own tests (below, test_article_input.py)
     base = {"arch": arch, "epochs": 6, "batch_size": 32, "lr": 3e-3, "model": TINY[arch], "threads": 1,
-            "patience": None}
+            "patience": None, "article": False}
     return TrainConfig(**{**base, **over})
 
 
@@ -159,6 +160,43 @@ def test_seeded_runs_are_reproducible(data, tmp_path):
     assert_same_weights(tmp_path / "a", tmp_path / "b")
     ha, hb = (json.loads((tmp_path / d / "history.json").read_text()) for d in "ab")
     assert strip_timing(ha) == strip_timing(hb)
+
+
+def test_article_input_runs_are_reproducible_and_resume_exactly(data, tmp_path, monkeypatch):
+    """The article rows are one more function of the data: same seed, same weights; a resume after a crash ends
+    where an uninterrupted run does; another article structure (positions) is another data set."""
+    import lvm.train.checkpoint as train_mod
+
+    path, table, tr, va = data
+    cfg = tiny(epochs=3, article=True)
+    a = fit(cfg, table.vectors, tr, va, tmp_path / "a", position=table.position)
+    b = fit(cfg, table.vectors, tr, va, tmp_path / "b", position=table.position)
+    assert a["best_val_cosine"] == b["best_val_cosine"]
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    real = train_mod.write_json
+
+    def crash_on_epoch_2(p, payload):
+        if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(p, payload)
+
+    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(cfg, table.vectors, tr, va, tmp_path / "crash", position=table.position)
+    monkeypatch.setattr(train_mod, "write_json", real)
+    resumed = fit(cfg, table.vectors, tr, va, tmp_path / "crash", resume=True, position=table.position)
+    assert resumed["resumed_from"] == [1]
+    assert_same_weights(tmp_path / "crash", tmp_path / "a")
+    # the same vectors with the first two articles read as one: the checkpoint is not reused
+    merged = np.asarray(table.position).copy()
+    first, second, third = np.flatnonzero(merged == 0)[:3]
+    merged[second:third] += second - first
+    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_2)
+    with pytest.raises(RuntimeError):
+        fit(cfg, table.vectors, tr, va, tmp_path / "other", position=table.position)
+    monkeypatch.setattr(train_mod, "write_json", real)
+    with pytest.warns(UserWarning, match="another config or data set"):
+        fit(cfg, table.vectors, tr, va, tmp_path / "other", resume=True, position=merged)
 
 
 # ---------------------------------------------------------------------------------------------------- resume

@@ -32,7 +32,7 @@ MODEL_TINY = {"lstm": {"hidden": 32, "layers": 1}, "gru": {"hidden": 32, "layers
 
 def tiny(**over) -> TrainConfig:
     base = {"arch": "lstm", "epochs": 2, "batch_size": 32, "lr": 3e-3, "model": {"hidden": 32, "layers": 1},
-            "threads": 1, "patience": None}
+            "threads": 1, "patience": None, "article": False}  # the engine alone: tests/test_article_input.py
     return TrainConfig(**{**base, **over})
 
 

@@ -43,8 +43,9 @@ class TrainConfig:
     precision: str = "bf16"         # bf16 autocast where the hardware runs it natively, else fp32 (with a warning)
     residual: bool = True           # predict a correction to the mean of the context, starting from it (zero-init
                                     # head); measured better on held-out text; False = the seed's plain prediction
-    article: bool = False           # also read the article so far (the mean of every earlier sentence, context
-                                    # included) as one more input row; with residual, start as the article blend
+    article: bool = True            # also read the article so far (the mean of every earlier sentence, context
+                                    # included) as one more input row; with residual, start as the article blend;
+                                    # measured better on held-out text (BENCHMARKS.md, "Held-out quality")
     model: dict = field(default_factory=dict)       # build_model kwargs (hidden, layers, ...); omitted = seed sizes
     loss: dict | str | None = None  # CompositeLoss weights, a LOSS_PRESETS name, or None = the "default" preset
     threads: int | str | None = None  # torch threads for the run (restored afterwards); None = leave alone; "auto" =
