@@ -126,9 +126,9 @@ def test_training_with_the_article_input_uses_it(tmp_path):
     assert np.allclose(saved(Windows(ctx[:4])), saved(ctx[:4]))
 
 
-def test_server_reads_the_article_field(tmp_path):
+def article_registry(tmp_path):
+    """A registry whose production model reads the article (a head that is not zero, so the input matters)."""
     from lvm.registry import Registry
-    from lvm.server.app import create_app
 
     torch.manual_seed(0)
     model = build_model("lstm", DIM, context=5, residual=True, article=True, hidden=16)
@@ -139,6 +139,13 @@ def test_server_reads_the_article_field(tmp_path):
     (folder / "history.json").write_text("[]")
     reg = Registry(tmp_path / "registry")
     register(reg, folder, alias="production")
+    return reg, model
+
+
+def test_server_reads_the_article_field(tmp_path):
+    from lvm.server.app import create_app
+
+    reg, model = article_registry(tmp_path)
     rng = np.random.default_rng(0)
     ctx = rng.normal(size=(2, 5, DIM)).astype(np.float32)
     art = rng.normal(size=(2, DIM)).astype(np.float32)
@@ -172,3 +179,32 @@ def test_plain_model_refuses_an_article_field(tmp_path):
         body = {"contexts": np.zeros((1, 5, DIM)).tolist(), "article": np.zeros((1, DIM)).tolist()}
         r = client.post("/predict", json=body)
         assert r.status_code == 422 and "does not read the article" in r.json()["detail"]
+
+
+def test_next_reads_every_sentence_it_is_sent(tmp_path):
+    """/next with an article model: the context is the last C sentences, the article the mean of all of them."""
+    from conftest import make_table
+
+    from lvm.dataset import write_table
+    from lvm.encoders import HashEncoder
+    from lvm.server.app import create_app
+    from lvm.server.bank import load_bank
+
+    encoder, bank_path = HashEncoder(DIM), tmp_path / "bank.parquet"
+    write_table(make_table(n_articles=4, length=10, dim=DIM), bank_path)
+
+    reg, model = article_registry(tmp_path)
+    bank = load_bank(bank_path)
+    sentences = [str(t) for t in bank.text[:9]]
+    vecs = encoder.encode(sentences).astype(np.float32)
+    pred = predict(model, vecs[None, -5:], article=vecs.mean(0, keepdims=True))[0]
+    scores = bank.vectors @ pred
+    scores[np.isin(bank.text, sentences)] = -np.inf  # exclude_context: the sentences sent
+    top = np.argsort(-scores)[:3]
+    with TestClient(create_app(reg.root, encoder=encoder, bank_path=bank_path)) as client:
+        r = client.post("/next", json={"sentences": sentences, "k": 3})
+        assert r.status_code == 200, r.text
+        assert [x["text"] for x in r.json()["results"]] == [bank.text[i] for i in top]
+        long = sentences[:1] + ["x" * 10_001] + sentences[2:]  # every sentence is encoded, so every one is checked
+        r = client.post("/next", json={"sentences": long, "k": 3})
+        assert r.status_code == 413 and "sentences[1]" in r.json()["detail"]

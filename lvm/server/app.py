@@ -27,7 +27,8 @@ Endpoints (JSON in, JSON out; errors are ``{"detail": "<message>"}`` with a 4xx 
     ``{"version", "method": "nearest-neighbour", "results": [{"text", "score", "article_id", "position"}]}``.
     This is nearest-neighbour decoding, not text generation: inverting an embedding into new text
     (vec2text) needs the GTR-T5 encoder and its trained inversion models on a GPU, which this server does not
-    assume. With ``exclude_context`` (default) the context's own sentences are never returned. Each of the
+    assume. With ``exclude_context`` (default) the sentences the model read (the context; for an article model all
+    of them) are never returned. Each of the
     last C sentences (the ones encoded) may have at most ``MAX_SENTENCE_CHARS`` characters (encoders read a few
     hundred tokens at most; longer text only costs CPU).
 
@@ -252,7 +253,8 @@ class _Routes:
         ctx = vecs[None, -state.context:]
         article = vecs.mean(0, dtype=np.float64)[None].astype(np.float32) if state.article else None
         pred = _predict(state, ctx, article)[0]
-        return bank.nearest(pred, k, exclude_texts=used if exclude else ())
+        seen = sentences if state.article else used  # what the model read is never its answer
+        return bank.nearest(pred, k, exclude_texts=seen if exclude else ())
 
     async def next_sentences(self, request: Request) -> Response:
         state = self.holder.current()
