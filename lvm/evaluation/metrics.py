@@ -399,8 +399,8 @@ def predict_rows(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarra
 
 def on_context(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Windows], np.ndarray]:
     """A context-only function (ctx float32 [B, C, D] -> [B, D]) as a ``Windows`` predictor; a ``Baseline`` or a
-    saved model (``lvm.evaluation.predictors.SavedModel``, marked by ``needs_article``) already is one."""
-    if isinstance(predict_fn, Baseline) or hasattr(predict_fn, "needs_article"):
+    saved model (``lvm.evaluation.predictors.SavedModel``) already is one: both say ``needs_article``."""
+    if hasattr(predict_fn, "needs_article"):
         return predict_fn
     return lambda w: predict_fn(w.ctx)
 
