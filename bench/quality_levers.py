@@ -44,6 +44,9 @@ LEVERS: dict[str, dict] = {
     "article_transformer": {"arch": "transformer", "article": True},
     "article_mamba2": {"arch": "mamba2", "article": True},
     "article_gru": {"arch": "gru", "article": True},
+    # data scale: the same model on a seeded share of the training articles (validation and baselines unchanged)
+    "article_data25": {"article": True, "train_fraction": 0.25},
+    "article_data50": {"article": True, "train_fraction": 0.5},
     "article_seed1": {"article": True, "seed": 1},
     "article_seed2": {"article": True, "seed": 2},
     "article_c8": {"article": True, "context": 8},
@@ -108,13 +111,21 @@ def train_lever(name: str, data: Data, out: Path) -> dict:
     if done.is_file() and (folder / "model.safetensors").is_file():
         return json.loads(done.read_text())
     fields = {"arch": "lstm", **LEVERS[name]}
+    fraction = fields.pop("train_fraction", 1.0)  # bench-only: train on this share of the training articles
     cfg = TrainConfig(**fields)
     t = data.table
-    train_t = window_targets(t.article_id, t.position, cfg.context, data.split.train)
+    train_rows = np.asarray(data.split.train)
+    if fraction < 1.0:
+        arts = np.asarray(t.article_id)[train_rows]
+        names = np.unique(arts)
+        keep = np.random.default_rng(0).permutation(names)[:max(1, round(fraction * len(names)))]
+        train_rows = train_rows[np.isin(arts, keep)]
+    train_t = window_targets(t.article_id, t.position, cfg.context, train_rows)
     val_t = window_targets(t.article_id, t.position, cfg.context, data.split.val)
     t0, load0 = time.perf_counter(), load()
     s = fit(cfg, t.vectors, train_t, val_t, folder, position=t.position)
-    rec = {"lever": name, "fields": fields, "seconds": time.perf_counter() - t0, "load_start": load0,
+    rec = {"lever": name, "fields": LEVERS[name], "train_windows": int(len(train_t)),
+           "seconds": time.perf_counter() - t0, "load_start": load0,
            "load_end": load(), "val_cosine": s["best_val_cosine"], "best_epoch": s["best_epoch"],
            "epochs_run": s["epochs_run"], "parameters": s["parameters"], "context": cfg.context}
     done.write_text(json.dumps(rec, indent=2) + "\n")
@@ -164,6 +175,54 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
     return row
 
 
+def fiction_ceiling(data: Data, out: Path) -> dict:
+    """Not a lever: how far can the default model lead article_blend on fiction when it is TRAINED on fiction?
+    The fiction's bootstrap groups (brown samples, 100-sentence book blocks) are split at random, seed 0: 45 % for
+    training, 5 % for early stopping, 50 % to score; the baselines are fitted on the same training windows. Blocks
+    of one book share its characters and plot, so this is an optimistic, in-domain ceiling for what a model trained
+    elsewhere can reach there."""
+    from lvm.evaluation.metrics import fit_baselines, paired_difference, per_example_cosine, predict_rows
+    from lvm.evaluation.predictors import model_predictor
+    from lvm.table import window_targets
+    from lvm.train.config import TrainConfig
+    from lvm.train.trainer import fit
+
+    fic, C = data.fiction, data.C0
+    t_all = window_targets(fic.article_id, fic.position, C)
+    g = data.fic_groups[t_all]
+    order = np.random.default_rng(0).permutation(np.unique(g))
+    n = len(order)
+    part = {"train": order[:int(0.45 * n)], "val": order[int(0.45 * n):n // 2], "test": order[n // 2:]}
+    t = {k: t_all[np.isin(g, v)] for k, v in part.items()}
+    folder = out / "levers" / "fiction_ceiling"
+    done = folder / "bench_train.json"
+    cfg = TrainConfig(arch="lstm")
+    if done.is_file():
+        rec = json.loads(done.read_text())
+    else:
+        t0, load0 = time.perf_counter(), load()
+        s = fit(cfg, fic.vectors, t["train"], t["val"], folder, position=fic.position)
+        rec = {"seconds": time.perf_counter() - t0, "load_start": load0, "load_end": load(),
+               "val_cosine": s["best_val_cosine"], "best_epoch": s["best_epoch"], "epochs_run": s["epochs_run"],
+               "train_windows": int(len(t["train"]))}
+        done.write_text(json.dumps(rec, indent=2) + "\n")
+    base = fit_baselines(fic.vectors, t["train"], C, starts=data.fic_starts)
+    tgt, groups = fic.vectors[t["test"]], data.fic_groups[t["test"]]
+    model = per_example_cosine(predict_rows(model_predictor(folder), fic.vectors, t["test"], C, data.fic_starts), tgt)
+    bl = {k: per_example_cosine(predict_rows(b, fic.vectors, t["test"], C, data.fic_starts), tgt)
+          for k, b in base.items()}
+    best = max(bl, key=lambda k: bl[k].mean())
+    res = {"train_windows": int(len(t["train"])), "test_windows": int(len(t["test"])),
+           "test_groups": int(len(np.unique(groups))), "model": float(model.mean()), "best_baseline": best,
+           "baselines": {k: float(v.mean()) for k, v in bl.items()},
+           "lead": paired_difference(model, bl[best], groups), "training": rec}
+    print(f"\nfiction ceiling: the default lstm TRAINED on {res['train_windows']:,} fiction windows, scored on "
+          f"{res['test_windows']:,} others ({res['test_groups']} groups): {res['model']:.4f}; best baseline "
+          f"fitted there {best} {bl[best].mean():.4f}; lead {_ci(res['lead'])}; training {rec['seconds']:.0f} s",
+          flush=True)
+    return res
+
+
 def markdown(rows: list, trained: dict) -> str:
     head = ("| lever | C | val cosine | − plain [95 %] | − best baseline (val) [95 %] | training s | "
             "fiction cosine | fiction − best baseline [95 %] |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -182,6 +241,8 @@ def main(argv=None) -> list:
     p.add_argument("--levers", default=",".join([*LEVERS, *ENSEMBLES]))
     p.add_argument("--out", type=Path, default=None, help="bench/heldout_quality.py's folder (its default)")
     p.add_argument("--list", action="store_true", help="print the levers and exit")
+    p.add_argument("--fiction-ceiling", action="store_true",
+                   help="also the in-domain ceiling: the default model trained and scored on fiction")
     args = p.parse_args(argv)
     if args.list:
         for k, v in {**LEVERS, **ENSEMBLES}.items():
@@ -206,6 +267,8 @@ def main(argv=None) -> list:
     res = out / "quality_levers.json"
     old = json.loads(res.read_text()) if res.is_file() else {}
     old.update({r["lever"]: {**r, "training": trained.get(r["lever"])} for r in rows})
+    if args.fiction_ceiling:
+        old["fiction_ceiling"] = fiction_ceiling(data, out)
     res.write_text(json.dumps(old, indent=2, default=str) + "\n")
     return rows
 
