@@ -38,6 +38,8 @@ LEVERS: dict[str, dict] = {
     "article_c12": {"article": True, "context": 12},
     "article_dropout": {"article": True, "model": {"dropout": 0.2}, "weight_decay": 0.05},
     "article_infonce": {"article": True, "loss": "cosine_infonce"},
+    "article_infonce01": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.01, "temperature": 0.07}},
+    "article_infonce03": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.03, "temperature": 0.07}},
     "article_wide": {"article": True, "model": {"hidden": 1024}},
     "article_lr3e-4": {"article": True, "lr": 3e-4},
     "article_batch64": {"article": True, "batch_size": 64},
@@ -153,7 +155,13 @@ def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray
     return cache[key]
 
 
+def banks(data: Data, part: str) -> np.ndarray:
+    """The retrieval bank of contrastive accuracy: every validation sentence, or every fiction sentence."""
+    return np.asarray(data.split.val) if part == "val" else np.arange(len(data.fiction))
+
+
 def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
+    from lvm.evaluation.forward import contrastive_accuracy
     from lvm.evaluation.metrics import paired_difference, per_example_cosine, predict_rows
 
     members = ENSEMBLES.get(name, (name,))
@@ -162,13 +170,23 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
     for part, targets in data.windows(C).items():
         table, starts, groups = data.where(part)
         tgt = table.vectors[targets]
-        mine = per_example_cosine(predictions(name, data, out, part, targets, cache), tgt)
+        pred = predictions(name, data, out, part, targets, cache)
+        mine = per_example_cosine(pred, tgt)
         ref = per_example_cosine(predictions("plain", data, out, part, targets, cache), tgt)
-        bl = {k: per_example_cosine(predict_rows(b, table.vectors, targets, data.C0, starts), tgt)
-              for k, b in data.baselines.items()}
+        bpred = {k: predict_rows(b, table.vectors, targets, data.C0, starts) for k, b in data.baselines.items()}
+        bl = {k: per_example_cosine(v, tgt) for k, v in bpred.items()}
         best = max(bl, key=lambda k: bl[k].mean())
         g = groups[targets]
+        ca_key = ("ca", part, targets.tobytes())
+        if ca_key not in cache:
+            cache[ca_key] = {k: contrastive_accuracy(v, targets, banks(data, part), table.vectors, C)
+                             for k, v in bpred.items()}
+        ca_base = cache[ca_key]
+        ca_best = max(ca_base, key=ca_base.get)
         row[part] = {"n": int(len(targets)), "groups": int(len(np.unique(g))), "cosine": float(mine.mean()),
+                     "contrastive_accuracy": contrastive_accuracy(pred, targets, banks(data, part), table.vectors,
+                                                                  C),
+                     "best_baseline_contrastive": ca_best, "best_baseline_contrastive_accuracy": ca_base[ca_best],
                      "minus_plain": paired_difference(mine, ref, g) if name != "plain" else None,
                      "best_baseline": best, "best_baseline_cosine": float(bl[best].mean()),
                      "minus_best_baseline": paired_difference(mine, bl[best], g)}
@@ -224,15 +242,18 @@ def fiction_ceiling(data: Data, out: Path) -> dict:
 
 
 def markdown(rows: list, trained: dict) -> str:
-    head = ("| lever | C | val cosine | − plain [95 %] | − best baseline (val) [95 %] | training s | "
-            "fiction cosine | fiction − best baseline [95 %] |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    head = ("| lever | C | val cosine | − plain [95 %] | − best baseline (val) [95 %] | val contrastive acc. "
+            "(best baseline's) | training s | fiction cosine | fiction − best baseline [95 %] | fiction "
+            "contrastive acc. (best baseline's) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     out = []
     for r in rows:
         v, f = r["val"], r["fiction"]
         secs = sum(trained[m]["seconds"] for m in ENSEMBLES.get(r["lever"], (r["lever"],)))
         out.append(f"| {r['lever']} | {r['context']} | {v['cosine']:.4f} | {_ci(v['minus_plain'])} | "
-                   f"{_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | {secs:.0f} | {f['cosine']:.4f} | "
-                   f"{_ci(f['minus_best_baseline'])} ({f['best_baseline']}) |")
+                   f"{_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | {v['contrastive_accuracy']:.4f} "
+                   f"({v['best_baseline_contrastive_accuracy']:.4f}) | {secs:.0f} | {f['cosine']:.4f} | "
+                   f"{_ci(f['minus_best_baseline'])} ({f['best_baseline']}) | {f['contrastive_accuracy']:.4f} "
+                   f"({f['best_baseline_contrastive_accuracy']:.4f}) |")
     return head + "\n".join(out)
 
 
