@@ -40,6 +40,8 @@ LEVERS: dict[str, dict] = {
     "article_infonce": {"article": True, "loss": "cosine_infonce"},
     "article_infonce01": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.01, "temperature": 0.07}},
     "article_infonce03": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.03, "temperature": 0.07}},
+    "article_infonce03_hard": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.03, "temperature": 0.07,
+                                                         "hard_negatives": 4}},
     "article_wide": {"article": True, "model": {"hidden": 1024}},
     "article_lr3e-4": {"article": True, "lr": 3e-4},
     "article_batch64": {"article": True, "batch_size": 64},
