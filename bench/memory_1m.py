@@ -170,7 +170,7 @@ def main(argv=None):
         train_t = np.sort(rng.choice(pool, args.batches * args.batch_size, replace=False))
         cfg = TrainConfig(arch="lstm", epochs=1, batch_size=args.batch_size, patience=None, threads=args.threads,
                           warmup_frac=0.05)
-        summary = fit(cfg, table.vectors, train_t, val_t, tmp / "model")
+        summary = fit(cfg, table.vectors, train_t, val_t, tmp / "model", position=table.position)
         sampler.end()
     finally:
         sampler.stop()

@@ -43,8 +43,8 @@ def _train(arch: str, epochs: int, pairs: int, dim: int, context: int, threads, 
 
     vectors, train_t, val_t = _data(pairs, dim, context)
     t = time.perf_counter()
-    fit(TrainConfig(arch=arch, epochs=epochs, context=context, patience=None, threads=threads), vectors, train_t,
-        val_t, Path(out) / arch)
+    fit(TrainConfig(arch=arch, epochs=epochs, context=context, patience=None, threads=threads, article=False),
+        vectors, train_t, val_t, Path(out) / arch)  # the seed models' shapes: the synthetic data has no articles
     return time.perf_counter() - t
 
 

@@ -39,7 +39,7 @@ from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.evaluation.metrics import cosine  # noqa: E402
 from lvm.evaluation.predictors import predict  # noqa: E402
 from lvm.hardware import resolve_precision
-from lvm.table import window_targets  # noqa: E402
+from lvm.table import article_so_far, window_targets  # noqa: E402
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
@@ -66,9 +66,10 @@ def flops_per_sample(cfg: TrainConfig, dim: int, batch: int = 64) -> float:
 
     model = cfg.build(dim)
     ctx, tgt = torch.randn(batch, cfg.context, dim), torch.randn(batch, dim)
+    args = (ctx, torch.randn(batch, dim)) if cfg.article else (ctx,)
     loss_fn = cfg.loss_fn()
     with FlopCounterMode(display=False) as fc:
-        loss, _ = loss_fn(model(ctx), tgt)
+        loss, _ = loss_fn(model(*args), tgt)
         loss.backward()
     recurrent = 0
     for m in model.modules():
@@ -76,7 +77,7 @@ def flops_per_sample(cfg: TrainConfig, dim: int, batch: int = 64) -> float:
             gates = 4 if isinstance(m, torch.nn.LSTM) else 3
             for layer in range(m.num_layers):
                 inp = m.input_size if layer == 0 else m.hidden_size
-                recurrent += 3 * 2 * gates * m.hidden_size * (inp + m.hidden_size) * cfg.context
+                recurrent += 3 * 2 * gates * m.hidden_size * (inp + m.hidden_size) * model.inputs
     return fc.get_total_flops() / batch + recurrent
 
 
@@ -96,6 +97,7 @@ def run_arch(arch: str, table, split, epochs: int, precision: str, threads: int,
     cfg = TrainConfig(arch=arch, epochs=epochs, patience=None, precision=precision, threads=threads)
     model = cfg.build(table.dim)
     ctx_te = table.vectors[te[:, None] + np.arange(-C, 0)]
+    art_te = article_so_far(table.vectors, table.position)[te] if cfg.article else None
     tgt_te = table.vectors[te]
     test_cos = []
 
@@ -103,9 +105,9 @@ def run_arch(arch: str, table, split, epochs: int, precision: str, threads: int,
         ck = out / CHECKPOINT_DIR
         state = json.loads((ck / CHECKPOINT_JSON).read_text())
         model.load_state_dict(torch.load(ck / state["state_file"], weights_only=True)["model"])
-        test_cos.append(cosine(predict(model.eval(), ctx_te), tgt_te))
+        test_cos.append(cosine(predict(model.eval(), ctx_te, article=art_te), tgt_te))
 
-    fit(cfg, table.vectors, tr, va, out, callback=on_epoch)
+    fit(cfg, table.vectors, tr, va, out, callback=on_epoch, position=table.position)
     hist = json.loads((out / "history.json").read_text())
     return {"arch": arch, "history": hist, "test": test_cos, "flops": flops_per_sample(cfg, table.dim),
             "train_windows": len(tr)}

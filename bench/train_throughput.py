@@ -87,8 +87,9 @@ def seed_recipe_rate(arch: str, vectors, targets, context: int, steps: int, warm
 
 
 def ours_rate(arch: str, vectors, train_t, val_t, context: int, threads: int | None, epochs: int = 5) -> dict:
-    """lvm.train.trainer.fit with the default TrainConfig; the fastest epoch after the first (it warms up kernels)."""
-    cfg = TrainConfig(arch=arch, epochs=epochs, context=context, threads=threads, patience=None)
+    """lvm.train.trainer.fit with the default TrainConfig, on the seed recipe's inputs (the context alone, so both
+    sides train the same model); the fastest epoch after the first (it warms up kernels)."""
+    cfg = TrainConfig(arch=arch, epochs=epochs, context=context, threads=threads, patience=None, article=False)
     with tempfile.TemporaryDirectory(prefix="lvm-bench-") as tmp:
         fit(cfg, vectors, train_t, val_t, Path(tmp) / arch)
         hist = json.loads((Path(tmp) / arch / "history.json").read_text())

@@ -157,14 +157,19 @@ def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tu
     return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]
 
 
-def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int = 65536,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """float32 [N, D]: row r holds the mean of every earlier row of its article (zeros for an article's first row).
 
     For a window's target t this is the article input of a model built with article=True (lvm.models.base): the
     mean of the whole article before t, the context included, the same vector as the article_mean baseline's.
-    Sums run in float64 over one article-sorted pass (rows sorted by article then position from 0)."""
+    Sums run in float64 over one article-sorted pass (rows sorted by article then position from 0), a chunk at a
+    time, into `out` when given (e.g. a memory map, so that a memory-mapped table's rows need not fit in RAM)."""
     position = np.asarray(position, dtype=np.int64)
-    out = np.zeros(vectors.shape, np.float32)
+    if out is None:
+        out = np.zeros(vectors.shape, np.float32)
+    elif out.shape != vectors.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {vectors.shape}, got {out.dtype} {out.shape}")
     running = np.zeros(vectors.shape[1])
     for s in range(0, len(position), chunk):
         block = np.asarray(vectors[s:s + chunk], dtype=np.float64)

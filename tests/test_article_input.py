@@ -208,3 +208,17 @@ def test_next_reads_every_sentence_it_is_sent(tmp_path):
         long = sentences[:1] + ["x" * 10_001] + sentences[2:]  # every sentence is encoded, so every one is checked
         r = client.post("/next", json={"sentences": long, "k": 3})
         assert r.status_code == 413 and "sentences[1]" in r.json()["detail"]
+
+
+def test_a_memory_mapped_table_trains_the_same_and_leaves_no_spill_file(tmp_path):
+    """A memory-mapped table (lvm.shards) gets its article rows in an unlinked, memory-mapped temporary file."""
+    table = topic_table(n_articles=12, length=12)
+    np.save(tmp_path / "v.npy", table.vectors)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    t = window_targets(table.article_id, table.position, 3)
+    cfg = TrainConfig(arch="lstm", epochs=2, batch_size=32, context=3, model={"hidden": 8}, precision="fp32",
+                      patience=None)
+    a = fit(cfg, table.vectors, t[::2], t[1::2], tmp_path / "ram", position=table.position)
+    b = fit(cfg, mapped, t[::2], t[1::2], tmp_path / "mapped", position=table.position)
+    assert a["best_val_cosine"] == b["best_val_cosine"]
+    assert not [p.name for p in (tmp_path / "mapped").iterdir() if p.name.startswith(".article-rows")]

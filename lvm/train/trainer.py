@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -102,8 +103,11 @@ def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray, position: np.n
     return h.hexdigest()
 
 
-def _article_rows(cfg: TrainConfig, V: torch.Tensor, position) -> torch.Tensor | None:
-    """The article-so-far means of every row (on V's device) for a model with the article input, else None."""
+def _article_rows(cfg: TrainConfig, vectors, V: torch.Tensor, position, spill_dir: Path) -> torch.Tensor | None:
+    """The article-so-far means of every row (on V's device) for a model with the article input, else None.
+
+    For a memory-mapped table (lvm.shards) on the CPU they go to an unlinked temporary file in `spill_dir`, memory
+    mapped too: the process then owns no [N, D] copy (the page cache holds them, as it holds the vectors)."""
     if not cfg.article:
         return None
     if position is None:
@@ -111,7 +115,12 @@ def _article_rows(cfg: TrainConfig, V: torch.Tensor, position) -> torch.Tensor |
     position = np.asarray(position, dtype=np.int64)
     if position.shape != (V.shape[0],):
         raise ValueError(f"position has shape {position.shape}, expected ({V.shape[0]},) like the vectors")
-    return torch.from_numpy(article_so_far(V.cpu().numpy(), position)).to(V.device)
+    out = None
+    if isinstance(vectors, np.memmap) and V.device.type == "cpu":
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=spill_dir, prefix=".article-rows-") as f:  # gone when unmapped
+            out = np.memmap(f, dtype=np.float32, mode="w+", shape=tuple(V.shape))
+    return torch.from_numpy(article_so_far(V.cpu().numpy(), position, out=out)).to(V.device)
 
 
 def _inputs(V: torch.Tensor, A: torch.Tensor | None, idx: torch.Tensor, offs: torch.Tensor) -> tuple:
@@ -160,7 +169,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         device = resolve_device(cfg.device)
         precision = resolve_precision(cfg.precision, device)
         V = _as_tensor(vectors, device)
-        A = _article_rows(cfg, V, position)
+        A = _article_rows(cfg, vectors, V, position, out_dir)
         n_rows, dim = V.shape
         train_t = _check_targets("training", train_targets, n_rows, cfg.context)
         val_t = _check_targets("validation", val_targets, n_rows, cfg.context)
