@@ -47,6 +47,7 @@ LEVERS: dict[str, dict] = {
     "article_batch64": {"article": True, "batch_size": 64},
     "article_transformer": {"arch": "transformer", "article": True},
     "article_mamba2": {"arch": "mamba2", "article": True},
+    "article_mamba2_dropout": {"arch": "mamba2", "article": True, "model": {"dropout": 0.2}, "weight_decay": 0.05},
     "article_gru": {"arch": "gru", "article": True},
     # data scale: the same model on a seeded share of the training articles (validation and baselines unchanged)
     "article_data25": {"article": True, "train_fraction": 0.25},
