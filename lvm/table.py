@@ -157,7 +157,7 @@ def gather_windows(vectors: np.ndarray, targets: np.ndarray, context: int) -> tu
     return vectors[targets[:, None] + np.arange(-context, 0)[None, :]], vectors[targets]
 
 
-def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int = 65536,
+def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int | None = None,
                    out: np.ndarray | None = None) -> np.ndarray:
     """float32 [N, D]: row r holds the mean of every earlier row of its article (zeros for an article's first row).
 
@@ -166,6 +166,7 @@ def article_so_far(vectors: np.ndarray, position: np.ndarray, chunk: int = 65536
     Sums run in float64 over one article-sorted pass (rows sorted by article then position from 0), a chunk at a
     time, into `out` when given (e.g. a memory map, so that a memory-mapped table's rows need not fit in RAM)."""
     position = np.asarray(position, dtype=np.int64)
+    chunk = chunk or max(1, (1 << 22) // max(vectors.shape[1], 1))  # ~4M float64 values per working array
     if out is None:
         out = np.zeros(vectors.shape, np.float32)
     elif out.shape != vectors.shape or out.dtype != np.float32:
