@@ -11,7 +11,8 @@ The levers tried on the way to today's defaults are bench/quality_levers.py's (o
    fiction = the four gutenberg books + brown fiction (files ck..cr, 126 samples). The brown subsets are folders of
    symlinks under the --out folder (the corpus is read in place, never copied).
 2. Splits the training table by article (seed 0, DEFAULT_FRACTIONS), trains the flow's default architectures with
-   today's TrainConfig defaults (or --epochs / --archs; --quick = lstm only, 6 epochs).
+   today's TrainConfig defaults (or --epochs / --archs; --quick = lstm only, 6 epochs) and, as the flow does, adds
+   their ensemble (lvm.models.ensemble) as one more model.
 3. Scores every model and the six baselines (fitted on the same training articles) on: the test articles of
    each training corpus separately (the retrieval bank = that corpus's test sentences), and every article of the
    fiction table (bank = all its sentences; out of distribution). Bootstrap groups: the article, except that a
@@ -211,7 +212,13 @@ def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int 
                               article_starts(table.position))
     print(f"baselines fitted on {len(train_t):,} training windows in {time.perf_counter() - t0:.0f} s "
           f"(article_blend {fitted['article_blend'].info})", flush=True)
-    models = {a: on_context(model_predictor(r["model_dir"])) for a, r in trained.items()}
+    dirs = {a: r["model_dir"] for a, r in trained.items()}
+    if len(dirs) >= 2:  # the flow's default: their ensemble is one more candidate (lvm.models.ensemble)
+        from lvm.models.io import save_ensemble
+
+        digest = hashlib.sha256(json.dumps(dirs, sort_keys=True).encode()).hexdigest()[:8]
+        dirs["ensemble"] = str(save_ensemble({a: dirs[a] for a in trained}, out / "models" / f"ensemble-{digest}"))
+    models = {a: on_context(model_predictor(d)) for a, d in dirs.items()}
     fns = {**models, **fitted}
     sets = []
     corpus = corpus_of(table)

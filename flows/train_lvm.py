@@ -41,7 +41,7 @@ from tasks.data import load_and_validate, split_dataset
 from tasks.evaluation import evaluate_models, find_champion, score_champion_task
 from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions, given
 from tasks.runners import make_runner
-from tasks.training import train_architecture
+from tasks.training import assemble_ensemble, train_architecture
 
 DEFAULT_ARCHS = ["lstm", "mamba2", "transformer"]
 
@@ -133,6 +133,7 @@ def train_lvm(
     split_method: Literal["hash", "permutation"] = "hash",
     challenge_production: bool = True,
     min_improvement: float = MIN_IMPROVEMENT,
+    ensemble: bool = True,
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
@@ -154,6 +155,8 @@ def train_lvm(
     challenge_production: score the registry's production model on this run's test windows and deploy only a
     challenger that beats it by `min_improvement` cosine with the 95% interval above zero (lvm.decision.challenge).
     A production model of another encoder, D or context is refused before training; False skips the comparison.
+    ensemble: with two or more trained architectures, their ensemble (the mean of their unit predictions,
+    lvm.models.ensemble) is one more candidate, compared, decided and deployed like the others.
     """
     logger = get_run_logger()
     ctx = get_run_context()
@@ -181,6 +184,9 @@ def train_lvm(
     configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options, threads)
                for a in architectures]
     trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)
+    if ensemble and len(trained) >= 2:  # one more candidate: the mean of the trained models' predictions
+        trained["ensemble"] = assemble_ensemble(dataset, split, {a: t["model_dir"] for a, t in trained.items()},
+                                                code_version=code_version("tasks.training"))
 
     run_dir = runs_dir() / run_name
     run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset.path, "data_sha256": dataset.sha256,
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--min-improvement", type=float, default=MIN_IMPROVEMENT,
                    help="cosine the best model must gain over production (interval above zero too)")
     p.add_argument("--no-challenge", action="store_true", help="ignore production: today's decision alone")
+    p.add_argument("--no-ensemble", action="store_true", help="leave out the ensemble of the trained models")
     args = p.parse_args(argv)
     if args.dask_address:
         args.runner = "dask"
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
                        deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,
                        ood_data=args.ood_data, require_forward=not args.no_require_forward,
                        split_method=args.split_method, min_improvement=args.min_improvement,
-                       challenge_production=not args.no_challenge)
+                       challenge_production=not args.no_challenge, ensemble=not args.no_ensemble)
     print(f"\n{result.table}\n\n{result.champion_table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
     if result.failed:
         print(f"failed: {result.failed}")

@@ -74,3 +74,16 @@ def train_architecture(dataset: DatasetRecord, split: SplitRecord, config: dict,
     update_progress_artifact(progress, progress=100.0)
     return {"arch": cfg.arch, "model_dir": out, "ran_on": where_am_i(),
             **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}}
+
+
+@task(name="ensemble", cache_policy=by_inputs(), persist_result=True, task_run_name="ensemble")
+def assemble_ensemble(dataset: DatasetRecord, split: SplitRecord, members: dict[str, str],
+                      code_version: str = "") -> dict:
+    """The ensemble of the trained models `members` ({arch: model folder}) as one more model folder (the mean of
+    their unit predictions, lvm.models.ensemble); nothing is trained."""
+    from lvm.models.io import save_ensemble
+
+    out = model_dir_for(dataset, split, {"arch": "ensemble", "members": members, "code": code_version})
+    save_ensemble(members, out)
+    get_run_logger().info("ensemble of %s in %s", ", ".join(members), out)
+    return {"arch": "ensemble", "model_dir": out, "members": sorted(members)}

@@ -88,7 +88,7 @@ def test_train_flow_on_two_dask_workers_matches_the_process_runner(sotu_table, h
     finally:
         os.environ["LVM_DATA_DIR"] = str(harness / "data-local")
 
-    assert dask.failed == {} and [m.arch for m in dask.models] == ARCHS
+    assert dask.failed == {} and [m.arch for m in dask.models] == [*ARCHS, "ensemble"]
     run_id = json.loads(Path(dask.run_dir, "run.json").read_text())["flow_run_id"]
     trains = {t.name: t for t in _task_runs(run_id) if t.name.startswith("train-")}
     assert {t.state.name for t in trains.values()} == {"Completed"}, trains

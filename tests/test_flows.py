@@ -45,12 +45,12 @@ def test_investigate_branch_writes_a_diagnosis(sotu_table, harness, corpus_dir):
         shutil.copy(f, other)
     ood = build_dataset_flow(corpus=str(other), encoder="hash:32")
     r = _run(sotu_table, baseline_threshold=0.99, deploy_threshold=0.99, ood_data=ood)
-    assert r.decision == "investigate" and r.best_arch in ("lstm", "gru")
+    assert r.decision == "investigate" and r.best_arch in ("lstm", "gru", "ensemble")
     assert "below the baseline threshold 0.99" in r.reason
     assert Path(r.report).is_file() and Path(r.run_dir, "decision.json").is_file()
     assert Path(r.report).with_name("offset_sweep.png").is_file()
     run = json.loads(Path(r.run_dir, "run.json").read_text())
-    assert set(run["models"]) == {"lstm", "gru"} and run["failed"] == {}
+    assert set(run["models"]) == {"lstm", "gru", "ensemble"} and run["failed"] == {}  # and their ensemble
     assert {"global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend"} == \
         set(r.baselines)
     comp = json.loads(Path(r.run_dir, "comparison.json").read_text())

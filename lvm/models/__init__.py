@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .base import LVM, PredictionHead
+from .ensemble import Ensemble
 from .gru import GRUModel
 from .lstm import LSTMModel
 from .mamba2 import Mamba2Model
@@ -22,8 +23,11 @@ MODEL_NAMES = tuple(MODELS)
 
 
 def build_model(name: str, dim: int, context: int = 5, residual: bool = False, article: bool = False,
-                **config) -> LVM:
-    """Build an untrained model; raises ValueError for an unknown name or a bad config."""
+                **config) -> LVM | Ensemble:
+    """Build an untrained model; raises ValueError for an unknown name or a bad config. "ensemble" (not trainable,
+    lvm.models.ensemble) takes `members`, a list of the members' build configs (`build_config()`)."""
+    if name == Ensemble.arch:
+        return _build_ensemble(dim, context, article, **config)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     for key, value in (("dim", dim), ("context", context)):
@@ -35,9 +39,25 @@ def build_model(name: str, dim: int, context: int = 5, residual: bool = False, a
     return MODELS[name](dim, context=context, residual=residual, article=article, **config)
 
 
+def _build_ensemble(dim: int, context: int, article: bool, members=None, **rest) -> Ensemble:
+    if rest or not isinstance(members, list):
+        raise ValueError(f"ensemble: the model config is {{'members': [build configs]}}, got keys "
+                         f"{sorted(rest) + ([] if isinstance(members, list) else ['members (not a list)'])}")
+    built = []
+    for i, m in enumerate(members):
+        if not isinstance(m, dict) or m.get("arch") not in MODELS or not isinstance(m.get("model", {}), dict):
+            raise ValueError(f"ensemble: member {i} is not the build config of a trainable model: {m!r}")
+        built.append(build_model(m["arch"], dim, context=context, residual=m.get("residual", False),
+                                 article=m.get("article", False), **m.get("model", {})))
+    ensemble = Ensemble(built)
+    if ensemble.article != article:
+        raise ValueError(f"ensemble: config says article={article}, its members article={ensemble.article}")
+    return ensemble
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (each shared tensor once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODEL_NAMES", "MODELS", "LVM", "PredictionHead", "build_model", "count_parameters"]
+__all__ = ["MODEL_NAMES", "MODELS", "LVM", "Ensemble", "PredictionHead", "build_model", "count_parameters"]

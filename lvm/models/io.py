@@ -1,4 +1,4 @@
-"""Save and load a trained model folder: model.safetensors + config.json.
+"""Save and load a trained model folder: model.safetensors + config.json; assemble an ensemble's folder.
 
 Nothing here unpickles: weights are safetensors, the rest is JSON. `load_model` rebuilds the architecture
 from config.json with `build_model` and loads the weights strictly, so a folder whose weights do not match
@@ -14,8 +14,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from lvm.atomic import read_json_object, write_atomic
+from lvm.atomic import read_json_object, write_atomic, write_json
 from lvm.models import build_model
+from lvm.models.ensemble import Ensemble
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -35,7 +36,7 @@ def save_model(folder, model: torch.nn.Module, config: dict) -> Path:
         built = model.build_config()
         given = dict(config.get("model", {}))
         config["model"] = {**given, **built.pop("model")}  # the full build kwargs, defaults included
-        if given.items() - config["model"].items():
+        if any(config["model"][k] != v for k, v in given.items()):
             raise ValueError(f"save_model({folder}): config['model']={given} but the model was built with "
                              f"{config['model']}")
         for key, value in built.items():
@@ -113,3 +114,34 @@ def _build(config: dict, folder: Path, device: torch.device) -> torch.nn.Module:
                                **config["model"])
     except (ValueError, TypeError) as e:
         raise ValueError(f"model folder {folder}: {CONFIG} does not describe a model: {e}") from None
+
+
+#: config.json keys every member of an ensemble must share: the data and encoder its predictions are about
+SHARED_KEYS = ("encoder", "data_hash", "split", "dataset")
+
+
+def save_ensemble(member_dirs: dict[str, str | Path], folder) -> Path:
+    """A model folder holding the ensemble (lvm.models.ensemble) of the trained models in `member_dirs`
+    ({name: folder}): their weights in one state_dict, the keys they share (SHARED_KEYS) and where each came from
+    in config.json, each member's validation cosine in metrics.json. Members trained on other data, another
+    encoder, D, context or article input are refused."""
+    if len(member_dirs) < 2:
+        raise ValueError(f"an ensemble needs at least 2 trained models, got {sorted(member_dirs)}")
+    loaded = {name: load_model(d) for name, d in member_dirs.items()}
+    shared = {}
+    for key in SHARED_KEYS:
+        values = {name: cfg.get(key) for name, (_, cfg) in loaded.items()}
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            raise ValueError(f"ensemble members disagree on {key!r}: {values}")
+        shared[key] = next(iter(values.values()))
+    model = Ensemble([m for m, _ in loaded.values()])
+    folder = Path(folder)
+    save_model(folder, model, {**shared, "members_from": {n: str(d) for n, d in member_dirs.items()},
+                               "member_names": list(member_dirs)})
+    val = {}
+    for name, d in member_dirs.items():
+        path = Path(d) / "metrics.json"
+        val[name] = read_json_object(path).get("val_cosine") if path.is_file() else None
+    write_json(folder / "metrics.json", {"members_val_cosine": val})
+    write_json(folder / "history.json", [])
+    return folder
