@@ -176,6 +176,7 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
         pred = predictions(name, data, out, part, targets, cache)
         mine = per_example_cosine(pred, tgt)
         ref = per_example_cosine(predictions("plain", data, out, part, targets, cache), tgt)
+        art = per_example_cosine(predictions("article", data, out, part, targets, cache), tgt)
         bpred = {k: predict_rows(b, table.vectors, targets, data.C0, starts) for k, b in data.baselines.items()}
         bl = {k: per_example_cosine(v, tgt) for k, v in bpred.items()}
         best = max(bl, key=lambda k: bl[k].mean())
@@ -191,6 +192,7 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
                                                                   C),
                      "best_baseline_contrastive": ca_best, "best_baseline_contrastive_accuracy": ca_base[ca_best],
                      "minus_plain": paired_difference(mine, ref, g) if name != "plain" else None,
+                     "minus_article": paired_difference(mine, art, g) if name not in ("plain", "article") else None,
                      "best_baseline": best, "best_baseline_cosine": float(bl[best].mean()),
                      "minus_best_baseline": paired_difference(mine, bl[best], g)}
     return row
@@ -245,17 +247,19 @@ def fiction_ceiling(data: Data, out: Path) -> dict:
 
 
 def markdown(rows: list, trained: dict) -> str:
-    head = ("| lever | C | val cosine | − plain [95 %] | − best baseline (val) [95 %] | val contrastive acc. "
-            "(best baseline's) | training s | fiction cosine | fiction − best baseline [95 %] | fiction "
-            "contrastive acc. (best baseline's) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    head = ("| lever | C | val cosine | − plain [95 %] | − article [95 %] | − best baseline (val) [95 %] | val "
+            "contrastive acc. (best baseline's) | training s | fiction cosine | fiction − article [95 %] | fiction − "
+            "best baseline [95 %] | fiction contrastive acc. (best baseline's) |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     out = []
     for r in rows:
         v, f = r["val"], r["fiction"]
         secs = sum(trained[m]["seconds"] for m in ENSEMBLES.get(r["lever"], (r["lever"],)))
         out.append(f"| {r['lever']} | {r['context']} | {v['cosine']:.4f} | {_ci(v['minus_plain'])} | "
-                   f"{_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | {v['contrastive_accuracy']:.4f} "
-                   f"({v['best_baseline_contrastive_accuracy']:.4f}) | {secs:.0f} | {f['cosine']:.4f} | "
-                   f"{_ci(f['minus_best_baseline'])} ({f['best_baseline']}) | {f['contrastive_accuracy']:.4f} "
+                   f"{_ci(v.get('minus_article'))} | {_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | "
+                   f"{v['contrastive_accuracy']:.4f} ({v['best_baseline_contrastive_accuracy']:.4f}) | {secs:.0f} | "
+                   f"{f['cosine']:.4f} | {_ci(f.get('minus_article'))} | {_ci(f['minus_best_baseline'])} "
+                   f"({f['best_baseline']}) | {f['contrastive_accuracy']:.4f} "
                    f"({f['best_baseline_contrastive_accuracy']:.4f}) |")
     return head + "\n".join(out)
 
@@ -282,10 +286,10 @@ def main(argv=None) -> list:
     print(describe_machine(), flush=True)
     t_all = time.perf_counter()
     data = Data(out)
-    need = ["plain"] + [m for n in names for m in ENSEMBLES.get(n, (n,))]
+    need = ["plain", "article"] + [m for n in names for m in ENSEMBLES.get(n, (n,))]
     trained = {n: train_lever(n, data, out) for n in dict.fromkeys(need)}
     cache: dict = {}
-    rows = [score_lever(n, data, out, cache) for n in dict.fromkeys(["plain", *names])]
+    rows = [score_lever(n, data, out, cache) for n in dict.fromkeys(["plain", "article", *names])]
     table = markdown(rows, trained)
     print("\n" + table + f"\n\nwall time {time.perf_counter() - t_all:.0f} s; {describe_machine()}", flush=True)
     res = out / "quality_levers.json"
