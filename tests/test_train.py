@@ -162,6 +162,21 @@ def test_seeded_runs_are_reproducible(data, tmp_path):
     assert strip_timing(ha) == strip_timing(hb)
 
 
+def crash_when_committing(monkeypatch, epoch: int):
+    """Make the checkpoint commit (checkpoint.json) of `epoch` raise; returns the real writer, to put back."""
+    import lvm.train.checkpoint as train_mod
+
+    real = train_mod.write_json
+
+    def crash(p, payload):
+        if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == epoch:
+            raise RuntimeError("simulated crash")
+        return real(p, payload)
+
+    monkeypatch.setattr(train_mod, "write_json", crash)
+    return real
+
+
 def test_article_input_runs_are_reproducible_and_resume_exactly(data, tmp_path, monkeypatch):
     """The article rows are one more function of the data: same seed, same weights; a resume after a crash ends
     where an uninterrupted run does; another article structure (positions) is another data set."""
@@ -173,14 +188,7 @@ def test_article_input_runs_are_reproducible_and_resume_exactly(data, tmp_path, 
     b = fit(cfg, table.vectors, tr, va, tmp_path / "b", position=table.position)
     assert a["best_val_cosine"] == b["best_val_cosine"]
     assert_same_weights(tmp_path / "a", tmp_path / "b")
-    real = train_mod.write_json
-
-    def crash_on_epoch_2(p, payload):
-        if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == 2:
-            raise RuntimeError("simulated crash")
-        return real(p, payload)
-
-    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_2)
+    real = crash_when_committing(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(cfg, table.vectors, tr, va, tmp_path / "crash", position=table.position)
     monkeypatch.setattr(train_mod, "write_json", real)
@@ -191,7 +199,7 @@ def test_article_input_runs_are_reproducible_and_resume_exactly(data, tmp_path, 
     merged = np.asarray(table.position).copy()
     first, second, third = np.flatnonzero(merged == 0)[:3]
     merged[second:third] += second - first
-    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_2)
+    crash_when_committing(monkeypatch, 2)
     with pytest.raises(RuntimeError):
         fit(cfg, table.vectors, tr, va, tmp_path / "other", position=table.position)
     monkeypatch.setattr(train_mod, "write_json", real)
@@ -239,14 +247,7 @@ def test_crash_between_state_file_and_commit(data, tmp_path, monkeypatch):
 
     path, table, tr, va = data
     cfg = tiny(epochs=4)
-    real = train_mod.write_json
-
-    def crash_on_epoch_3(p, payload):
-        if Path(p).name == CHECKPOINT_JSON and payload["epoch"] == 3:
-            raise RuntimeError("simulated crash")
-        return real(p, payload)
-
-    monkeypatch.setattr(train_mod, "write_json", crash_on_epoch_3)
+    real = crash_when_committing(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(cfg, table.vectors, tr, va, tmp_path / "crash")
     monkeypatch.setattr(train_mod, "write_json", real)
