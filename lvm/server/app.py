@@ -28,9 +28,8 @@ Endpoints (JSON in, JSON out; errors are ``{"detail": "<message>"}`` with a 4xx 
     This is nearest-neighbour decoding, not text generation: inverting an embedding into new text
     (vec2text) needs the GTR-T5 encoder and its trained inversion models on a GPU, which this server does not
     assume. With ``exclude_context`` (default) the sentences the model read (the context; for an article model all
-    of them) are never returned. Each of the
-    last C sentences (the ones encoded) may have at most ``MAX_SENTENCE_CHARS`` characters (encoders read a few
-    hundred tokens at most; longer text only costs CPU).
+    of them) are never returned. Each sentence encoded (the last C; all for an article model) may have at most
+    ``MAX_SENTENCE_CHARS`` characters (encoders read a few hundred tokens at most; longer text only costs CPU).
 
 Status codes: 400 malformed JSON or empty body; 401 missing/wrong bearer token (when a token is set);
 408 body not received within ``body_timeout`` seconds (a slow or stalled client does not hold a connection);
