@@ -177,7 +177,11 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
         mine = per_example_cosine(pred, tgt)
         ref = per_example_cosine(predictions("plain", data, out, part, targets, cache), tgt)
         art = per_example_cosine(predictions("article", data, out, part, targets, cache), tgt)
-        bpred = {k: predict_rows(b, table.vectors, targets, data.C0, starts) for k, b in data.baselines.items()}
+        bkey = ("baselines", part, targets.tobytes())  # the same for every lever of this context length
+        if bkey not in cache:
+            cache[bkey] = {k: predict_rows(b, table.vectors, targets, data.C0, starts)
+                           for k, b in data.baselines.items()}
+        bpred = cache[bkey]
         bl = {k: per_example_cosine(v, tgt) for k, v in bpred.items()}
         best = max(bl, key=lambda k: bl[k].mean())
         g = groups[targets]
