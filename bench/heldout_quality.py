@@ -131,9 +131,11 @@ def train(train_path: Path, split_path: Path, arch: str, epochs: int | None, out
     return rec
 
 
-def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, C: int, groups: np.ndarray) -> dict:
+def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, C: int, groups: np.ndarray,
+              order_tests: bool = True) -> dict:
     """Every predictor on the windows whose target is in `rows` (bank = `rows`), forward suite with the given
-    bootstrap groups, and each model's lead over the best baseline of this set."""
+    bootstrap groups (`order_tests` False for a subset of a set already scored: no ablations, no rollout), and
+    each model's lead over the best baseline of this set."""
     from lvm.evaluation.baselines import best_baseline
     from lvm.evaluation.compare import score_all
     from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine
@@ -142,7 +144,7 @@ def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, 
     t0 = time.perf_counter()
     eval_t = window_targets(table.article_id, table.position, C, rows)
     starts = article_starts(table.position)
-    metrics, preds = score_all(fns, table.vectors, eval_t, rows, C, starts, groups)
+    metrics, preds = score_all(fns, table.vectors, eval_t, rows, C, starts, groups, order_tests=order_tests)
     baselines = {k: v for k, v in metrics.items() if k not in model_names}
     best = best_baseline(baselines)["name"]
     tgt = table.vectors[eval_t]
@@ -235,7 +237,7 @@ def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int 
     fc = corpus_of(fic)
     for name in sorted(set(fc)):
         rows = np.flatnonzero(fc == name)
-        sets.append(score_set(f"fiction: {name}", fns, list(models), fic, rows, C, fic_groups))
+        sets.append(score_set(f"fiction: {name}", fns, list(models), fic, rows, C, fic_groups, order_tests=False))
     print("\n" + headline(sets) + "\n", flush=True)
     for s in sets:
         print(set_table(s) + "\n", flush=True)

@@ -50,8 +50,9 @@ def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,
     gates = {
         "forward_margin": {"value": fm, "interval_low": fm_lo, "threshold": min_forward_margin,
                            "passed": ok(fm, fm_lo) and fm > min_forward_margin and fm_lo > min_forward_margin,
-                           "rule": "cos(pred, next) - cos(pred, sentence before the context) and its 95% "
-                                   f"article-bootstrap low end > {min_forward_margin:g}"},
+                           "rule": "cos(pred, next) - cos(pred, sentence before the context; left out of the "
+                                   "article input, so that both are unseen) and its 95% article-bootstrap low end "
+                                   f"> {min_forward_margin:g}"},
         "shuffle_drop": {"value": sd, "interval_low": sd_lo, "threshold": min_shuffle_drop,
                          "passed": ok(sd, sd_lo) and sd >= min_shuffle_drop and sd_lo > 0,
                          "rule": f"cosine lost when the context is shuffled >= {min_shuffle_drop:g}, interval > 0"},

@@ -70,6 +70,44 @@ def test_the_last_input_copier_echoes_and_a_rotation_model_predicts_forward(data
     assert copier["last_input_gain"] == 0.0 and rotation["last_input_gain_lo"] > 0.5
 
 
+def test_an_article_aware_predictor_is_measured_with_the_sentence_before_the_window_unseen():
+    """Independent random sentences: nothing is predictable, so an honest margin is 0. The article mean holds the
+    sentence before the window, which is what its served margin measures (below 0); with that sentence left out
+    of its article the margin is 0 again. A context-only predictor is not asked again: both margins are one."""
+    from lvm.evaluation.metrics import article_mean
+
+    rng = np.random.default_rng(0)
+    position = np.tile(np.arange(12), 200)
+    vectors = rng.normal(size=(len(position), D)).astype(np.float32)
+    starts = article_starts(position)
+    targets = np.flatnonzero(position >= C)
+    s = forward_suite(article_mean, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200)
+    served, unseen = s["forward_margin_served"], s["forward_margin"]
+    assert served["ci95"][1] < -0.3
+    assert abs(unseen["diff"]) < 0.02 and unseen["ci95"][0] < 0.03 and unseen["ci95"][1] > -0.03
+    assert served["n"] == unseen["n"] == int((position[targets] > C).sum())
+
+    calls = []
+
+    def ctx_mean(w):
+        calls.append(len(w))
+        return w.ctx.mean(1)
+    ctx_mean.needs_article = False
+    s = forward_suite(ctx_mean, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200)
+    assert s["forward_margin"] == s["forward_margin_served"]
+    assert sum(calls) == len(targets) * (1 + 3) + s["rollout"]["n"] * ROLLOUT_STEPS   # plain, 3 ablations, rollout
+
+
+def test_without_order_tests_the_margins_are_the_same_and_no_ablation_or_rollout_is_run(data):
+    R = data[4]
+    fn = lambda w: w.ctx[:, -1] @ R.T  # noqa: E731
+    full, cheap = _suite(fn, data), _suite(fn, data, order_tests=False)
+    for k in ("forward_margin", "forward_margin_served", "direction_margin", "contrastive_accuracy", "offsets"):
+        assert cheap[k] == full[k]
+    assert cheap["ablations"] == {} and cheap["rollout"]["cosine"] == []
+    assert summary(cheap)["shuffle_drop"] is None and summary(full)["shuffle_drop"] is not None
+
+
 def test_a_bag_of_sentences_shows_no_order_ablation_drop(data):
     s = _suite(lambda w: np.tanh(w.ctx.sum(1)), data)   # order-invariant by construction
     for kind in ("shuffled", "reversed", "mean"):       # (the mean context has the same sum)
@@ -88,7 +126,8 @@ def test_rollout_feeds_predictions_back(data):
     assert frozen[1] < frozen[0] or frozen[0] < 0.5
 
 
-def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_path):
+@pytest.mark.parametrize("article", [False, True])
+def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_path, article):
     from lvm.decision import forward_gates
     from lvm.evaluation.compare import model_predictor
     from lvm.evaluation.metrics import on_context
@@ -99,8 +138,8 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
     art = starts[targets]
     train_t, val_t = targets[art < starts[-1] * 0.7], targets[art >= starts[-1] * 0.7]
     cfg = TrainConfig(arch="lstm", epochs=8, batch_size=64, lr=3e-3, context=C, precision="fp32", patience=None,
-                      residual=False, article=False, model={"hidden": 32, "layers": 1})
-    fit(cfg, vectors, train_t, val_t, tmp_path / "m")
+                      residual=False, article=article, model={"hidden": 32, "layers": 1})
+    fit(cfg, vectors, train_t, val_t, tmp_path / "m", position=data[1])
     suite = forward_suite(on_context(model_predictor(tmp_path / "m")), vectors, val_t, np.unique(
         np.concatenate([val_t - k for k in range(C + 1)])), C, starts, n_boot=200)
     gates = forward_gates(summary(suite))

@@ -35,13 +35,15 @@ COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margi
 
 
 def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: np.ndarray, context: int,
-              starts: np.ndarray, groups: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
-    """(metrics {name: flat dict + "forward"}, predictions {name: [N, D]}) for ``Windows`` predictors."""
+              starts: np.ndarray, groups: np.ndarray, seed: int = 0, order_tests: bool = True) -> tuple[dict, dict]:
+    """(metrics {name: flat dict + "forward"}, predictions {name: [N, D]}) for ``Windows`` predictors
+    (``order_tests``: ``lvm.evaluation.forward.forward_suite``'s)."""
     metrics, preds = {}, {}
     for name, fn in predictors.items():
         p = predict_rows(fn, vectors, eval_t, context, starts)
         m = score(p, vectors, eval_t, bank, context)
-        suite = forward_suite(fn, vectors, eval_t, bank, context, starts, groups=groups, pred=p, seed=seed)
+        suite = forward_suite(fn, vectors, eval_t, bank, context, starts, groups=groups, pred=p, seed=seed,
+                              order_tests=order_tests)
         metrics[name] = {**m, **summary(suite), "forward": suite}
         preds[name] = p
     return metrics, preds
@@ -255,9 +257,9 @@ def forward_table(comparison: dict) -> str:
     if not items:
         return ""
     steps = items[0][1]["rollout"]["steps"]
-    head = ("| forward suite | forward margin [95%] | direction margin (vs last input) [95%] | shuffled drop | "
-            "reversed drop | mean drop | " + " | ".join(f"rollout {s}" for s in steps) + " |\n|---|"
-            + "---:|" * (5 + len(steps)) + "\n")
+    head = ("| forward suite | forward margin [95%] | served forward margin [95%] | direction margin (vs last input) "
+            "[95%] | shuffled drop | reversed drop | mean drop | " + " | ".join(f"rollout {s}" for s in steps)
+            + " |\n|---|" + "---:|" * (6 + len(steps)) + "\n")
 
     def ci(d):
         if d.get("diff") is None:
@@ -269,7 +271,8 @@ def forward_table(comparison: dict) -> str:
         label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
         ab = f["ablations"]
         roll = f["rollout"]["cosine"] or [None] * len(steps)
-        rows.append(f"| {label} | {ci(f['forward_margin'])} | {ci(f['direction_margin'])} | "
+        served = f.get("forward_margin_served", f["forward_margin"])   # comparisons written before it existed
+        rows.append(f"| {label} | {ci(f['forward_margin'])} | {ci(served)} | {ci(f['direction_margin'])} | "
                     + " | ".join(f"{ab[k]['drop']:+.4f}" for k in ("shuffled", "reversed", "mean")) + " | "
                     + " | ".join(_cell(v) for v in roll) + " |")
     return head + "\n".join(rows)

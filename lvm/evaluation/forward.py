@@ -7,10 +7,13 @@ alike. Every measure here is built so that an input copier, a topic-only predict
 sentences shows itself:
 
 - ``offsets``: cos(pred, sentence at offset k from the target) for k = -(C+2) .. +3 (k = -C .. -1 are the inputs).
-- ``forward_margin``: cos(pred, next) - cos(pred, the sentence just before the context window). Both are unseen;
-  a predictor that knows only the topic scores about 0, one that looks backwards below 0. With a 95% interval
-  from resampling whole articles (``lvm.evaluation.metrics.paired_difference``). ``direction_margin`` (against the last
-  input, which the model sees) is kept beside it, with the same interval.
+- ``forward_margin``: cos(pred, next) - cos(pred, the sentence just before the context window). Both must be
+  unseen: a predictor that knows only the topic scores about 0, one that looks backwards below 0. An article-aware
+  predictor reads the sentence before the window as part of the article so far, so for this measure it predicts
+  with that sentence left out of the article (for a context-only predictor nothing changes). The margin of the
+  predictions it serves, that sentence included, is ``forward_margin_served``. With a 95% interval from
+  resampling whole articles (``lvm.evaluation.metrics.paired_difference``). ``direction_margin`` (against the
+  last input, which the model sees) is kept beside it, with the same interval.
 - ``gain_over_last_input``: cos(pred, next) - cos(last input, next), same interval: is the prediction nearer the
   next sentence than the input it could have copied? A copier of its last input scores exactly 0 (the forward
   margin cannot show that: the last input is itself nearer the next sentence than the one before the window).
@@ -75,6 +78,15 @@ def _rollout_step(w: Windows, pred: np.ndarray) -> Windows:
     return Windows(ctx, w.before_sum + w.ctx[:, 0], w.before_n + 1)
 
 
+def without_before(w: Windows, vectors: np.ndarray, before: np.ndarray, ok: np.ndarray) -> Windows:
+    """``w`` with row ``before`` (the sentence just before each context window) taken out of the article summary,
+    where ``ok`` (the window has one)."""
+    if w.before_sum is None:
+        return w
+    drop = np.where(ok[:, None], vectors[np.maximum(before, 0)], 0.0)
+    return Windows(w.ctx, w.before_sum - drop, w.before_n - ok.astype(np.int64))
+
+
 def contrastive_accuracy(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vectors: np.ndarray,
                          context: int, chunk_elems: int = 1 << 24) -> float:
     """Mean over windows of the share of candidates with cos(pred, c) < cos(pred, next). Candidates: the bank
@@ -114,10 +126,12 @@ def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> floa
 def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, targets: np.ndarray,
                   bank_rows: np.ndarray, context: int, starts: np.ndarray, groups: np.ndarray | None = None,
                   pred: np.ndarray | None = None, seed: int = 0, batch_size: int = 4096,
-                  n_boot: int = 2000) -> dict:
+                  n_boot: int = 2000, order_tests: bool = True) -> dict:
     """Every forward measure of ``predict_fn`` on windows ``targets`` (JSON-able). ``groups``: the article of each
     row for the intervals (default: its start row). ``pred``: the predictions on the plain windows, when already
-    computed."""
+    computed. A ``predict_fn`` that says ``needs_article=False`` is not called again for the forward margin.
+    ``order_tests=False`` leaves out the ablations and the rollout (8 of the ~10 prediction passes): for scoring
+    subsets of a set whose order tests are already known."""
     C = int(context)
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
@@ -127,13 +141,20 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
     groups = starts if groups is None else np.asarray(groups)
     rng = np.random.default_rng(seed)
 
-    plain, abl = [], {k: [] for k in ABLATIONS}
+    before = targets - C - 1
+    has_before = before >= starts[targets]
+    reads_article = getattr(predict_fn, "needs_article", True)
+    plain, unseen, abl = [], [], {k: [] for k in ABLATIONS}
     for s in range(0, len(targets), batch_size):
         w = window_batch(vectors, targets[s:s + batch_size], C, starts)
         plain.append(np.asarray(predict_fn(w), np.float32) if pred is None else pred[s:s + batch_size])
-        for k in ABLATIONS:
+        if reads_article:
+            b = slice(s, s + batch_size)
+            unseen.append(np.asarray(predict_fn(without_before(w, vectors, before[b], has_before[b])), np.float32))
+        for k in ABLATIONS if order_tests else ():
             abl[k].append(np.asarray(predict_fn(w.with_ctx(_ablate(w.ctx, k, rng))), np.float32))
     p = np.concatenate(plain)
+    p_unseen = np.concatenate(unseen) if reads_article else p
     tgt = vectors[targets]
     cos_next = per_example_cosine(p, tgt)
     t_art = groups[targets]
@@ -147,27 +168,27 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
         sweep["cosine"].append(float(per_example_cosine(p[ok], vectors[rows[ok]]).mean()) if ok.any() else None)
         sweep["n"].append(int(ok.sum()))
 
-    def margin(other_rows, ok):
+    def margin(other_rows, ok, q=p):
         if not ok.any():
             return {"diff": None, "ci95": [None, None], "groups": 0, "n": 0}
-        return paired_difference(cos_next[ok], per_example_cosine(p[ok], vectors[other_rows[ok]]), t_art[ok],
-                                 n_boot=n_boot, seed=seed)
+        return paired_difference(per_example_cosine(q[ok], tgt[ok]), per_example_cosine(q[ok], vectors[other_rows[ok]]),
+                                 t_art[ok], n_boot=n_boot, seed=seed)
 
-    before = targets - C - 1
-    fwd = margin(before, before >= starts[targets])
+    served = margin(before, has_before)
+    fwd = margin(before, has_before, p_unseen) if reads_article else served
     direction = margin(targets - 1, np.ones(len(targets), bool))
     echo = paired_difference(cos_next, per_example_cosine(vectors[targets - 1], tgt), t_art, n_boot=n_boot,
                              seed=seed)
 
     ablations = {}
-    for k in ABLATIONS:
+    for k in ABLATIONS if order_tests else ():
         ca = per_example_cosine(np.concatenate(abl[k]), tgt)
         ablations[k] = {"cosine": float(ca.mean()),
                         **{("drop" if a == "diff" else a): v for a, v in
                            paired_difference(cos_next, ca, t_art, n_boot=n_boot, seed=seed).items()}}
 
     # rollout: windows whose ROLLOUT_STEPS targets all lie in the article
-    full = targets[targets + ROLLOUT_STEPS - 1 < ends[targets]]
+    full = targets[targets + ROLLOUT_STEPS - 1 < ends[targets]] if order_tests else targets[:0]
     roll = {"steps": list(range(1, ROLLOUT_STEPS + 1)), "cosine": [], "n": int(len(full))}
     if len(full):
         sums = np.zeros(ROLLOUT_STEPS)
@@ -182,7 +203,8 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
 
     ctx = vectors[targets[:, None] + np.arange(-C, 0)[None, :]]
     return {"n": int(len(targets)), "context": C, "cosine": float(cos_next.mean()),
-            "offsets": sweep, "forward_margin": fwd, "direction_margin": direction, "gain_over_last_input": echo,
+            "offsets": sweep, "forward_margin": fwd, "forward_margin_served": served,
+            "direction_margin": direction, "gain_over_last_input": echo,
             "ablations": ablations,
             "rollout": roll,
             "contrastive_accuracy": contrastive_accuracy(p, targets, bank_rows, vectors, C),
@@ -193,6 +215,7 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
 SUMMARY = {
     "forward_margin": ("forward_margin", "diff"),
     "forward_margin_lo": ("forward_margin", "ci95", 0),
+    "forward_margin_served": ("forward_margin_served", "diff"),
     "last_input_gain": ("gain_over_last_input", "diff"),
     "last_input_gain_lo": ("gain_over_last_input", "ci95", 0),
     "shuffle_drop": ("ablations", "shuffled", "drop"),
