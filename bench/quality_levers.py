@@ -40,7 +40,13 @@ LEVERS: dict[str, dict] = {
     "article_infonce": {"article": True, "loss": "cosine_infonce"},
     "article_infonce01": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.01, "temperature": 0.07}},
     "article_infonce03": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.03, "temperature": 0.07}},
+    # InfoNCE whose negatives include the 4 sentences after the target and the 4 before the context: the neighbours
+    # the forward margin and contrastive accuracy compare the next sentence with
+    "article_infonce01_hard": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.01, "temperature": 0.07,
+                                                         "hard_negatives": 4}},
     "article_infonce03_hard": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.03, "temperature": 0.07,
+                                                         "hard_negatives": 4}},
+    "article_infonce10_hard": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.1, "temperature": 0.07,
                                                          "hard_negatives": 4}},
     "article_wide": {"article": True, "model": {"hidden": 1024}},
     "article_lr3e-4": {"article": True, "lr": 3e-4},
@@ -139,18 +145,31 @@ def train_lever(name: str, data: Data, out: Path) -> dict:
     return rec
 
 
-def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray, cache: dict) -> np.ndarray:
-    """Unit predictions of a lever (or an ensemble: the normalised mean of its members') on `targets` of `part`."""
-    from lvm.evaluation.metrics import predict_rows
+def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray, cache: dict,
+                unseen: bool = False) -> np.ndarray:
+    """Unit predictions of a lever (or an ensemble: the normalised mean of its members') on `targets` of `part`;
+    `unseen`: with the sentence before each window left out of the article (the forward margin's predictions)."""
+    from lvm.evaluation.forward import without_before
+    from lvm.evaluation.metrics import predict_rows, window_batch
     from lvm.evaluation.predictors import model_predictor
 
-    key = (name, part, targets.tobytes())
+    key = (name, part, targets.tobytes(), unseen)
     if key in cache:
         return cache[key]
     table, starts, _ = data.where(part)
     if name in ENSEMBLES:
-        p = sum(predictions(m, data, out, part, targets, cache) for m in ENSEMBLES[name])
+        p = sum(predictions(m, data, out, part, targets, cache, unseen) for m in ENSEMBLES[name])
         p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    elif unseen:
+        fn = model_predictor(out / "levers" / name)
+        if not fn.needs_article:
+            return predictions(name, data, out, part, targets, cache)
+        C, p = fn.model.context, []
+        for s in range(0, len(targets), 4096):
+            t = targets[s:s + 4096]
+            b = t - C - 1
+            p.append(fn(without_before(window_batch(table.vectors, t, C, starts), table.vectors, b, b >= starts[t])))
+        p = np.concatenate(p)
     else:
         fn = model_predictor(out / "levers" / name)
         p = predict_rows(fn, table.vectors, targets, fn.model.context, starts)
@@ -191,6 +210,9 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
                              for k, v in bpred.items()}
         ca_base = cache[ca_key]
         ca_best = max(ca_base, key=ca_base.get)
+        before = targets - C - 1                       # the forward margin's other sentence (the suite's rule)
+        ok = before >= starts[targets]
+        unseen = predictions(name, data, out, part, targets, cache, unseen=True)
         row[part] = {"n": int(len(targets)), "groups": int(len(np.unique(g))), "cosine": float(mine.mean()),
                      "contrastive_accuracy": contrastive_accuracy(pred, targets, banks(data, part), table.vectors,
                                                                   C),
@@ -198,7 +220,11 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
                      "minus_plain": paired_difference(mine, ref, g) if name != "plain" else None,
                      "minus_article": paired_difference(mine, art, g) if name not in ("plain", "article") else None,
                      "best_baseline": best, "best_baseline_cosine": float(bl[best].mean()),
-                     "minus_best_baseline": paired_difference(mine, bl[best], g)}
+                     "minus_best_baseline": paired_difference(mine, bl[best], g),
+                     "forward_margin_served": paired_difference(mine[ok], per_example_cosine(
+                         pred[ok], table.vectors[before[ok]]), g[ok]),
+                     "forward_margin": paired_difference(per_example_cosine(unseen[ok], tgt[ok]), per_example_cosine(
+                         unseen[ok], table.vectors[before[ok]]), g[ok])}
     return row
 
 
@@ -250,21 +276,28 @@ def fiction_ceiling(data: Data, out: Path) -> dict:
     return res
 
 
+def _margins(part: dict) -> str:
+    served = part.get("forward_margin_served")
+    return f"{_ci(part.get('forward_margin'))} ({served['diff']:+.4f})" if served else "-"
+
+
 def markdown(rows: list, trained: dict) -> str:
     head = ("| lever | C | val cosine | − plain [95 %] | − article [95 %] | − best baseline (val) [95 %] | val "
-            "contrastive acc. (best baseline's) | training s | fiction cosine | fiction − article [95 %] | fiction − "
-            "best baseline [95 %] | fiction contrastive acc. (best baseline's) |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+            "contrastive acc. (best baseline's) | val forward margin [95 %] (served) | training s | fiction cosine | "
+            "fiction − article [95 %] | fiction − best baseline [95 %] | fiction contrastive acc. (best baseline's) | "
+            "fiction forward margin [95 %] (served) |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     out = []
     for r in rows:
         v, f = r["val"], r["fiction"]
         secs = sum(trained[m]["seconds"] for m in ENSEMBLES.get(r["lever"], (r["lever"],)))
         out.append(f"| {r['lever']} | {r['context']} | {v['cosine']:.4f} | {_ci(v['minus_plain'])} | "
                    f"{_ci(v.get('minus_article'))} | {_ci(v['minus_best_baseline'])} ({v['best_baseline']}) | "
-                   f"{v['contrastive_accuracy']:.4f} ({v['best_baseline_contrastive_accuracy']:.4f}) | {secs:.0f} | "
+                   f"{v['contrastive_accuracy']:.4f} ({v['best_baseline_contrastive_accuracy']:.4f}) | "
+                   f"{_margins(v)} | {secs:.0f} | "
                    f"{f['cosine']:.4f} | {_ci(f.get('minus_article'))} | {_ci(f['minus_best_baseline'])} "
                    f"({f['best_baseline']}) | {f['contrastive_accuracy']:.4f} "
-                   f"({f['best_baseline_contrastive_accuracy']:.4f}) |")
+                   f"({f['best_baseline_contrastive_accuracy']:.4f}) | {_margins(f)} |")
     return head + "\n".join(out)
 
 
