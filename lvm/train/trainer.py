@@ -74,9 +74,14 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
 
 
 def _as_tensor(vectors, device: torch.device) -> torch.Tensor:
+    """The table as a tensor; a read-only memory-mapped table stays mapped on the CPU (training never writes it),
+    so torch's warning about a non-writable array is not shown."""
     if isinstance(vectors, torch.Tensor):
         return vectors.detach().to(device=device, dtype=torch.float32).contiguous()
-    return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(arr).to(device)
 
 
 def _check_targets(name: str, targets, n_rows: int, context: int) -> np.ndarray:
