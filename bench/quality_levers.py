@@ -55,6 +55,10 @@ LEVERS: dict[str, dict] = {
     "article_mamba2": {"arch": "mamba2", "article": True},
     "article_mamba2_dropout": {"arch": "mamba2", "article": True, "model": {"dropout": 0.2}, "weight_decay": 0.05},
     "article_gru": {"arch": "gru", "article": True},
+    # the embedding space normalised per dimension with statistics of the training rows (bench-only, as Meta's LCM
+    # does): trained and predicting in that space, scored after mapping the predictions back
+    "article_robust": {"article": True, "normalise": "robust"},   # (x - median) / IQR
+    "article_center": {"article": True, "normalise": "center"},   # x - mean
     # data scale: the same model on a seeded share of the training articles (validation and baselines unchanged)
     "article_data25": {"article": True, "train_fraction": 0.25},
     "article_data50": {"article": True, "train_fraction": 0.5},
@@ -112,6 +116,69 @@ class Data:
             (self.fiction, self.fic_starts, self.fic_groups)
 
 
+NORMALISER = "normaliser.npz"
+
+
+class Normaliser:
+    """x -> (x - center) / scale per dimension, and back; `robust`: median and interquartile range, `center`: mean
+    and 1. The models' losses compare directions only, so a prediction is mapped back at the median length of the
+    normalised training rows (`radius`)."""
+
+    def __init__(self, center: np.ndarray, scale: np.ndarray, radius: float = 1.0):
+        self.center, self.scale, self.radius = center.astype(np.float32), scale.astype(np.float32), float(radius)
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, kind: str) -> "Normaliser":
+        rows = np.asarray(rows, np.float64)
+        if kind == "robust":
+            q25, q50, q75 = np.percentile(rows, [25, 50, 75], axis=0)
+            norm = cls(q50, np.maximum(q75 - q25, 1e-6))
+        elif kind == "center":
+            norm = cls(rows.mean(0), np.ones(rows.shape[1]))
+        else:
+            raise ValueError(f"unknown normaliser {kind!r}")
+        norm.radius = float(np.median(np.linalg.norm(norm.forward(rows), axis=1)))
+        return norm
+
+    @classmethod
+    def load(cls, path: Path) -> "Normaliser":
+        z = np.load(path)
+        return cls(z["center"], z["scale"], float(z["radius"]))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, center=self.center, scale=self.scale, radius=self.radius)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float32) - self.center) / self.scale).astype(np.float32)
+
+    def windows(self, w):
+        """Windows in the normalised space (the article summary is a sum over before_n rows)."""
+        from lvm.evaluation.metrics import Windows
+
+        before = None if w.before_sum is None else (w.before_sum - w.before_n[:, None] * self.center) / self.scale
+        return Windows(self.forward(w.ctx), before, w.before_n)
+
+    def back(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, np.float32)
+        unit = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+        return unit * self.radius * self.scale + self.center
+
+
+def lever_predictor(folder: Path):
+    """The lever's model as a Windows predictor in the table's own space."""
+    from lvm.evaluation.predictors import model_predictor
+
+    fn = model_predictor(folder)
+    if not (folder / NORMALISER).is_file():
+        return fn
+    norm = Normaliser.load(folder / NORMALISER)
+
+    def normalised(w):
+        return norm.back(fn(norm.windows(w)))
+    normalised.needs_article, normalised.model = fn.needs_article, fn.model
+    return normalised
+
+
 def train_lever(name: str, data: Data, out: Path) -> dict:
     from lvm.table import window_targets
     from lvm.train.config import TrainConfig
@@ -123,9 +190,16 @@ def train_lever(name: str, data: Data, out: Path) -> dict:
         return json.loads(done.read_text())
     fields = {"arch": "lstm", **LEVERS[name]}
     fraction = fields.pop("train_fraction", 1.0)  # bench-only: train on this share of the training articles
+    kind = fields.pop("normalise", None)
     cfg = TrainConfig(**fields)
     t = data.table
     train_rows = np.asarray(data.split.train)
+    vectors = t.vectors
+    if kind:
+        norm = Normaliser.fit(t.vectors[train_rows], kind)
+        vectors = norm.forward(t.vectors)
+        folder.mkdir(parents=True, exist_ok=True)
+        norm.save(folder / NORMALISER)
     if fraction < 1.0:
         arts = np.asarray(t.article_id)[train_rows]
         names = np.unique(arts)
@@ -134,7 +208,7 @@ def train_lever(name: str, data: Data, out: Path) -> dict:
     train_t = window_targets(t.article_id, t.position, cfg.context, train_rows)
     val_t = window_targets(t.article_id, t.position, cfg.context, data.split.val)
     t0, load0 = time.perf_counter(), load()
-    s = fit(cfg, t.vectors, train_t, val_t, folder, position=t.position)
+    s = fit(cfg, vectors, train_t, val_t, folder, position=t.position)
     rec = {"lever": name, "fields": LEVERS[name], "train_windows": int(len(train_t)),
            "seconds": time.perf_counter() - t0, "load_start": load0,
            "load_end": load(), "val_cosine": s["best_val_cosine"], "best_epoch": s["best_epoch"],
@@ -151,7 +225,6 @@ def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray
     `unseen`: with the sentence before each window left out of the article (the forward margin's predictions)."""
     from lvm.evaluation.forward import without_before
     from lvm.evaluation.metrics import predict_rows, window_batch
-    from lvm.evaluation.predictors import model_predictor
 
     key = (name, part, targets.tobytes(), unseen)
     if key in cache:
@@ -161,7 +234,7 @@ def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray
         p = sum(predictions(m, data, out, part, targets, cache, unseen) for m in ENSEMBLES[name])
         p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     elif unseen:
-        fn = model_predictor(out / "levers" / name)
+        fn = lever_predictor(out / "levers" / name)
         if not fn.needs_article:
             return predictions(name, data, out, part, targets, cache)
         C, p = fn.model.context, []
@@ -171,7 +244,7 @@ def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray
             p.append(fn(without_before(window_batch(table.vectors, t, C, starts), table.vectors, b, b >= starts[t])))
         p = np.concatenate(p)
     else:
-        fn = model_predictor(out / "levers" / name)
+        fn = lever_predictor(out / "levers" / name)
         p = predict_rows(fn, table.vectors, targets, fn.model.context, starts)
     cache[key] = p.astype(np.float32)
     return cache[key]
