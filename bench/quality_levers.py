@@ -70,6 +70,9 @@ LEVERS: dict[str, dict] = {
 ENSEMBLES: dict[str, tuple] = {
     "ensemble_article_3": ("article", "article_transformer", "article_mamba2"),
     "ensemble_article_seeds": ("article", "article_seed1", "article_seed2"),
+    # every C = 5 article lever that is level with the default or better on validation
+    "ensemble_article_9": ("article", "article_transformer", "article_mamba2", "article_dropout", "article_seed1",
+                           "article_seed2", "article_lr3e-4", "article_batch64", "article_infonce01_hard"),
 }
 
 
