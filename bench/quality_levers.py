@@ -49,6 +49,8 @@ LEVERS: dict[str, dict] = {
     "article_infonce10_hard": {"article": True, "loss": {"cosine": 1.0, "infonce": 0.1, "temperature": 0.07,
                                                          "hard_negatives": 4}},
     "article_wide": {"article": True, "model": {"hidden": 1024}},
+    "article_deep": {"article": True, "model": {"layers": 4}},       # depth: 4 LSTM layers against 2
+    "article_shallow": {"article": True, "model": {"layers": 1}},
     "article_lr3e-4": {"article": True, "lr": 3e-4},
     "article_batch64": {"article": True, "batch_size": 64},
     "article_transformer": {"arch": "transformer", "article": True},
