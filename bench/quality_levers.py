@@ -245,8 +245,7 @@ def predictions(name: str, data: Data, out: Path, part: str, targets: np.ndarray
         C, p = fn.model.context, []
         for s in range(0, len(targets), 4096):
             t = targets[s:s + 4096]
-            b = t - C - 1
-            p.append(fn(without_before(window_batch(table.vectors, t, C, starts), table.vectors, b, b >= starts[t])))
+            p.append(fn(without_before(window_batch(table.vectors, t, C, starts), table.vectors, t, C, starts)))
         p = np.concatenate(p)
     else:
         fn = lever_predictor(out / "levers" / name)
@@ -261,7 +260,7 @@ def banks(data: Data, part: str) -> np.ndarray:
 
 
 def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
-    from lvm.evaluation.forward import contrastive_accuracy
+    from lvm.evaluation.forward import contrastive_accuracy, sentence_before
     from lvm.evaluation.metrics import paired_difference, per_example_cosine, predict_rows
 
     members = ENSEMBLES.get(name, (name,))
@@ -288,8 +287,7 @@ def score_lever(name: str, data: Data, out: Path, cache: dict) -> dict:
                              for k, v in bpred.items()}
         ca_base = cache[ca_key]
         ca_best = max(ca_base, key=ca_base.get)
-        before = targets - C - 1                       # the forward margin's other sentence (the suite's rule)
-        ok = before >= starts[targets]
+        before, ok = sentence_before(targets, C, starts)     # the forward margin's other sentence
         unseen = predictions(name, data, out, part, targets, cache, unseen=True)
         row[part] = {"n": int(len(targets)), "groups": int(len(np.unique(g))), "cosine": float(mine.mean()),
                      "contrastive_accuracy": contrastive_accuracy(pred, targets, banks(data, part), table.vectors,

@@ -271,8 +271,8 @@ def forward_table(comparison: dict) -> str:
         label = f"**{name}**" if kind == "models" else f"{name} (baseline)"
         ab = f["ablations"]
         roll = f["rollout"]["cosine"] or [None] * len(steps)
-        served = f.get("forward_margin_served", f["forward_margin"])   # comparisons written before it existed
-        rows.append(f"| {label} | {ci(f['forward_margin'])} | {ci(served)} | {ci(f['direction_margin'])} | "
+        rows.append(f"| {label} | {ci(f['forward_margin'])} | {ci(f['forward_margin_served'])} | "
+                    f"{ci(f['direction_margin'])} | "
                     + " | ".join(f"{ab[k]['drop']:+.4f}" for k in ("shuffled", "reversed", "mean")) + " | "
                     + " | ".join(_cell(v) for v in roll) + " |")
     return head + "\n".join(rows)

@@ -78,11 +78,21 @@ def _rollout_step(w: Windows, pred: np.ndarray) -> Windows:
     return Windows(ctx, w.before_sum + w.ctx[:, 0], w.before_n + 1)
 
 
-def without_before(w: Windows, vectors: np.ndarray, before: np.ndarray, ok: np.ndarray) -> Windows:
-    """``w`` with row ``before`` (the sentence just before each context window) taken out of the article summary,
-    where ``ok`` (the window has one)."""
+def sentence_before(targets: np.ndarray, context: int, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of the sentence just before each context window, whether the window's article has one): the other
+    sentence of the forward margin."""
+    targets = np.asarray(targets, dtype=np.int64)
+    before = targets - int(context) - 1
+    return before, before >= np.asarray(starts)[targets]
+
+
+def without_before(w: Windows, vectors: np.ndarray, targets: np.ndarray, context: int,
+                   starts: np.ndarray) -> Windows:
+    """``w`` (the windows of ``targets``) with the sentence just before each context window taken out of the
+    article summary, where there is one."""
     if w.before_sum is None:
         return w
+    before, ok = sentence_before(targets, context, starts)
     drop = np.where(ok[:, None], vectors[np.maximum(before, 0)], 0.0)
     return Windows(w.ctx, w.before_sum - drop, w.before_n - ok.astype(np.int64))
 
@@ -141,22 +151,21 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
     groups = starts if groups is None else np.asarray(groups)
     rng = np.random.default_rng(seed)
 
-    before = targets - C - 1
-    has_before = before >= starts[targets]
     reads_article = getattr(predict_fn, "needs_article", True)
     plain, unseen, abl = [], [], {k: [] for k in ABLATIONS}
     for s in range(0, len(targets), batch_size):
-        w = window_batch(vectors, targets[s:s + batch_size], C, starts)
+        t = targets[s:s + batch_size]
+        w = window_batch(vectors, t, C, starts)
         plain.append(np.asarray(predict_fn(w), np.float32) if pred is None else pred[s:s + batch_size])
         if reads_article:
-            b = slice(s, s + batch_size)
-            unseen.append(np.asarray(predict_fn(without_before(w, vectors, before[b], has_before[b])), np.float32))
+            unseen.append(np.asarray(predict_fn(without_before(w, vectors, t, C, starts)), np.float32))
         for k in ABLATIONS if order_tests else ():
             abl[k].append(np.asarray(predict_fn(w.with_ctx(_ablate(w.ctx, k, rng))), np.float32))
     p = np.concatenate(plain)
     p_unseen = np.concatenate(unseen) if reads_article else p
     tgt = vectors[targets]
     cos_next = per_example_cosine(p, tgt)
+    cos_next_unseen = per_example_cosine(p_unseen, tgt) if reads_article else cos_next
     t_art = groups[targets]
 
     # offset sweep
@@ -168,14 +177,15 @@ def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarr
         sweep["cosine"].append(float(per_example_cosine(p[ok], vectors[rows[ok]]).mean()) if ok.any() else None)
         sweep["n"].append(int(ok.sum()))
 
-    def margin(other_rows, ok, q=p):
+    def margin(other_rows, ok, q=p, cos_q=cos_next):
         if not ok.any():
             return {"diff": None, "ci95": [None, None], "groups": 0, "n": 0}
-        return paired_difference(per_example_cosine(q[ok], tgt[ok]), per_example_cosine(q[ok], vectors[other_rows[ok]]),
-                                 t_art[ok], n_boot=n_boot, seed=seed)
+        return paired_difference(cos_q[ok], per_example_cosine(q[ok], vectors[other_rows[ok]]), t_art[ok],
+                                 n_boot=n_boot, seed=seed)
 
+    before, has_before = sentence_before(targets, C, starts)
     served = margin(before, has_before)
-    fwd = margin(before, has_before, p_unseen) if reads_article else served
+    fwd = margin(before, has_before, p_unseen, cos_next_unseen) if reads_article else served
     direction = margin(targets - 1, np.ones(len(targets), bool))
     echo = paired_difference(cos_next, per_example_cosine(vectors[targets - 1], tgt), t_art, n_boot=n_boot,
                              seed=seed)
