@@ -3,6 +3,9 @@
     .venv/bin/python bench/parallel_training.py              # lstm, mamba2, transformer at D=768, 8,106 pairs
     .venv/bin/python bench/parallel_training.py --epochs 1 --pairs 4000
     .venv/bin/python bench/parallel_training.py --epochs 20 --modes sequential,threads   # the 3-minute target
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python \
+        bench/parallel_training.py --dim 384 --pairs 2578 --epochs 10 --modes sequential,threads,threads-fixed,processes
+                                                      # make run's sizes in fp32 on an AVX2-only CPU's kernels
 
 Ways to train the three seed models on this machine's cores, each on the same data and config:
   sequential     one after another, every training using all cores (torch threads = cores);
@@ -58,6 +61,9 @@ def main() -> None:
                    help="comma-separated: sequential, threads, threads-fixed, processes")
     args = p.parse_args()
     modes = set(args.modes.split(","))
+    from bench.machine import describe_machine
+
+    print(describe_machine(), flush=True)
     cores = os.cpu_count() or 1
     job = (args.epochs, args.pairs, args.dim, args.context)
     results = {}
