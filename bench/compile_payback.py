@@ -2,9 +2,10 @@
 each architecture, on the trainer's own epoch and validation code.
 
     .venv/bin/python bench/compile_payback.py                      # make run's data (built-in corpus, MiniLM), fp32
-    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \\
-        .venv/bin/python bench/compile_payback.py                  # an AVX2-only CPU's kernels on an AVX-512 one
-    .venv/bin/python bench/compile_payback.py --data data/heldout-bench/train.all-MiniLM-L6-v2.parquet
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \\
+        .venv/bin/python bench/compile_payback.py --inductor-simdlen 256     # AVX2 kernels on an AVX-512 CPU
+    .venv/bin/python bench/compile_payback.py --data data/heldout-bench/train.all-MiniLM-L6-v2.parquet \\
+        --epochs 3 --train-epochs lstm=11,mamba2=6,transformer=14       # the protocol's training text
 
 Each architecture runs --epochs epochs eagerly and then --epochs epochs with the model wrapped in `torch.compile`
 (default mode, inductor, an empty compile cache), same config, seed and batches, both through
@@ -15,10 +16,11 @@ pass is one more graph); its later epochs are the steady state. Payback = the fi
 seconds saved per later epoch, against the epochs a training of this data really runs (--train-epochs: make run's
 at patience 3 by default, bench/time_to_quality.py).
 
-Before timing, the compiled model's output on one batch is checked against the eager one (max |difference| printed;
-over 1e-4 the architecture is reported as wrong and not timed). Under ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU,
-inductor generates AVX2 code whose training outputs here were wrong (torch 2.13; BENCHMARKS.md), so the AVX2 runs
-cap oneDNN and MKL with their variables and give inductor its vector width itself (--inductor-simdlen 256).
+Before timing, the compiled model's outputs at the trainer's batch sizes are checked against the eager ones (max
+|difference| printed; over 1e-4 the architecture is reported as wrong and not timed). Under ATEN_CPU_CAPABILITY=avx2
+on an AVX-512 CPU, inductor generates AVX2 code whose training outputs here were wrong (torch 2.13; BENCHMARKS.md),
+so the AVX2 runs cap oneDNN and MKL with their variables and give inductor its vector width itself
+(--inductor-simdlen 256).
 """
 
 from __future__ import annotations
@@ -49,11 +51,14 @@ ARCHS = ("lstm", "mamba2", "transformer")
 MAKE_RUN_EPOCHS = {"lstm": 17, "mamba2": 13, "transformer": 15}  # patience 3 on make run's data (BENCHMARKS.md)
 
 
+CACHE_ROOT = tempfile.TemporaryDirectory(prefix="lvm-inductor-")  # removed at exit
+
+
 def fresh_compile_cache() -> None:
     """A new, empty inductor cache folder: every compilation timed here is a first one, as in a user's first
-    training (later trainings of the same shapes would find their kernels in ~/.cache or /tmp and compile faster)."""
+    training (later trainings of the same shapes would find their kernels in /tmp and compile faster)."""
     torch._dynamo.reset()
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lvm-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=CACHE_ROOT.name)
 
 
 def compiled_error(cfg: TrainConfig, V: torch.Tensor, A, train_t: np.ndarray) -> float:

@@ -51,6 +51,8 @@ LEVERS: dict[str, dict] = {
     "article_wide": {"article": True, "model": {"hidden": 1024}},
     "article_deep": {"article": True, "model": {"layers": 4}},       # depth: 4 LSTM layers against 2
     "article_shallow": {"article": True, "model": {"layers": 1}},
+    "article_shallow_seed1": {"article": True, "model": {"layers": 1}, "seed": 1},  # against article_seed1
+    "article_shallow_seed2": {"article": True, "model": {"layers": 1}, "seed": 2},
     "article_lr3e-4": {"article": True, "lr": 3e-4},
     "article_batch64": {"article": True, "batch_size": 64},
     "article_transformer": {"arch": "transformer", "article": True},
