@@ -3,6 +3,8 @@
     .venv/bin/python bench/train_throughput.py                 # lstm, mamba2, transformer, gru at D=768, C=5
     .venv/bin/python bench/train_throughput.py --quick         # fewer timed steps, smaller epochs
     .venv/bin/python bench/train_throughput.py --data data/dataset.parquet --archs lstm,transformer
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \\
+        .venv/bin/python bench/train_throughput.py --archs lstm,mamba2,transformer   # fp32 on AVX2 kernels
 
 (a) "seed": what the original project ran: every window materialised in a TensorDataset, a DataLoader with
     shuffle and batch 32, fp32, torch.optim.AdamW with its defaults, 1 - cosine loss, grad-norm clipping at 1.0.
@@ -142,6 +144,9 @@ def main(argv=None):
     train_t = all_train[:n_ours]
     source += f"; ours: {len(train_t)} windows per timed epoch, {len(val_t)} validation windows"
 
+    from bench.machine import describe_machine
+
+    print(describe_machine(), flush=True)
     load0 = os.getloadavg()
     print(f"# training throughput: {source}, context {args.context}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, bf16 native: {bf16_supported()}, load avg {load0[0]:.2f}", flush=True)
