@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe_machine  # noqa: E402
 from lvm.evaluation.metrics import fit_baselines  # noqa: E402
 
 
@@ -28,6 +29,7 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--context", type=int, default=5)
     args = p.parse_args(argv)
+    print(describe_machine(), flush=True)
     vectors = np.random.default_rng(0).standard_normal((args.rows, args.dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     targets = np.arange(args.context, args.rows, dtype=np.int64)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe_machine  # noqa: E402
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.evaluation.metrics import cosine, fit_baselines, retrieval  # noqa: E402
 from lvm.table import gather_windows, window_targets  # noqa: E402
@@ -35,6 +36,7 @@ def main(argv=None) -> None:
     p.add_argument("--context", type=int, default=5)
     p.add_argument("--split-seed", type=int, default=0)
     args = p.parse_args(argv)
+    print(describe_machine(), flush=True)
     table = read_table(args.data)
     V, C = table.vectors, args.context
     split = split_articles(table, (0.8, 0.1, 0.1), args.split_seed)

@@ -65,6 +65,10 @@ def main(argv=None):
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
+    from bench.machine import describe_machine
+
+    print(describe_machine(), flush=True)
+
     from flows.build_dataset import build_dataset_flow
     from lvm.dataset import read_table
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,24 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe_machine  # noqa: E402
+
 CORPUS = ROOT.parent / "shared" / "corpus"  # --corpus-root: another folder with the same layout
 ARCHS = ("lstm", "mamba2", "transformer")
-
-
-def cpu_info() -> str:
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", "", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    import os
-
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-    return f"{model}, {os.cpu_count()} cores; " + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def table(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
@@ -87,7 +72,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     out = data_dir() / "forward-bench"
     out.mkdir(parents=True, exist_ok=True)
-    print("CPU:", cpu_info(), flush=True)
+    print(describe_machine(), flush=True)
     t_all = time.perf_counter()
 
     root = args.corpus_root
@@ -103,7 +88,7 @@ def main(argv=None) -> dict:
     print(markdown_table(comp), flush=True)
     d = decide(comp["models"], comp["baselines"])
     print(f"\nwith the default thresholds and gates: {d.branch.upper()}: {d.reason}\n\n{gate_table(d)}\n", flush=True)
-    result = {"cpu": cpu_info(), "table": str(full), "comparison": comp, "decision": d.to_dict()}
+    result = {"cpu": describe_machine(), "table": str(full), "comparison": comp, "decision": d.to_dict()}
 
     if not args.skip_ood:
         part_a = table("wikitext2-sotu", [wiki, sotu], out, args.encoder)
@@ -122,7 +107,7 @@ def main(argv=None) -> dict:
         print(f"\nlstm test − OOD cosine: {gap:+.4f}", flush=True)
         result["ood"] = {"train_table": str(part_a), "ood_table": str(part_b), "in_distribution": same, "ood": ood,
                          "test_minus_ood": gap}
-    print(f"\nwhole benchmark: {time.perf_counter() - t_all:.0f} s; CPU: {cpu_info()}")
+    print(f"\nwhole benchmark: {time.perf_counter() - t_all:.0f} s; {describe_machine()}")
     (out / "forward_suite.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"numbers: {out / 'forward_suite.json'}")
     return result

@@ -3,6 +3,7 @@
 #   bench/loss_comparison.sh data/shared.all-MiniLM-L6-v2.parquet
 set -euo pipefail
 data=${1:-data/shared.all-MiniLM-L6-v2.parquet}
+.venv/bin/python -c "import sys; sys.path.insert(0, '.'); from bench.machine import describe_machine; print(describe_machine())"
 echo "| loss preset | test cosine | test MRR | best val cosine | best epoch | best baseline |"
 echo "|---|---:|---:|---:|---:|---|"
 for loss in mse cosine cosine_infonce retrieval infonce composite_seed; do

@@ -32,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe_machine  # noqa: E402
+
 GB = 1e9
 
 
@@ -126,6 +128,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--dir", default=None, help="where the temporary folder goes (default: the system's temp)")
     args = p.parse_args(argv)
+    print(describe_machine(), flush=True)
 
     import torch
 

@@ -34,6 +34,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe_machine  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--promotions", type=int, default=2)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    print(describe_machine(), flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="lvm-serve-load-"))
     try:
