@@ -3,7 +3,7 @@
     .venv/bin/python bench/parallel_training.py              # lstm, mamba2, transformer at D=768, 8,106 pairs
     .venv/bin/python bench/parallel_training.py --epochs 1 --pairs 4000
     .venv/bin/python bench/parallel_training.py --epochs 20 --modes sequential,threads   # the 3-minute target
-    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python \
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python \\
         bench/parallel_training.py --dim 384 --pairs 2578 --epochs 10 --modes sequential,threads,threads-fixed,processes
                                                       # make run's sizes in fp32 on an AVX2-only CPU's kernels
 
