@@ -45,7 +45,7 @@ from lvm.hardware import resolve_precision  # noqa: E402
 from lvm.table import article_so_far, window_targets  # noqa: E402
 from lvm.train.config import TrainConfig  # noqa: E402
 from lvm.train.schedule import LRSchedule  # noqa: E402
-from lvm.train.trainer import _make_optimizer, _mean_cosine, _train_epoch  # noqa: E402
+from lvm.train.trainer import _make_optimizer, _mean_cosine, _train_epoch, batch_bounds  # noqa: E402
 
 ARCHS = ("lstm", "mamba2", "transformer")
 MAKE_RUN_EPOCHS = {"lstm": 17, "mamba2": 13, "transformer": 15}  # patience 3 on make run's data (BENCHMARKS.md)
@@ -72,8 +72,7 @@ def compiled_error(cfg: TrainConfig, V: torch.Tensor, A, train_t: np.ndarray) ->
             p.add_(torch.randn_like(p) * 0.01)
     fresh_compile_cache()
     compiled = torch.compile(model)
-    n_batches = math.ceil(len(train_t) / cfg.batch_size)
-    sizes = sorted(set(np.diff(np.linspace(0, len(train_t), n_batches + 1).round().astype(np.int64)).tolist()))
+    sizes = sorted(set(np.diff(batch_bounds(len(train_t), cfg.batch_size)).tolist()))
     err = 0.0
     for n in sizes:
         idx = torch.from_numpy(train_t[:n])
@@ -134,12 +133,13 @@ def main() -> None:
     print(f"torch {torch.__version__}; data {path} ({len(table)} sentences, D={table.dim}); precision {precision}; "
           f"{args.threads} threads; inductor vector ISA {torch._inductor.cpu_vec_isa.pick_vec_isa()}", flush=True)
     V = torch.from_numpy(np.ascontiguousarray(table.vectors, dtype=np.float32))
+    article_rows = torch.from_numpy(article_so_far(table.vectors, table.position))
     rows = []
     for arch in args.archs.split(","):
         cfg = TrainConfig(arch=arch, patience=None, precision=precision)
         tr, va = (window_targets(table.article_id, table.position, cfg.context, split.part(p))
                   for p in ("train", "val"))
-        A = torch.from_numpy(article_so_far(table.vectors, table.position)) if cfg.article else None
+        A = article_rows if cfg.article else None
         err = compiled_error(cfg, V, A, tr)
         if not err < 1e-4:
             print(f"  {arch}: compiled output differs from eager by {err:.3g}: wrong, not timed", flush=True)

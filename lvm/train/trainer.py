@@ -271,13 +271,20 @@ def _start_or_resume(cfg, ckdir: Path, model, opt, sched, fingerprint: str, prec
     return saved, best
 
 
+def batch_bounds(n: int, batch_size: int) -> np.ndarray:
+    """Start and end offsets of an epoch's batches: ceil(n / batch_size) near-equal batches (sizes differ by at most
+    one), so no epoch ends on a small remainder batch."""
+    n_batches = math.ceil(n / batch_size)
+    return np.linspace(0, n, n_batches + 1).round().astype(np.int64)
+
+
 def _train_epoch(cfg, model, opt, sched, loss_fn, V: torch.Tensor, A: torch.Tensor | None, train_t: np.ndarray,
                  epoch: int, step: int, device, precision: str) -> dict:
     """One pass over the training windows in the order drawn from (seed, epoch); returns the sums the history
     record is made of and the optimizer step reached."""
     n_rows = V.shape[0]
-    n_batches = math.ceil(len(train_t) / cfg.batch_size)
-    bounds = np.linspace(0, len(train_t), n_batches + 1).round().astype(np.int64)  # near-equal batches
+    bounds = batch_bounds(len(train_t), cfg.batch_size)
+    n_batches = len(bounds) - 1
     offs = torch.arange(-cfg.context, 0, device=device)
     n_hard = loss_fn.hard_negatives  # neighbouring rows as extra negatives: after the target, before the context
     neg_offs = torch.cat([torch.arange(1, n_hard + 1), torch.arange(-cfg.context - n_hard, -cfg.context)]).to(device)
