@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     out = data_dir() / "forward-bench"
     out.mkdir(parents=True, exist_ok=True)
-    print(describe_machine(), flush=True)
+    machine = describe_machine()
+    print(machine, flush=True)
     t_all = time.perf_counter()
 
     root = args.corpus_root
@@ -88,7 +89,7 @@ def main(argv=None) -> dict:
     print(markdown_table(comp), flush=True)
     d = decide(comp["models"], comp["baselines"])
     print(f"\nwith the default thresholds and gates: {d.branch.upper()}: {d.reason}\n\n{gate_table(d)}\n", flush=True)
-    result = {"cpu": describe_machine(), "table": str(full), "comparison": comp, "decision": d.to_dict()}
+    result = {"cpu": machine, "table": str(full), "comparison": comp, "decision": d.to_dict()}
 
     if not args.skip_ood:
         part_a = table("wikitext2-sotu", [wiki, sotu], out, args.encoder)
@@ -107,7 +108,7 @@ def main(argv=None) -> dict:
         print(f"\nlstm test − OOD cosine: {gap:+.4f}", flush=True)
         result["ood"] = {"train_table": str(part_a), "ood_table": str(part_b), "in_distribution": same, "ood": ood,
                          "test_minus_ood": gap}
-    print(f"\nwhole benchmark: {time.perf_counter() - t_all:.0f} s; {describe_machine()}")
+    print(f"\nwhole benchmark: {time.perf_counter() - t_all:.0f} s; at the end: {describe_machine()}")
     (out / "forward_suite.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"numbers: {out / 'forward_suite.json'}")
     return result

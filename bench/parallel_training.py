@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe_machine  # noqa: E402
+
 ARCHS = ("lstm", "mamba2", "transformer")
 
 
@@ -61,8 +63,6 @@ def main() -> None:
                    help="comma-separated: sequential, threads, threads-fixed, processes")
     args = p.parse_args()
     modes = set(args.modes.split(","))
-    from bench.machine import describe_machine
-
     print(describe_machine(), flush=True)
     cores = os.cpu_count() or 1
     job = (args.epochs, args.pairs, args.dim, args.context)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe_machine  # noqa: E402
 from lvm.dataset import read_table, split_articles  # noqa: E402
 from lvm.hardware import bf16_supported  # noqa: E402
 from lvm.models import build_model, count_parameters  # noqa: E402
@@ -143,8 +144,6 @@ def main(argv=None):
     all_train = rng.permutation(all_train)
     train_t = all_train[:n_ours]
     source += f"; ours: {len(train_t)} windows per timed epoch, {len(val_t)} validation windows"
-
-    from bench.machine import describe_machine
 
     print(describe_machine(), flush=True)
     load0 = os.getloadavg()
