@@ -7,7 +7,7 @@
 
 (A) "today": `build_dataset` as it was: the torch (sentence-transformers) encoder called once per document.
 (B) "new":   `build_dataset` with its defaults: lvm.embedding's default backend, batches across documents.
-Both are whole builds with nothing cached (read + split with pysbd + embed + write the Parquet table), run ABAB
+Both are whole builds with nothing cached (read + split + embed + write the Parquet table), run ABAB
 for --rounds rounds; each side reports its fastest round (a neighbour's burst on a shared machine counts less).
 The encoders are loaded (and the ONNX graph exported) before timing: that is a once-per-process / once-per-
 machine cost, printed separately.

@@ -12,6 +12,7 @@ from lvm.dataset import write_table
 from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, load_encoder, resolve_backend
 from lvm.encoders import Encoder
 from lvm.paths import check_output, default_dataset_path
+from lvm.row_checks import report_lines, table_row_report
 from lvm.table import SentenceTable
 
 
@@ -65,6 +66,9 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     table = assemble_table(docs, vectors, {"encoder": encoder.name, "encoder_backend": backend, "dim": encoder.dim,
                                            "corpus": str(corpus), "format": fmt})
     write_table(table, out, source=corpus)
-    return {"path": str(out), "articles": len(docs), "sentences": len(table), "dim": encoder.dim,
+    rows = table_row_report(table.text, encoder.name)
+    for line in report_lines(rows):
+        log(f"rows: {line}")
+    return {"row_checks": {k: v["count"] if isinstance(v, dict) else v for k, v in rows.items()}, "path": str(out), "articles": len(docs), "sentences": len(table), "dim": encoder.dim,
             "encoder": encoder.name, "backend": backend, "encoded_documents": len(docs) - hits,
             "cached_documents": hits}

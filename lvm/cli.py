@@ -92,6 +92,7 @@ def inspect(
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
     from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
+    from lvm.row_checks import report_lines, table_row_report
 
     context = _context(context)
     fr = _fractions(fractions)
@@ -99,6 +100,7 @@ def inspect(
     warn_short_articles(table, context)
     split = split_articles(table, fr, seed)
     stats = table_stats(table, context, split)
+    stats["row_checks"] = table_row_report(table.text, table.meta.get("encoder"))
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -112,6 +114,9 @@ def inspect(
                    f"{stats['windows_per_split'][part]} windows")
     if stats["meta"]:
         typer.echo(f"  meta               {json.dumps(stats['meta'])}")
+    typer.echo("  rows that may not be one sentence:")
+    for line in report_lines(stats["row_checks"]):
+        typer.echo(f"    {line}")
 
 
 @app.command("import-npz")

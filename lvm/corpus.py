@@ -1,10 +1,8 @@
 """Text corpora → documents → sentences.
 
 A corpus is read into `Document`s (an id, a title and paragraphs of running prose, in reading order), and each
-document is split into sentences with pysbd. pysbd is rule-based (the "Golden Rules" set: abbreviations, decimals,
-quotes, initials), needs no downloaded model, and is pure Python, so it works offline on every machine; NLTK's punkt
-would need a data download and blingfire's rules miss many abbreviations. We segment one paragraph at a time,
-which keeps pysbd fast (its cost grows faster than linearly in the length of its input).
+document is split into sentences by lvm.sentences (which blocks are prose, detokenising, the splitter), one
+paragraph at a time; its rows are scored against the hand-checked gold set in tests/data/gold.
 """
 
 from __future__ import annotations
@@ -15,6 +13,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from lvm.sentences import (
+    _WIKI_TITLE,
+    detokenize,
+    is_prose,
+    looks_tokenized,
+    prose_paragraphs,
+    split_sentences,
+    wikitext_paragraphs,
+)
 
 FORMATS = ("auto", "text", "wikitext", "jsonl", "builtin")
 
@@ -30,81 +38,6 @@ class Document:
     paragraphs: list[str]
     source: str = ""
     sentences: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------------- detokenising
-
-_DETOK_RULES = [
-    (re.compile(r" @([-,.])@ "), r"\1"),  # WikiText number/compound escapes: 1 @,@ 000 → 1,000
-    (re.compile(r" ([,.;:!?%])"), r"\1"),  # space before punctuation
-    (re.compile(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", re.IGNORECASE), r"\1"),
-    (re.compile(r"\( "), "("),
-    (re.compile(r" \)"), ")"),
-    (re.compile(r"\[ "), "["),
-    (re.compile(r" \]"), "]"),
-    (re.compile(r"\$ (?=\d)"), "$"),
-    (re.compile(r"\b(\w) ' (s)\b"), r"\1'\2"),  # S ' S → S'S in old tokenized transcripts
-]
-_QUOTED = re.compile(r'" ([^"]*?) "')
-_SPACES = re.compile(r"\s+")
-
-
-def detokenize(text: str) -> str:
-    """Undo Moses-style tokenisation (WikiText raw, some transcripts). Only for tokenised input: on ordinary prose
-    it glues straight double quotes to their neighbours (`"no evidence" that` → `"no evidence"that`), so
-    read_corpus applies it to WikiText and to documents that look tokenised, never to prose."""
-    text = _SPACES.sub(" ", text).strip()
-    for pattern, repl in _DETOK_RULES:
-        text = pattern.sub(repl, text)
-    return _QUOTED.sub(r'"\1"', text)
-
-
-_MARKS = re.compile(r"[,.;:!?](?=\s|$)")
-_SPACED_MARKS = re.compile(r"\s[,.;:!?](?=\s|$)")
-
-
-def looks_tokenized(text: str) -> bool:
-    """Moses-tokenised text puts a space before most commas and full stops (` , ` ` . `); prose almost never does
-    (on the shared corpus: over 0.9 of the marks in tokenised SOTU transcripts, under 0.05 in Brown and Gutenberg)."""
-    marks = len(_MARKS.findall(text))
-    return marks >= 5 and len(_SPACED_MARKS.findall(text)) > 0.5 * marks
-
-
-# ---------------------------------------------------------------------------------------------------- sentence split
-
-_segmenter = None
-
-
-def split_sentences(paragraph: str) -> list[str]:
-    """Sentences of one paragraph; fragments without a letter or digit (rules, stray quotes) are dropped."""
-    global _segmenter
-    if _segmenter is None:
-        import pysbd
-
-        _segmenter = pysbd.Segmenter(language="en", clean=False)
-    paragraph = _SPACES.sub(" ", paragraph).strip()
-    if not paragraph:
-        return []
-    out = []
-    for chunk in _chunks(paragraph):
-        for s in _segmenter.segment(chunk):
-            s = s.strip()
-            if any(ch.isalnum() for ch in s):
-                out.append(s)
-    return out
-
-
-def _chunks(paragraph: str, limit: int = 4000) -> Iterator[str]:
-    """Cut very long paragraphs (some transcripts are one 65 kB line) at sentence-like breaks, so pysbd stays fast."""
-    while len(paragraph) > limit:
-        cut = paragraph.rfind(". ", 0, limit)
-        if cut < limit // 4:
-            cut = paragraph.find(". ", limit)
-            if cut < 0:
-                break
-        yield paragraph[: cut + 1]
-        paragraph = paragraph[cut + 2 :]
-    yield paragraph
 
 
 def sentencize(doc: Document) -> Document:
@@ -130,50 +63,13 @@ def _read_utf8(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-_GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
-_GUTENBERG_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
-_TAGS = re.compile(r"\[(Illustration|Footnote|Sidenote)[^\]]*\]", re.IGNORECASE)
-
-
-def _prose_paragraphs(text: str, detok: bool = False) -> list[str]:
-    """Blank-line separated blocks, hard-wrapped lines joined. Headings, tables of contents and other front matter
-    (short blocks with no sentence punctuation) are dropped: they are not part of the running text."""
-    start = _GUTENBERG_START.search(text)
-    if start:
-        text = text[start.end():]
-    end = _GUTENBERG_END.search(text)
-    if end:
-        text = text[: end.start()]
-    text = _TAGS.sub(" ", text)
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [ln for ln in block.split("\n") if ln.strip()]
-        if len(lines) >= 3 and sum(len(ln.strip()) for ln in lines) / len(lines) < 40:
-            continue  # a table of contents, a list of headings or verse: not running prose
-        para = " ".join(block.split())
-        para = detokenize(para) if detok else para
-        if _is_prose(para):
-            paragraphs.append(para)
-    return paragraphs
-
-
-def _is_prose(para: str) -> bool:
-    words = para.split()
-    if len(words) < 4:
-        return False
-    if not re.search(r"[.!?][\"')\]]?$|[.!?][\"')\]]? ", para):
-        return False
-    letters = [c for c in para if c.isalpha()]
-    return bool(letters) and sum(c.isupper() for c in letters) / len(letters) < 0.6
-
-
 def read_text_file(path: Path, detok: bool | None = None) -> Document:
     """One document; detok=None: detokenise only when the file looks Moses-tokenised (lvm.corpus.looks_tokenized)."""
     text = _read_utf8(path)
     if not text.strip():
         raise CorpusError(f"{path}: empty file (rule: a document needs text)")
     detok = looks_tokenized(text) if detok is None else detok
-    return Document(doc_id=path.stem, title=path.stem, paragraphs=_prose_paragraphs(text, detok), source=str(path))
+    return Document(doc_id=path.stem, title=path.stem, paragraphs=prose_paragraphs(text, detok), source=str(path))
 
 
 def read_text_folder(folder: Path, detok: bool | None = None) -> list[Document]:
@@ -193,10 +89,6 @@ def read_text_folder(folder: Path, detok: bool | None = None) -> list[Document]:
     return docs
 
 
-_WIKI_TITLE = re.compile(r"^ = ([^=].*?) = $")
-_WIKI_SECTION = re.compile(r"^ (= )+.*( =)+ $")
-
-
 def read_wikitext(path: Path, detok: bool = True) -> list[Document]:
     """WikiText raw: an article starts at a ` = Title = ` line that stands between blank lines (formulas inside
     articles can look like titles but are not framed that way); ` = = Section = = ` lines are dropped."""
@@ -211,8 +103,8 @@ def read_wikitext(path: Path, detok: bool = True) -> list[Document]:
             title = detokenize(m.group(1)) if detok else m.group(1).strip()
             docs.append(Document(doc_id=f"{len(docs):04d}-{_slug(title)}", title=title, paragraphs=[],
                                  source=str(path)))
-        elif docs and line.strip() and not _WIKI_SECTION.match(line):
-            docs[-1].paragraphs.append(detokenize(line) if detok else " ".join(line.split()))
+        elif docs:
+            docs[-1].paragraphs += wikitext_paragraphs([line], detok)
     if not docs:
         raise CorpusError(f"{path}: no ` = Title = ` article headings found (is this WikiText raw?)")
     return docs
@@ -267,7 +159,7 @@ def read_builtin() -> list[Document]:
             if is_code or set(lines[-1].strip()) <= set("*=-~^"):
                 continue
             para = " ".join(" ".join(lines).split())
-            if _is_prose(para):
+            if is_prose([para]):
                 paras.append(para)
         docs.append(Document(doc_id=name, title=name, paragraphs=paras, source="pydoc_data.topics"))
     return docs

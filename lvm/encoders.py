@@ -126,3 +126,26 @@ def _load_sentence_transformer(name: str, device: str) -> SentenceTransformerEnc
         raise ValueError(f"encoder {name!r}: not a sentence-transformers model name or local model folder that "
                          f"loads here ({type(exc).__name__}: {first[:300]}); use the default, a model folder, "
                          "or hash:D") from None
+
+
+def token_counter(name: str | None):
+    """(count, limit) for an encoder's tokenizer — count(texts) gives each text's token count with its special
+    tokens, limit the encoder's max_seq_length (it reads no more) — or None when the tokenizer is not on this machine
+    (a hash: encoder has none). Reading only: loads the tokenizer, not the model."""
+    if name and name.startswith("hash:"):
+        return None
+    path = bundled_model_path() if is_bundled(name) else Path(name)
+    if not path.is_dir():
+        return None
+    import json
+
+    from transformers import AutoTokenizer
+
+    cfg = path / "sentence_bert_config.json"
+    limit = int(json.loads(cfg.read_text()).get("max_seq_length", 256)) if cfg.exists() else 256
+    tok = AutoTokenizer.from_pretrained(str(path))
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+
+    return count, limit
