@@ -70,7 +70,7 @@ def main(argv=None):
     print(describe_machine(), flush=True)
 
     from flows.build_dataset import build_dataset_flow
-    from lvm.dataset import read_table
+    from lvm.data.dataset import read_table
 
     corpus = [str(c) for c in CORPORA[args.corpus]]
     results = {}

@@ -6,7 +6,7 @@
     .venv/bin/python bench/embed_throughput.py --wait-quiet 1.2        # each timed step waits for a quiet machine
 
 (A) "today": `build_dataset` as it was: the torch (sentence-transformers) encoder called once per document.
-(B) "new":   `build_dataset` with its defaults: lvm.embedding's default backend, batches across documents.
+(B) "new":   `build_dataset` with its defaults: lvm.ingest.embedding's default backend, batches across documents.
 Both are whole builds with nothing cached (read + split + embed + write the Parquet table), run ABAB
 for --rounds rounds; each side reports its fastest round (a neighbour's burst on a shared machine counts less).
 The encoders are loaded (and the ONNX graph exported) before timing: that is a once-per-process / once-per-
@@ -67,8 +67,8 @@ def fidelity(v: np.ndarray, ref: np.ndarray) -> dict:
 
 def whole_build(corpora, backend, group, tmp, log) -> tuple[float, np.ndarray, dict]:
     """One `build_dataset` with nothing cached; (seconds, vectors, summary)."""
-    from lvm.build import build_dataset
-    from lvm.dataset import read_table
+    from lvm.data.dataset import read_table
+    from lvm.ingest.build import build_dataset
 
     out = Path(tmp) / f"{backend}-{group}.parquet"
     t = time.perf_counter()
@@ -97,8 +97,8 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from lvm.build import read_corpora
-    from lvm.embedding import DEFAULT_BACKEND, DEFAULT_GROUP, embed_documents, load_encoder
+    from lvm.ingest.build import read_corpora
+    from lvm.ingest.embedding import DEFAULT_BACKEND, DEFAULT_GROUP, embed_documents, load_encoder
 
     corpora = [str(c) for c in (args.corpus or DEFAULT_CORPORA)]
     print(describe_machine(), flush=True)

@@ -29,8 +29,8 @@ ARCHS = ("lstm", "mamba2", "transformer")
 
 
 def table(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
-    from lvm.build import build_dataset
-    from lvm.paths import embedding_cache_dir
+    from lvm.ingest.build import build_dataset
+    from lvm.util.paths import embedding_cache_dir
 
     path = out_dir / f"{name}.{(encoder or 'all-MiniLM-L6-v2').replace(':', '')}.parquet"
     if not path.is_file():
@@ -58,10 +58,10 @@ def train(data: Path, split_path: Path, arch: str, out: Path, epochs: int) -> Pa
 
 
 def main(argv=None) -> dict:
-    from lvm.dataset import read_table, save_split, split_articles
+    from lvm.data.dataset import read_table, save_split, split_articles
     from lvm.decision import decide, gate_table
     from lvm.evaluation.compare import compare, evaluate_model, markdown_table
-    from lvm.paths import data_dir
+    from lvm.util.paths import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=20)

@@ -6,7 +6,7 @@ One command (see BENCHMARKS.md, "Held-out quality (issue #15 protocol)"):
 The levers tried on the way to today's defaults are bench/quality_levers.py's (on the same tables and split).
 
 1. Builds (or reuses: the per-document embedding cache under $LVM_DATA_DIR/cache/embeddings makes a re-run
-   instant) two tables through ``lvm.build.build_dataset`` with the default (ONNX) backend:
+   instant) two tables through ``lvm.ingest.build.build_dataset`` with the default (ONNX) backend:
    train = wikitext2 (wiki.valid.raw) + sotu + brown non-fiction (files ca..cj, 374 samples);
    fiction = the four gutenberg books + brown fiction (files ck..cr, 126 samples). The brown subsets are folders of
    symlinks under the --out folder (the corpus is read in place, never copied).
@@ -71,8 +71,8 @@ def brown_subset(root: Path, letters: tuple, folder: Path) -> Path:
 
 
 def build(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
-    from lvm.build import build_dataset
-    from lvm.paths import embedding_cache_dir
+    from lvm.ingest.build import build_dataset
+    from lvm.util.paths import embedding_cache_dir
 
     path = out_dir / f"{name}.{(encoder or 'all-MiniLM-L6-v2').replace(':', '')}.parquet"
     t0 = time.perf_counter()
@@ -138,10 +138,10 @@ def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, 
     """Every predictor on the windows whose target is in `rows` (bank = `rows`), forward suite with the given
     bootstrap groups (`order_tests` False for a subset of a set already scored: no ablations, no rollout), and
     each model's lead over the best baseline of this set."""
+    from lvm.data.table import window_targets
     from lvm.evaluation.baselines import best_baseline
     from lvm.evaluation.compare import score_all
     from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine
-    from lvm.table import window_targets
 
     t0 = time.perf_counter()
     eval_t = window_targets(table.article_id, table.position, C, rows)
@@ -201,12 +201,12 @@ def headline(sets: list) -> str:
 
 def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int | None, block: int,
                  out: Path) -> dict:
-    from lvm.dataset import DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles
+    from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, read_table, save_split, split_articles
+    from lvm.data.table import DEFAULT_CONTEXT, window_targets
     from lvm.evaluation.baselines import cached_baselines
     from lvm.evaluation.compare import check_compatible
     from lvm.evaluation.metrics import article_starts, on_context
     from lvm.evaluation.predictors import model_predictor
-    from lvm.table import DEFAULT_CONTEXT, window_targets
 
     C = DEFAULT_CONTEXT
     table = read_table(train_path, validate=False)
@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, default=None, help="default: $LVM_DATA_DIR/heldout-bench")
     p.add_argument("--build-only", action="store_true")
     args = p.parse_args(argv)
-    from lvm.paths import data_dir
+    from lvm.util.paths import data_dir
 
     out = (args.out or data_dir() / "heldout-bench").resolve()
     out.mkdir(parents=True, exist_ok=True)

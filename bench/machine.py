@@ -34,7 +34,7 @@ def describe_machine() -> str:
         import torch
 
         kernels = f"; torch kernels {torch.backends.cpu.get_cpu_capability()}"
-        from lvm.hardware import bf16_supported
+        from lvm.util.hardware import bf16_supported
 
         kernels += f", bf16 autocast {'native' if bf16_supported() else 'not available (fp32)'}"
     except ImportError:

@@ -3,10 +3,10 @@
     .venv/bin/python bench/memory_1m.py [--rows 1000000] [--dim 768] [--batches 300] [--dir /tmp]
 
 1. generates random unit vectors with article structure (20-200 sentences per article) and streams them into
-   Parquet shards with lvm.shards.ShardWriter (one shard's rows in memory at a time, never the whole table);
-2. validates the shards (streamed, lvm.shards.validate_shards);
-3. materialises the memory-mapped vector matrix (lvm.shards.materialize_vectors: shard by shard into one .npy);
-4. opens the table (lvm.shards.open_sharded: ids/positions/texts in memory, vectors mapped);
+   Parquet shards with lvm.data.shards.ShardWriter (one shard's rows in memory at a time, never the whole table);
+2. validates the shards (streamed, lvm.data.shards.validate_shards);
+3. materialises the memory-mapped vector matrix (lvm.data.shards.materialize_vectors: shard by shard into one .npy);
+4. opens the table (lvm.data.shards.open_sharded: ids/positions/texts in memory, vectors mapped);
 5. trains the seed-size lstm for --batches batches of 256 with lvm.train.trainer.fit, which gathers every batch from the
    mapping (`V[t[:, None] + arange(-C, 0)]` on a tensor that shares the mapping's memory).
 
@@ -97,7 +97,7 @@ class Sampler:
 
 def generate(path: Path, rows: int, dim: int, seed: int = 0, chunk: int = 16384) -> None:
     """Stream `rows` random unit vectors in articles of 20-200 sentences into shards."""
-    from lvm.shards import ShardWriter
+    from lvm.data.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
     meta = {"encoder": f"random-unit:{dim}", "source": "bench/memory_1m.py"}
@@ -132,8 +132,8 @@ def main(argv=None):
 
     import torch
 
-    from lvm.shards import materialize_vectors, open_sharded, validate_shards
-    from lvm.table import window_targets
+    from lvm.data.shards import materialize_vectors, open_sharded, validate_shards
+    from lvm.data.table import window_targets
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import fit
 

@@ -90,10 +90,10 @@ class Data:
     """The protocol's tables, split, baselines (C = 5, fitted on the training windows) and bootstrap groups."""
 
     def __init__(self, bench: Path):
-        from lvm.dataset import file_hash, load_split, read_table
+        from lvm.data.dataset import file_hash, load_split, read_table
+        from lvm.data.table import DEFAULT_CONTEXT, window_targets
         from lvm.evaluation.baselines import cached_baselines
         from lvm.evaluation.metrics import article_starts
-        from lvm.table import DEFAULT_CONTEXT, window_targets
 
         self.train_path = next(bench.glob("train.*.parquet"))
         self.fiction_path = next(bench.glob("fiction.*.parquet"))
@@ -113,7 +113,7 @@ class Data:
 
     def windows(self, C: int) -> dict:
         """Validation and fiction target rows of context C."""
-        from lvm.table import window_targets
+        from lvm.data.table import window_targets
 
         return {"val": window_targets(self.table.article_id, self.table.position, C, self.split.val),
                 "fiction": window_targets(self.fiction.article_id, self.fiction.position, C)}
@@ -187,7 +187,7 @@ def lever_predictor(folder: Path):
 
 
 def train_lever(name: str, data: Data, out: Path) -> dict:
-    from lvm.table import window_targets
+    from lvm.data.table import window_targets
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import fit
 
@@ -312,9 +312,9 @@ def fiction_ceiling(data: Data, out: Path) -> dict:
     training, 5 % for early stopping, 50 % to score; the baselines are fitted on the same training windows. Blocks
     of one book share its characters and plot, so this is an optimistic, in-domain ceiling for what a model trained
     elsewhere can reach there."""
+    from lvm.data.table import window_targets
     from lvm.evaluation.metrics import fit_baselines, paired_difference, per_example_cosine, predict_rows
     from lvm.evaluation.predictors import model_predictor
-    from lvm.table import window_targets
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import fit
 
@@ -391,7 +391,7 @@ def main(argv=None) -> list:
         for k, v in {**LEVERS, **ENSEMBLES}.items():
             print(f"{k}: {v}")
         return []
-    from lvm.paths import data_dir
+    from lvm.util.paths import data_dir
 
     out = (args.out or data_dir() / "heldout-bench").resolve()
     names = args.levers.split(",")

@@ -48,7 +48,7 @@ def build_registry(root: Path, arch: str, dim: int, context: int, versions: int)
 
     from lvm.models import build_model
     from lvm.models.io import save_model
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
 
     reg = Registry(root / "registry")
     for seed in range(versions):
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         body = orjson.dumps({"contexts": ctx.tolist()})  # serialised once: measure the server, not the client
         headers = {"content-type": "application/json"}
 
-        from lvm.registry import Registry
+        from lvm.store.registry import Registry
 
         reg = Registry(tmp / "registry")
         start = time.monotonic() + args.warmup

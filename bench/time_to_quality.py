@@ -35,14 +35,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
-from lvm.dataset import read_table, split_articles  # noqa: E402
+from lvm.data.dataset import read_table, split_articles  # noqa: E402
+from lvm.data.table import article_so_far, window_targets  # noqa: E402
 from lvm.evaluation.metrics import cosine  # noqa: E402
 from lvm.evaluation.predictors import predict  # noqa: E402
-from lvm.hardware import resolve_precision
-from lvm.table import article_so_far, window_targets  # noqa: E402
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
+from lvm.util.hardware import resolve_precision
 
 ARCHS = ("lstm", "mamba2", "transformer")
 PATIENCES = (1, 2, 3, 4, 5)
@@ -82,8 +82,8 @@ def flops_per_sample(cfg: TrainConfig, dim: int, batch: int = 64) -> float:
 
 
 def default_table() -> Path:
-    from lvm.build import build_dataset
-    from lvm.paths import data_dir
+    from lvm.ingest.build import build_dataset
+    from lvm.util.paths import data_dir
 
     path = data_dir() / "builtin.all-MiniLM-L6-v2.parquet"
     if not path.is_file():

@@ -36,12 +36,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
-from lvm.dataset import read_table, split_articles  # noqa: E402
-from lvm.hardware import bf16_supported  # noqa: E402
+from lvm.data.dataset import read_table, split_articles  # noqa: E402
+from lvm.data.table import gather_windows, window_targets  # noqa: E402
 from lvm.models import build_model, count_parameters  # noqa: E402
-from lvm.table import gather_windows, window_targets  # noqa: E402
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
+from lvm.util.hardware import bf16_supported  # noqa: E402
 
 SEED_MODELS = ("lstm", "mamba2", "transformer")  # the three the train flow trains by default; the total counts these
 

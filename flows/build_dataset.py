@@ -8,12 +8,12 @@ from typing import Literal, Optional, Union
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from lvm.build import corpus_name
-from lvm.corpus import corpus_fingerprint
-from lvm.dataset import file_hash
-from lvm.embedding import DEFAULT_GROUP, groups, resolve_backend
-from lvm.encoders import DEFAULT_ENCODER
-from lvm.paths import data_dir
+from lvm.data.dataset import file_hash
+from lvm.ingest.build import corpus_name
+from lvm.ingest.corpus import corpus_fingerprint
+from lvm.ingest.embedding import DEFAULT_GROUP, groups, resolve_backend
+from lvm.ingest.encoders import DEFAULT_ENCODER
+from lvm.util.paths import data_dir
 from tasks.caching import code_version
 from tasks.data import announce_table, assemble_table_task, read_corpus_task
 from tasks.embedding import embed_documents_task
@@ -27,7 +27,7 @@ def default_table_path(corpus: str | list[str], encoder: str | None) -> Path:
 
 def _embed_on_dask(docs: list[dict], encoder: str | None, backend: str, workers: int | None,
                    dask_address: str | None) -> list[str]:
-    """One task per document on Dask workers (each loads the encoder once: lvm.encoders caches per process).
+    """One task per document on Dask workers (each loads the encoder once: lvm.ingest.encoders caches per process).
     The biggest documents go first, so a long book does not start last and leave the other workers idle."""
     from tasks.runners import make_runner
 
@@ -59,14 +59,14 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
     runner: "local" (in this process, one document at a time; torch uses every core) or "dask": a temporary
     LocalCluster of `workers` processes with one thread each (default: one per core), or the existing scheduler
     at `dask_address` (tcp://host:8786), whose workers must see the same LVM_DATA_DIR (see tasks/runners.py).
-    notify: emit `lvm.dataset.updated` when the table's content changed (prefect.yaml's retrain trigger); the train
+    notify: emit `lvm.data.dataset.updated` when the table's content changed (prefect.yaml's retrain trigger); the train
     flow turns it off for the table it builds itself, which it trains on at once."""
     logger = get_run_logger()
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out_path = str(out or default_table_path(corpus, encoder))
     docs = []
     for c in corpora:
-        part = read_corpus_task(c, fmt, corpus_fingerprint(c), code_version("lvm.corpus"))
+        part = read_corpus_task(c, fmt, corpus_fingerprint(c), code_version("lvm.ingest.corpus"))
         if len(corpora) > 1:
             part = [{**d, "doc_id": f"{corpus_name(c)}/{d['doc_id']}"} for d in part]
         docs.extend(part)

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
-from lvm.dataset import DEFAULT_FRACTIONS, is_table_path
+from lvm.data.dataset import DEFAULT_FRACTIONS, is_table_path
 from lvm.decision import (
     BASELINE_THRESHOLD,
     DEPLOY_THRESHOLD,
@@ -32,9 +32,9 @@ from lvm.decision import (
     gate_table,
 )
 from lvm.evaluation.compare import markdown_table, table_rows
-from lvm.paths import runs_dir
-from lvm.runs import write_run
+from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
+from lvm.util.paths import runs_dir
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
 from tasks.data import load_and_validate, split_dataset

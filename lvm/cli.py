@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from lvm.server.command import serve  # no torch: see lvm.server.command
-from lvm.user_errors import UserErrorsGroup
+from lvm.util.user_errors import UserErrorsGroup
 
 app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.",
                   cls=UserErrorsGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -29,9 +29,9 @@ _TABLE = "A sentence table: Parquet, a folder of Parquet shards, or a seed .npz 
 
 
 def _context(value: int | None, option: str = "--context") -> int:
-    """The context length given, or the product's default (lvm.table.DEFAULT_CONTEXT) when none is."""
+    """The context length given, or the product's default (lvm.data.table.DEFAULT_CONTEXT) when none is."""
     if value is None:
-        from lvm.table import DEFAULT_CONTEXT
+        from lvm.data.table import DEFAULT_CONTEXT
 
         return DEFAULT_CONTEXT
     if value < 1:
@@ -41,7 +41,7 @@ def _context(value: int | None, option: str = "--context") -> int:
 
 def _fractions(text: str | None) -> tuple[float, float, float]:
     if text is None:
-        from lvm.dataset import DEFAULT_FRACTIONS
+        from lvm.data.dataset import DEFAULT_FRACTIONS
 
         return DEFAULT_FRACTIONS
     try:
@@ -72,7 +72,7 @@ def build_dataset_cmd(
                                           "default: onnx for the bundled model, torch for others."),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
-    from lvm.build import DEFAULT_CACHE, build_dataset
+    from lvm.ingest.build import DEFAULT_CACHE, build_dataset
 
     summary = build_dataset(corpus, out, fmt=format, encoder=encoder,
                             cache_dir=None if no_cache else (cache_dir or DEFAULT_CACHE),
@@ -91,8 +91,8 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
-    from lvm.dataset import read_table, split_articles, table_stats, warn_short_articles
-    from lvm.row_checks import report_lines, table_row_report
+    from lvm.data.dataset import read_table, split_articles, table_stats, warn_short_articles
+    from lvm.ingest.row_checks import report_lines, table_row_report
 
     context = _context(context)
     fr = _fractions(fractions)
@@ -125,9 +125,9 @@ def import_npz_cmd(
     out: Path = typer.Option(..., help="Sentence table to write (Parquet)."),
 ):
     """Turn the original project's window file into a sentence table (stride-1 streams rebuilt)."""
-    from lvm.dataset import write_table
-    from lvm.paths import check_output
-    from lvm.seed_npz import import_npz
+    from lvm.data.dataset import write_table
+    from lvm.data.seed_npz import import_npz
+    from lvm.util.paths import check_output
 
     check_output(out, [npz])
     table = import_npz(npz)
@@ -142,9 +142,9 @@ def export_npz_cmd(
     context: Optional[int] = typer.Option(None, help="Context length of the windows [default: 5]."),
 ):
     """Write every in-article window of a sentence table in the original project's .npz format."""
-    from lvm.dataset import read_table
-    from lvm.paths import check_output
-    from lvm.seed_npz import export_npz
+    from lvm.data.dataset import read_table
+    from lvm.data.seed_npz import export_npz
+    from lvm.util.paths import check_output
 
     context = _context(context)
     check_output(out, [file])
@@ -185,9 +185,9 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
 ):
     """Train one architecture on the article-disjoint split; prints each epoch, then the model against baselines."""
-    from lvm.paths import check_output, runs_dir
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import train_on_table
+    from lvm.util.paths import check_output, runs_dir
 
     given = {"epochs": epochs, "context": context, "device": device, "precision": precision, "article": article}
     fields = {"arch": arch, "seed": seed, **{k: v for k, v in given.items() if v is not None}}  # else TrainConfig's
@@ -222,8 +222,8 @@ def evaluate(
                                                                  "included) to this JSON file."),
 ):
     """The model against every baseline (fitted on its training split) with the forward-prediction suite."""
-    from lvm.atomic import write_json
     from lvm.evaluation.compare import evaluate_model, markdown_table
+    from lvm.util.atomic import write_json
 
     res = evaluate_model(model, data, part, train_data)
     typer.echo(markdown_table(res))
@@ -243,8 +243,8 @@ _ROOT = typer.Option(None, "--root", help="Registry folder (default: data/regist
 
 
 def _registry(root):
-    from lvm.paths import registry_dir
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
+    from lvm.util.paths import registry_dir
 
     return Registry(root or registry_dir())
 
@@ -303,7 +303,7 @@ def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (da
     """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
     from lvm.diagnosis.evidence import diagnose as run
     from lvm.diagnosis.render import to_markdown, write_report
-    from lvm.paths import check_output
+    from lvm.util.paths import check_output
 
     if out is not None:
         check_output(out, [run_dir], folder=True)

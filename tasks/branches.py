@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from lvm.dataset import load_split
-from lvm.paths import registry_dir
-from lvm.registry import Registry
+from lvm.data.dataset import load_split
+from lvm.store.registry import Registry
+from lvm.util.paths import registry_dir
 from tasks.caching import by_inputs
 from tasks.records import DatasetRecord
 

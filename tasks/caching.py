@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
-from lvm.dataset import file_hash
-from lvm.paths import prefect_cache_dir
+from lvm.data.dataset import file_hash
+from lvm.util.paths import prefect_cache_dir
 
 
 def _file_content_key(context, parameters: dict) -> str:

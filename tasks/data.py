@@ -9,9 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from lvm.build import assemble_table, corpus_name
-from lvm.corpus import Document, read_corpus
-from lvm.dataset import (
+from lvm.data.dataset import (
     DEFAULT_FRACTIONS,
     file_hash,
     read_table,
@@ -21,9 +19,11 @@ from lvm.dataset import (
     warn_short_articles,
     write_table,
 )
-from lvm.embedding import embed_document, load_encoder, read_cached
-from lvm.paths import runs_dir
-from lvm.table import DEFAULT_CONTEXT
+from lvm.data.table import DEFAULT_CONTEXT
+from lvm.ingest.build import assemble_table, corpus_name
+from lvm.ingest.corpus import Document, read_corpus
+from lvm.ingest.embedding import embed_document, load_encoder, read_cached
+from lvm.util.paths import runs_dir
 from tasks.caching import by_file_content, by_inputs
 from tasks.records import DatasetRecord, SplitRecord
 
@@ -32,7 +32,7 @@ from tasks.records import DatasetRecord, SplitRecord
 def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "",
                      reader_version: str = "") -> list[dict]:
     """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files,
-    `reader_version` (tasks.caching.code_version("lvm.corpus")) the reader's code."""
+    `reader_version` (tasks.caching.code_version("lvm.ingest.corpus")) the reader's code."""
     return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]
 
 
@@ -52,7 +52,7 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
     return out
 
 
-DATASET_UPDATED = "lvm.dataset.updated"  # the event prefect.yaml's retrain trigger expects
+DATASET_UPDATED = "lvm.data.dataset.updated"  # the event prefect.yaml's retrain trigger expects
 
 
 @task(name="announce-table", cache_policy=NO_CACHE)
@@ -62,7 +62,7 @@ def announce_table(table: str, previous_sha256: str | None, corpus: str, documen
     sha = file_hash(table)
     if sha == previous_sha256:
         return False
-    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.dataset.{corpus_name(corpus)}",
+    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.data.dataset.{corpus_name(corpus)}",
                                           "prefect.resource.name": str(table)},
                payload={"table": str(table), "sha256": sha, "previous_sha256": previous_sha256, "corpus": corpus,
                         "documents": documents})

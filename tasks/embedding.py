@@ -1,5 +1,5 @@
 """Embedding task: one task per group of documents (enough sentences to fill the encoder's batches), each
-document still cached on its own (lvm.embedding), so a re-run embeds only documents that changed."""
+document still cached on its own (lvm.ingest.embedding), so a re-run embeds only documents that changed."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 from prefect import task
 
-from lvm.corpus import Document
-from lvm.embedding import cache_path, embed_documents, encoder_key, load_encoder
-from lvm.paths import embedding_cache_dir
+from lvm.ingest.corpus import Document
+from lvm.ingest.embedding import cache_path, embed_documents, encoder_key, load_encoder
+from lvm.util.paths import embedding_cache_dir
 from tasks.caching import by_inputs
 
 

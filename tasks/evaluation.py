@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lvm.dataset import load_split
+from lvm.data.dataset import load_split
 from lvm.evaluation.champion import corpus_changes, production_champion, score_champion
 from lvm.evaluation.compare import compare
-from lvm.paths import registry_dir
+from lvm.util.paths import registry_dir
 from tasks.caching import by_inputs
 from tasks.records import DatasetRecord, SplitRecord
 
@@ -29,7 +29,7 @@ def find_champion(dataset: DatasetRecord, split: SplitRecord, context: int,
     """The registry's `production` model, when there is one, checked against this run's encoder, D and context
     (refused, naming both, before anything is trained); with the articles added since it was trained. Never
     cached: production moves between runs."""
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
 
     champion = production_champion(registry_root or registry_dir(), dataset.encoder, dataset.dim, context)
     if champion is None:

@@ -16,7 +16,7 @@ class DatasetRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     path: str                   # absolute path of the table
-    sha256: str                 # content hash (lvm.dataset.file_hash): what every later stage is keyed on
+    sha256: str                 # content hash (lvm.data.dataset.file_hash): what every later stage is keyed on
     articles: int
     sentences: int
     dim: int
@@ -28,24 +28,24 @@ class DatasetRecord(BaseModel):
 
 
 class SplitRecord(BaseModel):
-    """An article-disjoint split saved beside the runs (split-by-article's result): lvm.dataset.Split.record()
+    """An article-disjoint split saved beside the runs (split-by-article's result): lvm.data.dataset.Split.record()
     and where the row indices are."""
 
     model_config = ConfigDict(frozen=True)
 
-    path: str                   # the split's JSON (row indices per part), lvm.dataset.load_split reads it
+    path: str                   # the split's JSON (row indices per part), lvm.data.dataset.load_split reads it
     seed: int
     fractions: list[float]
     by_article: bool
     articles: dict[str, int]    # articles per part
     rows: dict[str, int]        # sentences per part
     article_ids_sha256: str     # which articles are in which part
-    method: str = "permutation"  # lvm.dataset.SPLIT_METHODS: "hash" keeps every article in its part as data grows
+    method: str = "permutation"  # lvm.data.dataset.SPLIT_METHODS: "hash" keeps every article in its part as data grows
 
 
 class LossWeights(BaseModel):
-    """lvm.losses.CompositeLoss's weights. Unset fields take CompositeLoss's own defaults (cosine 1, the others 0);
-    no loss at all (None) is the measured default preset."""
+    """lvm.train.losses.CompositeLoss's weights. Unset fields take CompositeLoss's own defaults (cosine 1, the
+    others 0); no loss at all (None) is the measured default preset."""
 
     model_config = ConfigDict(extra="forbid")
 

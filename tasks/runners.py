@@ -39,7 +39,7 @@ def share_api_url() -> str:
 def _worker_facts() -> dict:
     """Run on every worker of an external cluster: its machine and where it would write (what check_workers uses;
     the server a worker calls is the one the flow serialises with each task)."""
-    from lvm.paths import data_dir
+    from lvm.util.paths import data_dir
 
     return {"host": socket.gethostname(), "data_dir": str(data_dir())}
 
@@ -75,7 +75,7 @@ def _dask_runner_class():
         def __enter__(self):
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
-            from lvm.paths import data_dir
+            from lvm.util.paths import data_dir
 
             url = share_api_url()
             # Prefect serialises the settings context with each task; in a flow on a temporary server that context
@@ -121,7 +121,7 @@ def make_runner(kind: str, workers: int | None = None, dask_address: str | None 
 
         return ThreadPoolTaskRunner(max_workers=workers)
     if kind == "dask":
-        from lvm.paths import data_dir
+        from lvm.util.paths import data_dir
 
         runner = _dask_runner_class()
         if dask_address:

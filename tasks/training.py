@@ -8,7 +8,7 @@ import json
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from lvm.paths import runs_dir
+from lvm.util.paths import runs_dir
 from tasks.caching import by_inputs
 from tasks.records import DatasetRecord, SplitRecord
 

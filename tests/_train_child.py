@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvm.dataset import read_table, split_articles  # noqa: E402
-from lvm.table import window_targets  # noqa: E402
+from lvm.data.dataset import read_table, split_articles  # noqa: E402
+from lvm.data.table import window_targets  # noqa: E402
 from lvm.train.config import TrainConfig  # noqa: E402
 from lvm.train.trainer import fit
 

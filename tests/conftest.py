@@ -59,7 +59,7 @@ def corpus_dir() -> Path:
 
 def make_table(n_articles=6, length=12, dim=16, seed=0):
     """A small valid sentence table with smooth within-article drift (so the next vector is predictable)."""
-    from lvm.table import SentenceTable
+    from lvm.data.table import SentenceTable
 
     rng = np.random.default_rng(seed)
     rows, vecs = [], []
@@ -76,8 +76,8 @@ def make_table(n_articles=6, length=12, dim=16, seed=0):
 def train_windows(tmp_path_factory):
     """A learnable synthetic table (30 articles x 20 sentences, D=16) on disk: (path, table, train and val windows
     of context 5 on the default article split)."""
-    from lvm.dataset import read_table, split_articles, write_table
-    from lvm.table import window_targets
+    from lvm.data.dataset import read_table, split_articles, write_table
+    from lvm.data.table import window_targets
 
     path = tmp_path_factory.mktemp("train_data") / "table.parquet"
     write_table(make_table(n_articles=30, length=20, dim=16, seed=1), path)
@@ -95,7 +95,7 @@ def small_table():
 def quadratic_table(n_articles, length=25, dim=16, seed=0, noise=0.3):
     """Learnable but not linear: next = W(D v*v - 1)/sqrt(D) + W v/2 + noise, normalised. A small network learns it;
     the four baselines (all linear or constant) cannot."""
-    from lvm.table import SentenceTable
+    from lvm.data.table import SentenceTable
 
     rng = np.random.default_rng(seed)
     W = np.linalg.qr(rng.normal(size=(dim, dim)))[0]

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from test_server import DIM, register
 
+from lvm.data.table import SentenceTable, article_so_far, window_targets
 from lvm.evaluation.metrics import Windows, article_mean, article_starts, predict_rows, window_batch
 from lvm.evaluation.predictors import model_predictor, predict
 from lvm.models import MODEL_NAMES, build_model
 from lvm.models.io import load_model, save_model
-from lvm.table import SentenceTable, article_so_far, window_targets
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
 
@@ -129,7 +129,7 @@ def test_training_with_the_article_input_uses_it(tmp_path):
 
 def article_registry(tmp_path):
     """A registry whose production model reads the article (a head that is not zero, so the input matters)."""
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
 
     torch.manual_seed(0)
     model = build_model("lstm", DIM, context=5, residual=True, article=True, hidden=16)
@@ -170,8 +170,8 @@ def test_server_reads_the_article_field(tmp_path):
 def test_plain_model_refuses_an_article_field(tmp_path):
     from test_server import make_model_dir
 
-    from lvm.registry import Registry
     from lvm.server.app import create_app
+    from lvm.store.registry import Registry
 
     reg = Registry(tmp_path / "registry")
     register(reg, make_model_dir(tmp_path / "m", seed=0), alias="production")
@@ -186,8 +186,8 @@ def test_next_reads_every_sentence_it_is_sent(tmp_path):
     """/next with an article model: the context is the last C sentences, the article the mean of all of them."""
     from conftest import make_table
 
-    from lvm.dataset import write_table
-    from lvm.encoders import HashEncoder
+    from lvm.data.dataset import write_table
+    from lvm.ingest.encoders import HashEncoder
     from lvm.server.app import create_app
     from lvm.server.bank import load_bank
 
@@ -212,7 +212,7 @@ def test_next_reads_every_sentence_it_is_sent(tmp_path):
 
 
 def test_a_memory_mapped_table_trains_the_same_and_leaves_no_spill_file(tmp_path):
-    """A memory-mapped table (lvm.shards) gets its article rows in an unlinked, memory-mapped temporary file."""
+    """A memory-mapped table (lvm.data.shards) gets its article rows in an unlinked, memory-mapped temporary file."""
     table = topic_table(n_articles=12, length=12)
     np.save(tmp_path / "v.npy", table.vectors)
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")

@@ -7,15 +7,15 @@ import sys
 
 import numpy as np
 
-from lvm.build import build_dataset
-from lvm.dataset import read_table
+from lvm.data.dataset import read_table
+from lvm.ingest.build import build_dataset
 
 
 class CountingEncoder:
     """Wraps the hash encoder and counts what it is asked to embed."""
 
     def __init__(self):
-        from lvm.encoders import HashEncoder
+        from lvm.ingest.encoders import HashEncoder
         self.inner, self.name, self.dim, self.calls = HashEncoder(32), "hash:32", 32, []
 
     def encode(self, sentences, progress=None):

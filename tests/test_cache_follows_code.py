@@ -32,12 +32,12 @@ def test_project_imports_are_read_from_the_source_function_level_ones_included()
     found = project_imports("tasks.training")
     # tasks/training.py imports lvm.train.* inside its task function; the trainer imports evaluation and models
     assert {"lvm.train.trainer", "lvm.train.checkpoint", "lvm.evaluation.metrics", "lvm.models.lstm",
-            "lvm.hardware", "lvm.losses"} <= found
+            "lvm.util.hardware", "lvm.train.losses"} <= found
     assert not any(m.startswith("flows") for m in found) and "lvm.server" not in found
 
 
 def test_a_function_moved_to_a_new_module_then_edited_there_is_not_served_from_the_cache(tmp_path):
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     src = tmp_path / "src"
     for pkg in ("lvm", "tasks", "flows"):

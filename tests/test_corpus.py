@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lvm.corpus import CorpusError, detokenize, read_corpus, split_sentences
+from lvm.ingest.corpus import CorpusError, detokenize, read_corpus, split_sentences
 
 
 def test_sentence_splitting_handles_abbreviations_quotes_and_decimals():

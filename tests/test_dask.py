@@ -1,5 +1,5 @@
 """Scale-out on Dask (issue #7): the train and dataset flows on a real distributed.LocalCluster of two worker
-processes, against the local runners; and the sharded sentence table (lvm.shards) with memory-mapped vectors."""
+processes, against the local runners; and the sharded sentence table (lvm.data.shards) with memory-mapped vectors."""
 
 import json
 import os
@@ -44,7 +44,7 @@ def _task_runs(flow_run_id):
 def test_dataset_flow_embeds_documents_on_dask_workers(sotu_corpus, sotu_table, harness):
     """runner="dask": one task per document on a temporary LocalCluster; the same table as the local runner."""
     from flows.build_dataset import build_dataset_flow
-    from lvm.dataset import read_table
+    from lvm.data.dataset import read_table
 
     # the workers (spawned inside the flow) get a fresh embedding cache and refresh Prefect's cache records (kept
     # where tasks.caching was first imported), so every document is really embedded again, on the workers
@@ -128,8 +128,8 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
     import pyarrow.parquet as pq
     import torch
 
-    from lvm.dataset import read_table, write_table
-    from lvm.shards import MANIFEST, iter_batches, materialize_vectors, open_sharded, write_shards
+    from lvm.data.dataset import read_table, write_table
+    from lvm.data.shards import MANIFEST, iter_batches, materialize_vectors, open_sharded, write_shards
     from lvm.train.trainer import _as_tensor
 
     table = make_table(n_articles=20, length=13, dim=16)
@@ -141,7 +141,7 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
     assert pq.read_schema(tmp_path / "one.parquet").equals(pq.read_schema(folder / "part-00000.parquet"),
                                                            check_metadata=True)
 
-    back = read_table(folder)  # read_table dispatches a folder to lvm.shards.open_sharded
+    back = read_table(folder)  # read_table dispatches a folder to lvm.data.shards.open_sharded
     assert isinstance(back.vectors, np.memmap) and Path(back.vectors.filename) == materialize_vectors(folder)
     assert np.array_equal(back.vectors, table.vectors) and back.meta == table.meta
     assert list(back.article_id) == list(table.article_id) and list(back.text) == list(table.text)
@@ -158,9 +158,9 @@ def test_sharded_table_round_trip_with_memory_mapped_vectors(tmp_path):
 def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     import pyarrow.parquet as pq
 
-    from lvm.schema import DataValidationError
-    from lvm.shards import ShardWriter, write_shards
-    from lvm.table import to_arrow
+    from lvm.data.schema import DataValidationError
+    from lvm.data.shards import ShardWriter, write_shards
+    from lvm.data.table import to_arrow
 
     table = make_table(n_articles=10, length=12, dim=8)
     folder = write_shards(table, tmp_path / "tbl", rows_per_shard=24)
@@ -170,7 +170,7 @@ def test_a_bad_shard_is_named_and_a_failed_write_leaves_nothing(tmp_path):
     vec[3, 0] = np.nan
     pq.write_table(to_arrow(np.asarray(rows.column("article_id").to_pylist(), dtype=object),
                             rows.column("position").to_numpy(), rows.column("text").to_pylist(), vec, {}), bad)
-    from lvm.dataset import read_table
+    from lvm.data.dataset import read_table
 
     with pytest.raises(DataValidationError) as err:
         read_table(folder)

@@ -13,9 +13,9 @@ from conftest import make_table
 from typer.testing import CliRunner
 
 from lvm.cli import app
-from lvm.dataset import read_table, write_table
-from lvm.schema import DataValidationError
-from lvm.table import gather_windows, window_targets
+from lvm.data.dataset import read_table, write_table
+from lvm.data.schema import DataValidationError
+from lvm.data.table import gather_windows, window_targets
 
 runner = CliRunner()
 
@@ -97,12 +97,12 @@ def test_output_that_is_a_folder_or_on_a_read_only_disk(tmp_path, monkeypatch):
     _err(runner.invoke(app, ["import-npz", str(npz), "--out", str(folder)]), "outdir", "folder")
     assert list(folder.iterdir()) == []
 
-    import lvm.atomic
+    import lvm.util.atomic
 
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(lvm.atomic.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(lvm.util.atomic.tempfile, "mkstemp", read_only)
     out = tmp_path / "ro.parquet"
     _err(runner.invoke(app, ["import-npz", str(npz), "--out", str(out)]), "ro.parquet", "Read-only")
     assert not out.exists()
@@ -137,7 +137,7 @@ def test_lvm_data_dir_that_is_a_file(tmp_path, monkeypatch):
     f = tmp_path / "afile"
     f.write_text("x")
     monkeypatch.setenv("LVM_DATA_DIR", str(f))
-    from lvm.paths import data_dir
+    from lvm.util.paths import data_dir
 
     with pytest.raises(NotADirectoryError, match="LVM_DATA_DIR"):
         data_dir()
@@ -185,7 +185,7 @@ def test_npz_with_zero_windows_or_string_arrays(tmp_path):
 
 
 def test_truncated_embedding_cache_entry_is_dropped_and_re_embedded(tmp_path):
-    from lvm.build import build_dataset
+    from lvm.ingest.build import build_dataset
 
     doc = tmp_path / "c" / "doc.txt"
     doc.parent.mkdir()
@@ -271,7 +271,7 @@ PROSE = ('The jury said the primary election produced "no evidence" that any irr
 
 
 def test_plain_text_and_jsonl_prose_comes_out_as_it_went_in(tmp_path):
-    from lvm.corpus import read_corpus
+    from lvm.ingest.corpus import read_corpus
 
     (tmp_path / "p.txt").write_text(PROSE + "\n")
     (tmp_path / "p.jsonl").write_text(json.dumps({"id": "p", "text": PROSE}) + "\n")
@@ -283,7 +283,7 @@ def test_plain_text_and_jsonl_prose_comes_out_as_it_went_in(tmp_path):
 
 
 def test_brown_prose_keeps_its_quotes_and_tokenised_text_is_still_detokenised(corpus_dir):
-    from lvm.corpus import read_corpus
+    from lvm.ingest.corpus import read_corpus
 
     (brown,) = read_corpus(corpus_dir / "brown" / "ca01.txt")
     text = " ".join(brown.sentences)
@@ -294,8 +294,8 @@ def test_brown_prose_keeps_its_quotes_and_tokenised_text_is_still_detokenised(co
 
 
 def test_embedding_cache_key_follows_the_text():
-    from lvm.corpus import Document
-    from lvm.embedding import document_key
+    from lvm.ingest.corpus import Document
+    from lvm.ingest.embedding import document_key
 
     a = Document("d", "d", [], sentences=['It said "no evidence" that.'])
     b = Document("d", "d", [], sentences=['It said "no evidence"that.'])
@@ -316,7 +316,7 @@ def test_seed_npz_is_accepted_where_a_table_is(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["articles"] == 4
     assert "npz" in runner.invoke(app, ["train", "--help"]).output
-    from lvm.dataset import is_table_path
+    from lvm.data.dataset import is_table_path
 
     assert is_table_path("x/seed.npz") and is_table_path("t.parquet") and not is_table_path("corpus.txt")
 
@@ -338,7 +338,7 @@ def test_load_and_validate_task_reads_a_seed_npz(tmp_path, monkeypatch):
 
 
 def test_shards_refuse_fractional_positions_and_integer_vectors(tmp_path):
-    from lvm.shards import validate_shards, write_shards
+    from lvm.data.shards import validate_shards, write_shards
 
     folder = write_shards(make_table(n_articles=4, length=8, dim=8), tmp_path / "sh", rows_per_shard=16)
     shard = sorted(folder.glob("*.parquet"))[0]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import make_table
 
-from lvm.dataset import file_hash, read_table, split_articles, table_stats, write_table
-from lvm.schema import DataValidationError
-from lvm.table import SentenceTable, gather_windows, window_targets
+from lvm.data.dataset import file_hash, read_table, split_articles, table_stats, write_table
+from lvm.data.schema import DataValidationError
+from lvm.data.table import SentenceTable, gather_windows, window_targets
 
 
 def test_parquet_round_trip_keeps_everything(tmp_path, small_table):
@@ -45,7 +45,7 @@ def test_split_is_article_disjoint_seeded_and_recorded():
 def test_hash_split_keeps_every_article_in_its_part_as_the_table_grows(tmp_path):
     """The part of an article depends on (seed, id) only: 30 more articles move none of the first 40, the shares
     follow the fractions, the record says "hash", and save/load keeps the method."""
-    from lvm.dataset import load_split, save_split
+    from lvm.data.dataset import load_split, save_split
 
     small, big = make_table(n_articles=40, length=6), make_table(n_articles=70, length=6)
     a, b = split_articles(small, (0.6, 0.2, 0.2), 7, method="hash"), split_articles(big, (0.6, 0.2, 0.2), 7,
@@ -146,6 +146,6 @@ def test_stats_and_short_article_warning():
     assert st["articles"] == 4 and st["sentences"] == 40 and st["dim"] == 16 and st["windows"] == 20
     assert sum(st["windows_per_split"].values()) == 20
     assert 0 < st["mean_vector_norm"] < 1
-    from lvm.dataset import warn_short_articles
+    from lvm.data.dataset import warn_short_articles
     with pytest.warns(UserWarning, match="too short for one window"):
         assert len(warn_short_articles(t, context=10)) == 4

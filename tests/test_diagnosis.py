@@ -20,14 +20,14 @@ import pytest
 import torch
 from conftest import make_table, quadratic_table
 
-from lvm.dataset import file_hash, save_split, split_articles, write_table
+from lvm.data.dataset import file_hash, save_split, split_articles, write_table
+from lvm.data.table import SentenceTable
 from lvm.diagnosis.evidence import diagnose, history_summary
 from lvm.diagnosis.render import markdown_with_images, to_markdown, write_report
 from lvm.diagnosis.rules import COLLAPSE_SPREAD_RATIO, MEMORISATION_GAP, Diagnosis
 from lvm.models import build_model
 from lvm.models.io import load_model, save_model
-from lvm.runs import write_run
-from lvm.table import SentenceTable
+from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import train_on_table
 

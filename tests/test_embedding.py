@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lvm.corpus import Document, read_corpus
-from lvm.embedding import cache_path, embed_document, embed_documents, encoder_key, groups, resolve_backend
-from lvm.encoders import HashEncoder
+from lvm.ingest.corpus import Document, read_corpus
+from lvm.ingest.embedding import cache_path, embed_document, embed_documents, encoder_key, groups, resolve_backend
+from lvm.ingest.encoders import HashEncoder
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def sentences(corpus_dir):
 
 @pytest.fixture(scope="module")
 def torch_vectors(sentences):
-    from lvm.encoders import SentenceTransformerEncoder
+    from lvm.ingest.encoders import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder().encode(sentences)
 
@@ -32,7 +32,7 @@ def onnx_root(tmp_path_factory):
 
 
 def _onnx(backend, root, batch_size=64):
-    from lvm.onnx_backend import onnx_encoder
+    from lvm.ingest.onnx_backend import onnx_encoder
 
     enc = onnx_encoder("all-MiniLM-L6-v2", backend, cache_root=root)
     enc.batch_size = batch_size

@@ -71,8 +71,8 @@ def test_save_ensemble_round_trip_and_refusals(tmp_path):
 
 
 def test_an_ensemble_is_registered_and_served(tmp_path):
-    from lvm.registry import Registry
     from lvm.server.app import create_app
+    from lvm.store.registry import Registry
 
     dirs = {"lstm": folder(tmp_path, "l", member("lstm", 0)), "gru": folder(tmp_path, "g", member("gru", 1))}
     out = save_ensemble(dirs, tmp_path / "ens")

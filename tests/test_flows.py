@@ -63,7 +63,7 @@ def test_investigate_branch_writes_a_diagnosis(sotu_table, harness, corpus_dir):
 
 
 def test_hold_branch_registers_a_candidate_only(sotu_table, harness):
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
 
     r = _run(sotu_table, baseline_threshold=0.0, deploy_threshold=0.99)
     assert r.decision == "hold" and r.registry["alias"] == "candidate"
@@ -109,9 +109,9 @@ def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, 
     from conftest import quadratic_table
     from fastapi.testclient import TestClient
 
-    from lvm.dataset import write_table
-    from lvm.registry import Registry
+    from lvm.data.dataset import write_table
     from lvm.server.app import create_app
+    from lvm.store.registry import Registry
 
     table = write_table(quadratic_table(200, dim=16, seed=0), tmp_path / "quadratic.parquet")
     r = _run(str(table), architectures=["lstm"], epochs=12, model_options={"*": {"hidden": 64, "layers": 1}},
@@ -128,8 +128,8 @@ def test_deploy_branch_promotes_to_production_and_the_server_serves_it(harness, 
 
 def test_train_flow_accepts_a_seed_npz(sotu_table, harness):
     """`data=seed.npz`: the original project's window file is a sentence table to the flow (not a corpus)."""
-    from lvm.dataset import read_table
-    from lvm.seed_npz import export_npz
+    from lvm.data.dataset import read_table
+    from lvm.data.seed_npz import export_npz
 
     npz = export_npz(read_table(sotu_table), harness / "seed.npz", context=5)
     # a registry of its own: production in the module's registry (the deploy test's) holds other vectors, which a

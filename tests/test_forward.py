@@ -153,7 +153,7 @@ def test_a_trained_model_with_a_real_forward_signal_passes_every_gate(data, tmp_
 # --------------------------------------------------------------------------------------------- lvm evaluate
 
 def _table(seed, dim=D, encoder="synthetic-rotation", n_articles=24):
-    from lvm.table import SentenceTable
+    from lvm.data.table import SentenceTable
 
     vectors, position, _ = rotation_data(n_articles=n_articles, length=20, dim=dim, seed=seed)
     rows = [(f"s{seed}-a{i // 20:03d}", int(p), "") for i, p in enumerate(position)]
@@ -163,7 +163,7 @@ def _table(seed, dim=D, encoder="synthetic-rotation", n_articles=24):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny lstm trained on one rotation table (seed 0) through train_on_table (config.json records it)."""
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import train_on_table
 
@@ -179,7 +179,7 @@ def test_lvm_evaluate_scores_another_corpus_out_of_distribution(trained):
     from typer.testing import CliRunner
 
     from lvm.cli import app
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     d, _ = trained
     other = write_table(_table(7, n_articles=6), d / "other.parquet")
@@ -203,7 +203,7 @@ def test_lvm_evaluate_refuses_another_encoder_or_dimension(trained, kind):
     from typer.testing import CliRunner
 
     from lvm.cli import app
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     d, _ = trained
     table = _table(3, encoder="hash:16") if kind == "encoder" else _table(3, dim=8)
@@ -242,7 +242,7 @@ def test_lvm_evaluate_on_a_nan_model_scores_zero_not_one(trained, tmp_path):
 
 
 def test_compare_scores_every_predictor_with_the_suite_and_the_ood_gap(trained):
-    from lvm.dataset import read_table, save_split, split_articles, write_table
+    from lvm.data.dataset import read_table, save_split, split_articles, write_table
     from lvm.evaluation.compare import compare, markdown_table, table_rows
 
     d, path = trained
@@ -264,7 +264,7 @@ def test_lvm_evaluate_needs_the_training_table_for_the_baselines(trained, tmp_pa
     from typer.testing import CliRunner
 
     from lvm.cli import app
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     d, path = trained
     other = write_table(_table(5, n_articles=3), tmp_path / "other5.parquet")

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lvm.losses import LOSS_PRESETS, TERMS, CompositeLoss
+from lvm.train.losses import LOSS_PRESETS, TERMS, CompositeLoss
 
 
 def _randn(*shape, seed=0):

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from lvm.data.table import gather_windows
 from lvm.evaluation import metrics
 from lvm.evaluation.metrics import (
     cosine,
@@ -15,7 +16,6 @@ from lvm.evaluation.metrics import (
     retrieval,
     score,
 )
-from lvm.table import gather_windows
 
 
 def _stack(articles, context):

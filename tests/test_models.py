@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lvm.hardware import bf16_supported
 from lvm.models import MODEL_NAMES, build_model, count_parameters
 from lvm.models.mamba2 import Mamba2Mixer, ssd_reference, ssd_scan, ssd_scan_last
+from lvm.util.hardware import bf16_supported
 
 torch.set_num_threads(1)
 

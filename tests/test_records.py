@@ -9,9 +9,9 @@ from tasks.records import DatasetRecord, LossWeights, ModelOptions, SplitRecord,
 
 
 def test_option_groups_name_exactly_what_the_library_accepts():
-    from lvm.losses import CompositeLoss
     from lvm.models import gru, lstm, mamba2, transformer
     from lvm.train.config import TrainConfig
+    from lvm.train.losses import CompositeLoss
 
     flow_owned = {"arch", "epochs", "context", "seed", "model", "loss"}  # the flow's own parameters
     assert set(TrainOptions.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - flow_owned

@@ -1,4 +1,4 @@
-"""lvm.registry: versions, aliases, atomicity, rollback, concurrency (threads and processes), crash safety."""
+"""lvm.store.registry: versions, aliases, atomicity, rollback, concurrency (threads and processes), crash safety."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from lvm.registry import Registry, RegistryError, UnknownAliasError, UnknownVersionError
+from lvm.store.registry import Registry, RegistryError, UnknownAliasError, UnknownVersionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,7 +231,7 @@ def test_concurrent_processes(tmp_path, model_dir):
     reg_root, go = tmp_path / "reg", tmp_path / "go"
     script = textwrap.dedent(f"""
         import os, time
-        from lvm.registry import Registry
+        from lvm.store.registry import Registry
         reg = Registry({str(reg_root)!r})
         while not os.path.exists({str(go)!r}):  # start both loops together
             time.sleep(0.005)

@@ -1,4 +1,4 @@
-"""lvm.registry hardening: non-finite weights refused, tampered JSON named, killed writers cleaned up,
+"""lvm.store.registry hardening: non-finite weights refused, tampered JSON named, killed writers cleaned up,
 history capped."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from safetensors.torch import save_file as save_torch
 from test_registry import fake_model_dir, reg_kwargs
 from typer.testing import CliRunner
 
-import lvm.registry as registry_module
+import lvm.store.registry as registry_module
 from lvm.cli import app
-from lvm.registry import Registry, RegistryError
+from lvm.store.registry import Registry, RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -135,7 +135,7 @@ def test_tmp_files_of_a_killed_writer_are_removed_by_the_next_mutation(tmp_path,
     ready = tmp_path / "ready"
     script = textwrap.dedent(f"""
         import os, pathlib, time
-        import lvm.registry as r
+        import lvm.store.registry as r
         def stuck(src, dst):  # the process is killed here: the tmp file is written, not yet renamed
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(60)

@@ -52,13 +52,13 @@ def test_three_retrains_on_a_growing_corpus(harness, corpus_dir):
     """Run 1 deploys; a re-run with no new text is cached and promotes nothing; run 2 (one epoch at a tiny rate)
     loses to production, which stays; run 3 (a better challenger) beats production and is promoted. No article
     of an earlier test part is in a later training part, and every version keeps its lineage."""
-    from lvm.dataset import load_split
-    from lvm.registry import Registry
+    from lvm.data.dataset import load_split
+    from lvm.store.registry import Registry
 
     folder = harness / "my-text"
     reg = Registry(harness / "registry")
     _grow(corpus_dir, folder, 10)
-    r1 = _retrain(folder, 2, 3e-3)
+    r1 = _retrain(folder, 3, 3e-3)
     assert r1.decision == "deploy", r1.reason
     assert r1.champion == {} and "no production model" in r1.champion_table and r1.split["method"] == "hash"
     assert reg.aliases()["production"] == r1.registry["version"] == 1
@@ -67,7 +67,7 @@ def test_three_retrains_on_a_growing_corpus(harness, corpus_dir):
     assert lin["split"]["method"] == "hash" and lin["data_hash"] == r1.dataset.sha256 and lin["flow_run_id"]
     assert lin["code_version"] and reg.articles(1)["test"] == load_split(r1.split["path"]).articles["test"]
 
-    again = _retrain(folder, 2, 3e-3)  # nothing new: cached, and production is this very model
+    again = _retrain(folder, 3, 3e-3)  # nothing new: cached, and production is this very model
     states = _states(again.run_dir)
     assert states["train-lstm"] == "Cached" and states["evaluate"] == "Cached", states
     embeds = {k: v for k, v in states.items() if k.startswith("embed-")}
@@ -107,18 +107,18 @@ def test_three_retrains_on_a_growing_corpus(harness, corpus_dir):
 
 def test_an_encoder_change_is_refused_naming_both(harness, corpus_dir):
     """Production (from the test above, or a first run here) holds hash:32 vectors; hash:48 cannot be compared."""
-    from lvm.registry import Registry
+    from lvm.store.registry import Registry
 
     folder = harness / "my-text"
     _grow(corpus_dir, folder, 10)
     if "production" not in Registry(harness / "registry").aliases():
-        assert _retrain(folder, 2, 3e-3).decision == "deploy"
+        assert _retrain(folder, 3, 3e-3).decision == "deploy"
     with pytest.raises(Exception, match=r"encoder 'hash:32' \(D=32\).*encoder 'hash:48' \(D=48\)"):
         _retrain(folder, 1, 1e-3, encoder="hash:48")
 
 
 def test_the_dataset_flow_announces_new_text_once(harness, corpus_dir, monkeypatch):
-    """lvm.dataset.updated is emitted when the table changed (new documents), not on a re-run with nothing new,
+    """lvm.data.dataset.updated is emitted when the table changed (new documents), not on a re-run with nothing new,
     and not for the table the train flow builds itself (notify=False)."""
     import tasks.data
     from flows.build_dataset import build_dataset_flow
@@ -129,8 +129,8 @@ def test_the_dataset_flow_announces_new_text_once(harness, corpus_dir, monkeypat
     _grow(corpus_dir, folder, 3)
     build_dataset_flow(corpus=str(folder), encoder="hash:32")
     build_dataset_flow(corpus=str(folder), encoder="hash:32")
-    assert [e for e, _ in sent] == ["lvm.dataset.updated"]
-    assert sent[0][1]["resource"]["prefect.resource.id"] == "lvm.dataset.announced"
+    assert [e for e, _ in sent] == ["lvm.data.dataset.updated"]
+    assert sent[0][1]["resource"]["prefect.resource.id"] == "lvm.data.dataset.announced"
     assert sent[0][1]["payload"]["previous_sha256"] is None and sent[0][1]["payload"]["documents"] == 3
     _grow(corpus_dir, folder, 4)
     build_dataset_flow(corpus=str(folder), encoder="hash:32", notify=False)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from conftest import make_table
 
-from lvm.dataset import read_table, write_table
-from lvm.schema import DataValidationError
-from lvm.seed_npz import export_npz, import_npz
-from lvm.table import gather_windows, window_targets
+from lvm.data.dataset import read_table, write_table
+from lvm.data.schema import DataValidationError
+from lvm.data.seed_npz import export_npz, import_npz
+from lvm.data.table import gather_windows, window_targets
 
 
 def _seed_file(path, table, context=5, texts=True):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lvm.sentence_gold import load_gold, score_reader, score_rows, text_agreement
-from lvm.sentences import detokenize, mend_apostrophes, split_sentences, text_sentences
+from lvm.ingest.sentence_gold import load_gold, score_reader, score_rows, text_agreement
+from lvm.ingest.sentences import detokenize, mend_apostrophes, split_sentences, text_sentences
 
 GOLD = load_gold(Path(__file__).parent / "data" / "gold")
 KINDS = sorted({p["kind"] for p in GOLD})

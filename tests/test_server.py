@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from lvm.models import build_model
 from lvm.models.io import load_model, save_model
-from lvm.registry import Registry
 from lvm.server.app import create_app
+from lvm.store.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, CONTEXT = 16, 5
@@ -60,7 +60,7 @@ def registry(tmp_path, model_dirs):
 def bank_path(tmp_path):
     from conftest import make_table
 
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     path = tmp_path / "bank.parquet"
     write_table(make_table(n_articles=4, length=10, dim=DIM), path)
@@ -69,7 +69,7 @@ def bank_path(tmp_path):
 
 @pytest.fixture
 def encoder():
-    from lvm.encoders import HashEncoder
+    from lvm.ingest.encoders import HashEncoder
 
     return HashEncoder(DIM)
 
@@ -243,7 +243,7 @@ def test_next_unavailable(registry, tmp_path, encoder):
         assert r.status_code == 503 and "without a sentence bank and encoder" in r.json()["detail"]
     from conftest import make_table
 
-    from lvm.dataset import write_table
+    from lvm.data.dataset import write_table
 
     wide = tmp_path / "wide.parquet"
     write_table(make_table(n_articles=2, length=8, dim=DIM * 2), wide)

@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 import lvm.server.app as server
 from lvm.cli import app
-from lvm.registry import Registry
 from lvm.server.__main__ import main as server_main
 from lvm.server.app import create_app
 from lvm.server.holder import LoadedModel
 from lvm.server.options import TOKEN_ENV
 from lvm.server.requests import MAX_SENTENCE_CHARS
+from lvm.store.registry import Registry
 
 runner = CliRunner()
 
@@ -237,8 +237,8 @@ def test_content_type_must_be_json(registry):
 def test_next_refuses_overlong_sentences(registry, tmp_path):
     from conftest import make_table
 
-    from lvm.dataset import write_table
-    from lvm.encoders import HashEncoder
+    from lvm.data.dataset import write_table
+    from lvm.ingest.encoders import HashEncoder
 
     bank = tmp_path / "bank.parquet"
     write_table(make_table(n_articles=2, length=8, dim=DIM), bank)

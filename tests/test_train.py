@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 from lvm.evaluation.compare import evaluate_model
 from lvm.evaluation.metrics import per_example_cosine
 from lvm.evaluation.predictors import predict
-from lvm.hardware import bf16_supported
 from lvm.models.io import load_model
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON, read_checkpoint_info
 from lvm.train.config import TrainConfig
 from lvm.train.trainer import _mean_cosine, fit, train_on_table
+from lvm.util.hardware import bf16_supported
 
 TESTS = Path(__file__).resolve().parent
 TIMING = ("seconds", "train_seconds", "samples_per_s")
@@ -88,7 +88,7 @@ def test_fit_learns_writes_folder_and_keeps_best(data, tmp_path):
     assert summary["best_epoch"] == best and summary["best_val_cosine"] == vals[best - 1]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["arch"] == "lstm" and config["dim"] == 16 and config["context"] == 5
-    from lvm.losses import CompositeLoss
+    from lvm.train.losses import CompositeLoss
 
     assert config["train"]["batch_size"] == 32  # the loss recorded is the default preset, in full
     assert config["loss"] == CompositeLoss.from_config("default").config()
@@ -141,7 +141,7 @@ def test_bf16_and_fp32(data, tmp_path):
 
 def test_bf16_falls_back_to_fp32_where_unsupported(data, tmp_path, monkeypatch):
     """The fallback path runs on every CPU: pretend bf16 is missing, ask for it, get an fp32 run and a warning."""
-    import lvm.hardware as hardware
+    import lvm.util.hardware as hardware
 
     monkeypatch.setattr(hardware, "_BF16_CPU", False)
     path, table, tr, va = data
@@ -343,7 +343,7 @@ def test_train_on_table_without_baselines(data, tmp_path):
 def test_hard_negatives_are_the_targets_article_neighbours(data, tmp_path, monkeypatch):
     """With the retrieval preset the engine hands the loss, for each target row t, rows t+1..t+k and t-C-k..t-C-1
     (never the context t-C..t-1), masked where they would fall outside the table."""
-    from lvm.losses import CompositeLoss
+    from lvm.train.losses import CompositeLoss
 
     _, table, tr, va = data
     seen = []
@@ -371,8 +371,8 @@ def test_hard_negatives_are_the_targets_article_neighbours(data, tmp_path, monke
 def test_auto_threads_share_the_cores_among_running_fits(data, tmp_path, monkeypatch):
     """threads="auto": the cores are divided among the fits running in this process, re-balanced each epoch, and
     the caller's thread count is restored afterwards."""
-    from lvm import hardware
     from lvm.train import trainer
+    from lvm.util import hardware
 
     counter = hardware.RunningFits()
     monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)

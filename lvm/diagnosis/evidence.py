@@ -4,7 +4,7 @@
 and every trained model folder) and returns a `Diagnosis` (`lvm.diagnosis.rules` names what the numbers mean):
 
 - data: articles, sentences, D, mean-vector norm (anisotropy: 0 = directions spread evenly, 1 = all alike),
-  duplicate rate, windows and articles per split (`lvm.dataset.table_stats`);
+  duplicate rate, windows and articles per split (`lvm.data.dataset.table_stats`);
 - baselines, fitted on the train split only, scored on the test split (val when test has no window);
 - per model: test cosine; eval-mode cosine of the saved model on (a sample of) the train windows and on the val
   windows, whose difference is the train-validation gap; learning curves from history.json (when validation
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles, table_stats
+from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles, table_stats
+from lvm.data.table import gather_windows, window_targets
 from lvm.diagnosis.rules import (
     EARLY_PEAK_FRACTION,
     MAX_TRAIN_EVAL,
@@ -38,8 +39,7 @@ from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite
 from lvm.evaluation.metrics import article_starts, per_example_cosine, predict_rows
 from lvm.evaluation.predictors import model_predictor
-from lvm.runs import read_decision, read_run
-from lvm.table import gather_windows, window_targets
+from lvm.store.runs import read_decision, read_run
 
 
 def _read_history(model_dir: Path) -> list[dict]:

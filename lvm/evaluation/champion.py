@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import load_split, read_table
+from lvm.data.dataset import load_split, read_table
+from lvm.data.table import window_targets
 from lvm.evaluation.compare import article_groups, score_all
 from lvm.evaluation.metrics import article_starts, on_context, paired_difference, per_example_cosine
 from lvm.evaluation.predictors import model_predictor
-from lvm.registry import Registry
-from lvm.table import window_targets
+from lvm.store.registry import Registry
 
 ADDED_SHOWN = 100  # article ids of "added since production" kept in a lineage (the count is always kept)
 
@@ -102,7 +102,7 @@ def score_champion(table_path: str | Path, split_path: str | Path, champion: dic
     tgt = table.vectors[eval_t]
     diff = paired_difference(per_example_cosine(preds["challenger"], tgt), per_example_cosine(preds["champion"], tgt),
                              np.asarray(table.article_id)[eval_t])
-    file = Path(champion["path"]) / "articles.json"  # lvm.registry: the parts the champion saw, when recorded
+    file = Path(champion["path"]) / "articles.json"  # lvm.store.registry: the parts the champion saw, when recorded
     previous = json.loads(file.read_text()) if file.is_file() else None
     leaks = None
     if previous is not None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.forward import forward_suite, summary
 from lvm.evaluation.metrics import (
@@ -27,7 +28,6 @@ from lvm.evaluation.metrics import (
 )
 from lvm.evaluation.predictors import model_predictor
 from lvm.models.io import read_config
-from lvm.table import window_targets
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margin", "shuffle_drop",

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from lvm.table import gather_windows
+from lvm.data.table import gather_windows
 
 _EPS = 1e-12
 
@@ -99,7 +99,7 @@ def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
                  starts: np.ndarray | None = None) -> Windows:
     """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window
     (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum: pass
-    targets sorted, as ``lvm.dataset.window_targets`` returns them, or the span is as long as the table)."""
+    targets sorted, as ``lvm.data.dataset.window_targets`` returns them, or the span is as long as the table)."""
     ctx, _ = gather_windows(vectors, targets, context)
     ctx = np.ascontiguousarray(ctx, dtype=np.float32)
     if starts is None or len(targets) == 0:

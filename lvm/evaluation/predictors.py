@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from lvm.evaluation.metrics import Windows, article_mean
-from lvm.hardware import autocast
 from lvm.models import count_parameters
 from lvm.models.io import load_model
+from lvm.util.hardware import autocast
 
 
 def predict(model: torch.nn.Module, ctx: np.ndarray, precision: str = "fp32", batch_size: int = 4096,

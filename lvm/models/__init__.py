@@ -1,5 +1,5 @@
 """The architectures by name: `build_model(name, dim, context=5, residual=False, article=False, **config)` (trained
-versions are kept by lvm.registry, not here).
+versions are kept by lvm.store.registry, not here).
 
 Every model maps a context [B, C, D] (and with article=True the article so far [B, D], lvm.models.base) to a
 prediction [B, D] (raw, not normalised). `config` holds the

@@ -14,9 +14,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from lvm.atomic import read_json_object, write_atomic, write_json
 from lvm.models import build_model
 from lvm.models.ensemble import Ensemble
+from lvm.util.atomic import read_json_object, write_atomic, write_json
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

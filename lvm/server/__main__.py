@@ -6,7 +6,7 @@ from __future__ import annotations
 def main(argv: list[str] | None = None) -> None:
     """Run ``lvm serve`` with ``argv`` (default: the command line); a refused start-up exits with status 2."""
     from lvm.server.command import serve
-    from lvm.user_errors import single_command
+    from lvm.util.user_errors import single_command
 
     try:
         single_command(serve)(args=argv, prog_name="python -m lvm.server")

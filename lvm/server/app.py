@@ -62,7 +62,6 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from lvm.registry import Registry, RegistryError, UnknownAliasError
 from lvm.server.bank import SentenceBank, load_bank
 from lvm.server.holder import DTYPES, LoadedModel, ModelHolder
 from lvm.server.options import (
@@ -82,6 +81,7 @@ from lvm.server.requests import (
     read_body,
     read_contexts,
 )
+from lvm.store.registry import Registry, RegistryError, UnknownAliasError
 
 log = logging.getLogger("lvm.server")
 
@@ -340,7 +340,7 @@ def run_server(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
 
 def _encoder_for_bank(encoder_name: str | None, served: dict | None, alias: str) -> EncoderLike:
     """The /next encoder: ``encoder_name``, else the one recorded with the served model, else the default one."""
-    from lvm.encoders import get_encoder
+    from lvm.ingest.encoders import get_encoder
 
     origin = "--encoder"
     if encoder_name is None:

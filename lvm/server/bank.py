@@ -46,9 +46,9 @@ class SentenceBank:
 
 
 def load_bank(path: str | os.PathLike[str]) -> SentenceBank:
-    """The sentences /next can return: any sentence table `lvm.dataset.read_table` reads (Parquet, a sharded table,
+    """The sentences /next can return: any sentence table `lvm.data.dataset.read_table` reads (Parquet, a sharded table,
     a seed .npz), validated like training data, vectors unit-normalised for cosine ranking."""
-    from lvm.dataset import read_table
+    from lvm.data.dataset import read_table
 
     table = read_table(path)
     vectors = table.vectors / np.maximum(np.linalg.norm(table.vectors, axis=1, keepdims=True), 1e-12)

@@ -39,8 +39,8 @@ def serve(
                                                 "reach it can call the model)."),
 ):
     """Run the LVM server: /health, /model, /predict, /next (nearest-neighbour decoding); follows `production`."""
-    from lvm.paths import registry_dir
     from lvm.server.options import TOKEN_ENV, check_serve_options
+    from lvm.util.paths import registry_dir
 
     # before `import lvm.server.app` (torch): a refused start-up takes well under a second
     check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype, max_batch=max_batch,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from fastapi import HTTPException
 
-from lvm.registry import Registry, check_weights, read_version_info
 from lvm.server.options import DTYPE_NAMES
+from lvm.store.registry import Registry, check_weights, read_version_info
 
 log = logging.getLogger("lvm.server")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from lvm.atomic import read_json_object, write_atomic, write_json
+from lvm.util.atomic import read_json_object, write_atomic, write_json
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_JSON = "checkpoint.json"

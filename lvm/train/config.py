@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lvm.losses import CompositeLoss
+from lvm.data.table import DEFAULT_CONTEXT
 from lvm.models import MODEL_NAMES, build_model
-from lvm.table import DEFAULT_CONTEXT
+from lvm.train.losses import CompositeLoss
 
 PRECISIONS = ("bf16", "fp32")
 SCHEDULES = ("cosine", "plateau")

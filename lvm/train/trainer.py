@@ -3,7 +3,7 @@ stopping on validation cosine, best weights kept.
 
 Batches are gathered by index arithmetic from one tensor of all vectors (`V[t[:, None] + arange(-C, 0)]`), so
 windows are never materialised; a model with the article input also reads row t of the table's article-so-far means
-(`lvm.table.article_so_far`, one more [N, D] tensor). The shuffle order of epoch e is drawn from (seed, e) and
+(`lvm.data.table.article_so_far`, one more [N, D] tensor). The shuffle order of epoch e is drawn from (seed, e) and
 torch's RNG (dropout) is re-seeded from (seed, e) at the start of every epoch, so nothing depends on how much of a
 global random stream an earlier epoch consumed: a run killed with SIGKILL and resumed (lvm.train.checkpoint) ends
 with exactly the weights of an uninterrupted run (same seed, device and thread count; tests/test_train.py checks it
@@ -29,18 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lvm.allocator import keep_freed_memory
-from lvm.atomic import write_json
-from lvm.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.data.table import article_so_far, window_targets
 from lvm.evaluation.baselines import cached_baselines
 from lvm.evaluation.compare import held_out_scores
 from lvm.evaluation.metrics import article_starts
 from lvm.evaluation.predictors import windows_predict
-from lvm.hardware import autocast, resolve_device, resolve_precision, running_fits
-from lvm.locking import FolderBusy, folder_lock
 from lvm.models import count_parameters
 from lvm.models.io import save_model
-from lvm.table import article_so_far, window_targets
 from lvm.train.checkpoint import (
     CHECKPOINT_DIR,
     CHECKPOINT_FORMAT,
@@ -53,6 +49,10 @@ from lvm.train.checkpoint import (
 )
 from lvm.train.config import TrainConfig
 from lvm.train.schedule import LRSchedule
+from lvm.util.allocator import keep_freed_memory
+from lvm.util.atomic import write_json
+from lvm.util.hardware import autocast, resolve_device, resolve_precision, running_fits
+from lvm.util.locking import FolderBusy, folder_lock
 
 
 class ModelFolderBusy(FolderBusy):
@@ -111,7 +111,7 @@ def _fingerprint(vectors, train_t: np.ndarray, val_t: np.ndarray, position: np.n
 def _article_rows(cfg: TrainConfig, vectors, V: torch.Tensor, position, spill_dir: Path) -> torch.Tensor | None:
     """The article-so-far means of every row (on V's device) for a model with the article input, else None.
 
-    For a memory-mapped table (lvm.shards) on the CPU they go to an unlinked temporary file in `spill_dir`, memory
+    For a memory-mapped table (lvm.data.shards) on the CPU they go to an unlinked temporary file in `spill_dir`, memory
     mapped too: the process then owns no [N, D] copy (the page cache holds them, as it holds the vectors)."""
     if not cfg.article:
         return None
@@ -169,7 +169,7 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
     out_dir = Path(out_dir)
     ckdir = out_dir / CHECKPOINT_DIR
     clean_dead_writers(out_dir)
-    keep_freed_memory()  # no page faults on every step's activations (lvm/allocator.py)
+    keep_freed_memory()  # no page faults on every step's activations (lvm/util/allocator.py)
     with _threads(cfg):
         device = resolve_device(cfg.device)
         precision = resolve_precision(cfg.precision, device)

@@ -1,6 +1,6 @@
 """The sentence table: its in-memory form, its one Arrow layout (one file or shards), the checks of its Arrow
-columns, its windows and its content hash. Below lvm.dataset (reading, writing, splits), lvm.shards and
-lvm.seed_npz, which all build on it.
+columns, its windows and its content hash. Below lvm.data.dataset (reading, writing, splits), lvm.data.shards and
+lvm.data.seed_npz, which all build on it.
 
 Windows are never stored: a window is the row index of its target, its context the C rows before it in the same
 article. That keeps a dataset at 1x the vectors on disk and in memory (the original `.npz` kept 6x).
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lvm.schema import Failure
+from lvm.data.schema import Failure
 
 META_KEY = b"lvm"
 DEFAULT_CONTEXT = 5  # sentences of context per window: the product's default, read by training, flow and CLI
@@ -125,7 +125,7 @@ def position_failures(path, col: pa.Array) -> list[Failure]:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of one file (sha256 hex); a table's, sharded or not: lvm.dataset.file_hash."""
+    """Content hash of one file (sha256 hex); a table's, sharded or not: lvm.data.dataset.file_hash."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -1,5 +1,5 @@
 """Sentence tables on disk (read and validated, written atomically; Parquet, shards or a seed .npz) and
-article-disjoint splits. The table itself, its Arrow layout and its windows: lvm.table."""
+article-disjoint splits. The table itself, its Arrow layout and its windows: lvm.data.table."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm.atomic import write_atomic
-from lvm.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
-from lvm.table import (
+from lvm.data.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
+from lvm.data.table import (
     DEFAULT_CONTEXT,
     META_KEY,
     PARQUET_OPTIONS,
@@ -28,6 +27,7 @@ from lvm.table import (
     vector_failures,
     window_targets,
 )
+from lvm.util.atomic import write_atomic
 
 
 def write_table(table: SentenceTable, path: str | Path, source: str | None = None) -> Path:
@@ -55,7 +55,7 @@ def is_npz(path: str | Path) -> bool:
 
 def is_table_path(data: str | Path) -> bool:
     """Whether `data` names a sentence table (Parquet, a folder of shards, or a seed `.npz`) rather than a corpus."""
-    from lvm.shards import is_sharded
+    from lvm.data.shards import is_sharded
 
     s = str(data)
     return s.endswith(".parquet") or s.lower().endswith(".npz") or is_sharded(s)
@@ -63,12 +63,12 @@ def is_table_path(data: str | Path) -> bool:
 
 def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
     """Read and validate a sentence table: a Parquet file, a folder of shards, or a seed `.npz` (imported by
-    lvm.seed_npz, cached by content). Any unreadable or invalid file raises DataValidationError naming it."""
+    lvm.data.seed_npz, cached by content). Any unreadable or invalid file raises DataValidationError naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset file")
-    if path.is_dir():  # a folder of Parquet shards (lvm.shards): streamed validation, memory-mapped vectors
-        from lvm.shards import open_sharded
+    if path.is_dir():  # a folder of Parquet shards (lvm.data.shards): streamed validation, memory-mapped vectors
+        from lvm.data.shards import open_sharded
 
         return open_sharded(path, validate=validate)
     if path.stat().st_size == 0:
@@ -120,8 +120,8 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
 def _read_npz_table(path: Path, validate: bool) -> SentenceTable:
     """A seed `.npz` as a sentence table: imported (and validated, naming the `.npz`) once, then read from a
     Parquet copy under the data folder's cache, keyed by the `.npz` file's content hash."""
-    from lvm.paths import npz_cache_dir
-    from lvm.seed_npz import import_npz
+    from lvm.data.seed_npz import import_npz
+    from lvm.util.paths import npz_cache_dir
 
     cached = npz_cache_dir() / f"{file_hash(path)}.parquet"
     if cached.is_file():
@@ -141,9 +141,9 @@ def _read_npz_table(path: Path, validate: bool) -> SentenceTable:
 
 def file_hash(path: str | Path) -> str:
     """Content hash of a table (sha256 hex): the cache key of everything derived from a dataset. A sharded
-    table's folder is hashed by its manifest and shards (lvm.shards.folder_hash)."""
+    table's folder is hashed by its manifest and shards (lvm.data.shards.folder_hash)."""
     if Path(path).is_dir():
-        from lvm.shards import folder_hash
+        from lvm.data.shards import folder_hash
 
         return folder_hash(path)
     return file_sha256(path)

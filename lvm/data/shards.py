@@ -3,7 +3,7 @@
 For tables too large to hold in memory (1M sentences × 768-D float32 = 3.07 GB). Layout:
 
     table/                      written as a whole: into a temporary folder beside it, then renamed
-      part-00000.parquet ...    each shard has lvm.dataset.write_table's schema and metadata; an article never
+      part-00000.parquet ...    each shard has lvm.data.dataset.write_table's schema and metadata; an article never
                                 straddles two shards, rows sorted by (article, position) as in one table
       _lvm_shards.json          manifest: format, dim, rows, meta, one entry per shard (file, rows, first/last key)
       _vectors.npy              float32 [N, D] built once by materialize_vectors (streamed shard by shard)
@@ -15,7 +15,7 @@ it holds only the batches it touches plus the small id/position/text columns. `t
 does not copy (lvm.train._as_tensor keeps it a view), and mode "c" gives a writable (copy-on-write) view so torch
 raises no read-only warning; nothing writes to it.
 
-Validation streams too: each shard is checked on its own with lvm.schema's rules (vector facts computed a few
+Validation streams too: each shard is checked on its own with lvm.data.schema's rules (vector facts computed a few
 thousand rows at a time), an error names the shard file; then across shards: one dimension, each article in one
 shard only, the manifest agrees with the files.
 """
@@ -35,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm.atomic import usual_mode, write_atomic, write_json
-from lvm.schema import DataValidationError, Failure, validate_facts, vector_facts
-from lvm.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
+from lvm.data.schema import DataValidationError, Failure, validate_facts, vector_facts
+from lvm.data.table import PARQUET_OPTIONS, SentenceTable, file_sha256, position_failures, to_arrow
+from lvm.util.atomic import usual_mode, write_atomic, write_json
 
 MANIFEST = "_lvm_shards.json"
 VECTORS = "_vectors.npy"
@@ -106,7 +106,7 @@ def _vector_batches(pf: pq.ParquetFile, dim: int, batch_size: int = 16384) -> It
 
 
 def validate_shards(path: str | Path) -> dict:
-    """Stream through every shard: lvm.schema's rules per shard (the error names the shard file), then across
+    """Stream through every shard: lvm.data.schema's rules per shard (the error names the shard file), then across
     shards (manifest agrees with the files, one dimension, each article in one shard). Returns the manifest."""
     path = Path(path)
     manifest = _read_manifest(path)
@@ -373,7 +373,7 @@ def open_sharded(path: str | Path, validate: bool = True, mmap_mode: str = "c", 
 
 def folder_hash(path: str | Path) -> str:
     """Content hash of a sharded table (the manifest's shard list and every shard's bytes), the counterpart of
-    lvm.dataset.file_hash for a folder; the derived _vectors.npy is not part of it."""
+    lvm.data.dataset.file_hash for a folder; the derived _vectors.npy is not part of it."""
     path = Path(path)
     manifest = _read_manifest(path)
     h = hashlib.sha256(json.dumps({"dim": manifest["dim"], "rows": manifest["rows"], "meta": manifest["meta"]},

@@ -1,7 +1,7 @@
 """Text corpora → documents → sentences.
 
 A corpus is read into `Document`s (an id, a title and paragraphs of running prose, in reading order), and each
-document is split into sentences by lvm.sentences (which blocks are prose, detokenising, the splitter), one
+document is split into sentences by lvm.ingest.sentences (which blocks are prose, detokenising, the splitter), one
 paragraph at a time; its rows are scored against the hand-checked gold set in tests/data/gold.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from lvm.sentences import (
+from lvm.ingest.sentences import (
     _WIKI_TITLE,
     detokenize,
     is_prose,
@@ -64,7 +64,8 @@ def _read_utf8(path: Path) -> str:
 
 
 def read_text_file(path: Path, detok: bool | None = None) -> Document:
-    """One document; detok=None: detokenise only when the file looks Moses-tokenised (lvm.corpus.looks_tokenized)."""
+    """One document; detok=None: detokenise only when the file looks Moses-tokenised (lvm.ingest.sentences.
+    looks_tokenized)."""
     text = _read_utf8(path)
     if not text.strip():
         raise CorpusError(f"{path}: empty file (rule: a document needs text)")

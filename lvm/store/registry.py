@@ -1,6 +1,6 @@
 """Versioned model store with aliases and atomic promote/rollback.
 
-Layout under ``root`` (default ``lvm.paths.registry_dir()``: ``data/registry``, or ``$LVM_DATA_DIR/registry``)::
+Layout under ``root`` (default ``lvm.util.paths.registry_dir()``: ``data/registry``, or ``$LVM_DATA_DIR/registry``)::
 
     versions/v1/            immutable copy of a trained model folder (files made read-only)
         model.safetensors
@@ -54,8 +54,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from lvm.atomic import fsync_dir, write_json
-from lvm.paths import registry_dir
+from lvm.util.atomic import fsync_dir, write_json
+from lvm.util.paths import registry_dir
 
 REQUIRED_FILES = ("model.safetensors", "config.json")
 KNOWN_ALIASES = ("production", "candidate")

@@ -54,9 +54,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """What a user's input can raise from the library: bad files, bad options, a full or read-only disk."""
     from safetensors import SafetensorError
 
-    from lvm.corpus import CorpusError
-    from lvm.registry import RegistryError
-    from lvm.schema import DataValidationError
+    from lvm.data.schema import DataValidationError
+    from lvm.ingest.corpus import CorpusError
+    from lvm.store.registry import RegistryError
 
     return (CorpusError, DataValidationError, RegistryError, SafetensorError, OSError, ValueError, TypeError,
             RuntimeError, FloatingPointError)

@@ -4,7 +4,7 @@ Each document's vectors are cached under `cache_dir/<encoder key>/<sha256 of its
 document to a corpus embeds only that document, and re-running on an unchanged corpus embeds nothing. The key is the
 text itself, so a change in how a corpus is read (e.g. its detokenising) gives new keys, never stale vectors, and it
 names the backend (`<model>@<backend>`) for every backend but `torch`, so vectors of different backends never mix
-and today's caches stay valid. The default cache is lvm.paths.embedding_cache_dir(), the one the flows use.
+and today's caches stay valid. The default cache is lvm.util.paths.embedding_cache_dir(), the one the flows use.
 
 Encoding one document per call gives small documents small, badly padded batches. `embed_documents` pools the
 sentences of every document that is not cached into groups of about `group_sentences` sentences (whole documents),
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.atomic import write_atomic
-from lvm.paths import embedding_cache_dir
+from lvm.util.atomic import write_atomic
+from lvm.util.paths import embedding_cache_dir
 
-DEFAULT_CACHE = "default"  # cache_dir=DEFAULT_CACHE: lvm.paths.embedding_cache_dir(), read when called
+DEFAULT_CACHE = "default"  # cache_dir=DEFAULT_CACHE: lvm.util.paths.embedding_cache_dir(), read when called
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "onnx"  # exact to fp32 rounding; onnx-int8 missed the fidelity rule (see bench/EMBED_RESULTS.md)
@@ -40,7 +40,7 @@ def encoder_key(encoder) -> str:
 def resolve_backend(encoder_name: str | None, backend: str | None) -> str:
     """An explicit backend as given (checked); None: DEFAULT_BACKEND for the bundled model, whose fidelity was
     measured, `torch` for every other model."""
-    from lvm.encoders import is_bundled
+    from lvm.ingest.encoders import is_bundled
 
     if backend is not None:
         if backend not in BACKENDS:
@@ -53,15 +53,16 @@ _ONNX: dict[tuple, object] = {}
 
 
 def load_encoder(name: str | None = None, backend: str = "torch", device: str = "cpu"):
-    """The encoder for a name on a backend, loaded once per process: torch is lvm.encoders.get_encoder (the exact
-    sentence-transformers path, and hash:D whatever the backend); onnx and onnx-int8 are lvm.onnx_backend (CPU)."""
-    from lvm.encoders import DEFAULT_ENCODER, get_encoder
+    """The encoder for a name on a backend, loaded once per process: torch is lvm.ingest.encoders.get_encoder (the
+    exact sentence-transformers path, and hash:D whatever the backend); onnx and onnx-int8 are
+    lvm.ingest.onnx_backend (CPU)."""
+    from lvm.ingest.encoders import DEFAULT_ENCODER, get_encoder
 
     if backend == "torch" or (name or "").startswith("hash:"):
         return get_encoder(name, device)
     key = (name or DEFAULT_ENCODER, resolve_backend(name, backend))
     if key not in _ONNX:
-        from lvm.onnx_backend import onnx_encoder
+        from lvm.ingest.onnx_backend import onnx_encoder
 
         _ONNX[key] = onnx_encoder(*key)
     return _ONNX[key]

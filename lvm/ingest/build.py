@@ -1,5 +1,5 @@
-"""Corpus → sentence table: read, split into sentences, embed (lvm.embedding: batched across documents, cached per
-document), validate, write."""
+"""Corpus → sentence table: read, split into sentences, embed (lvm.ingest.embedding: batched across documents,
+cached per document), validate, write."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.corpus import Document, read_corpus
-from lvm.dataset import write_table
-from lvm.embedding import DEFAULT_CACHE, DEFAULT_GROUP, cache_root, embed_documents, load_encoder, resolve_backend
-from lvm.encoders import Encoder
-from lvm.paths import check_output, default_dataset_path
-from lvm.row_checks import report_lines, table_row_report
-from lvm.table import SentenceTable
+from lvm.data.dataset import write_table
+from lvm.data.table import SentenceTable
+from lvm.ingest.corpus import Document, read_corpus
+from lvm.ingest.embedding import (
+    DEFAULT_CACHE,
+    DEFAULT_GROUP,
+    cache_root,
+    embed_documents,
+    load_encoder,
+    resolve_backend,
+)
+from lvm.ingest.encoders import Encoder
+from lvm.ingest.row_checks import report_lines, table_row_report
+from lvm.util.paths import check_output, default_dataset_path
 
 
 def assemble_table(docs: list[Document], vectors: list[np.ndarray], meta: dict) -> SentenceTable:
@@ -46,9 +53,9 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
                   group_sentences: int | None = None) -> dict:
     """Read, split, embed (cached per document, batched across documents) and write a validated sentence table.
     Returns a summary. `corpus` may be a list of corpora (each read with `fmt`). out=None:
-    lvm.paths.default_dataset_path(). detokenize: undo Moses tokenisation (None: WikiText and text that looks
-    tokenised, see lvm.corpus.read_corpus). backend: torch | onnx | onnx-int8 (None: lvm.embedding.resolve_backend);
-    group_sentences <= 0 encodes one document per call."""
+    lvm.util.paths.default_dataset_path(). detokenize: undo Moses tokenisation (None: WikiText and text that looks
+    tokenised, see lvm.ingest.corpus.read_corpus). backend: torch | onnx | onnx-int8 (None:
+    lvm.ingest.embedding.resolve_backend); group_sentences <= 0 encodes one document per call."""
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out = Path(out) if out is not None else default_dataset_path()
     check_output(out, corpora)
@@ -69,6 +76,7 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     rows = table_row_report(table.text, encoder.name)
     for line in report_lines(rows):
         log(f"rows: {line}")
-    return {"row_checks": {k: v["count"] if isinstance(v, dict) else v for k, v in rows.items()}, "path": str(out), "articles": len(docs), "sentences": len(table), "dim": encoder.dim,
+    counts = {k: v["count"] if isinstance(v, dict) else v for k, v in rows.items()}
+    return {"row_checks": counts, "path": str(out), "articles": len(docs), "sentences": len(table), "dim": encoder.dim,
             "encoder": encoder.name, "backend": backend, "encoded_documents": len(docs) - hits,
             "cached_documents": hits}

@@ -101,7 +101,7 @@ _CACHE: dict[str, Encoder] = {}
 
 def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
     """The encoder for a name (None → the bundled default) on the exact sentence-transformers path; loaded once per
-    process. Other backends (ONNX Runtime): lvm.embedding.load_encoder."""
+    process. Other backends (ONNX Runtime): lvm.ingest.embedding.load_encoder."""
     name = name or DEFAULT_ENCODER
     key = f"{name}@{device}"
     if key not in _CACHE:

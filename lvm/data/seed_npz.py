@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.atomic import write_atomic
-from lvm.schema import DataValidationError, Failure
-from lvm.table import SentenceTable, gather_windows, window_targets
+from lvm.data.schema import DataValidationError, Failure
+from lvm.data.table import SentenceTable, gather_windows, window_targets
+from lvm.util.atomic import write_atomic
 
 REQUIRED = ("context_sequences", "target_vectors")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable
 
-from lvm.sentences import heading_like
+from lvm.ingest.sentences import heading_like
 
 SPACED_APOSTROPHE = re.compile(r"\w ' (?:s|t|m|re|ve|ll|d)\b|\b[A-Z] ' [A-Z]|\w+s ' [a-z]")
 MOSES_TOKEN = re.compile(r" ?@[-,.]@ ?")
@@ -44,13 +44,16 @@ def row_report(texts: Iterable[str], count_tokens: Callable[[list[str]], list[in
 
 
 def table_row_report(texts: Iterable[str], encoder: str | None) -> dict:
-    """row_report with the encoder's own tokenizer where it is on this machine (lvm.encoders.token_counter)."""
-    from lvm.encoders import token_counter
+    """row_report with the encoder's own tokenizer where it is on this machine (lvm.ingest.encoders.token_counter)."""
+    from lvm.ingest.encoders import token_counter
 
-    try:
-        counter = token_counter(encoder)
-    except (OSError, ValueError):
-        counter = None
+    texts = [t for t in texts if t]
+    counter = None
+    if texts and encoder:  # a table without an encoder's name (a seed .npz) has no tokenizer to count with
+        try:
+            counter = token_counter(encoder)
+        except (OSError, ValueError):
+            counter = None
     return row_report(texts, *(counter or (None, None)))
 
 

@@ -93,7 +93,7 @@ def export(st_model, path: Path, fuse: bool = True) -> Path:
     the SDPA graph is not recognised as attention)."""
     import torch
 
-    from lvm.atomic import write_atomic
+    from lvm.util.atomic import write_atomic
 
     check_exportable(st_model)
     module = _Pooled.build(st_model[0].auto_model)
@@ -128,7 +128,7 @@ def quantize(fp32: Path, path: Path) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from lvm.atomic import write_atomic
+    from lvm.util.atomic import write_atomic
 
     def write(tmp: str) -> None:
         quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
@@ -156,7 +156,7 @@ class OnnxEncoder:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        from lvm.paths import embedding_cache_dir
+        from lvm.util.paths import embedding_cache_dir
 
         cache_root = Path(cache_root) if cache_root else embedding_cache_dir()
         self.name, self.backend, self.batch_size = name, backend, int(batch_size)
@@ -215,7 +215,7 @@ class OnnxEncoder:
 
 def onnx_encoder(name: str, backend: str, cache_root: Path | None = None) -> OnnxEncoder:
     """The ONNX encoder for the bundled model (by any of its aliases) or a local sentence-transformers folder."""
-    from lvm.encoders import DEFAULT_ENCODER, bundled_model_path, is_bundled
+    from lvm.ingest.encoders import DEFAULT_ENCODER, bundled_model_path, is_bundled
 
     if is_bundled(name):
         return OnnxEncoder(DEFAULT_ENCODER, bundled_model_path(), backend, cache_root)

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from lvm.atomic import write_json
+from lvm.util.atomic import write_json
 
 
 def write_run(run_dir: str | Path, run: dict, comparison: dict | None = None, decision: dict | None = None) -> Path:

@@ -1,0 +1,1 @@
+"""What the pipeline keeps between runs: the model registry (versions, aliases, lineage) and the run folders."""
