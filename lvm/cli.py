@@ -60,7 +60,8 @@ def build_dataset_cmd(
     format: str = typer.Option("auto", "--format", help="auto|text|wikitext|jsonl|builtin"),
     encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled "
                                           "all-MiniLM-L6-v2."),
-    out: Optional[Path] = typer.Option(None, help="Where to write the sentence table (Parquet); LVM_DATA_DIR "
+    out: Optional[Path] = typer.Option(None, help="Where to write the sentence table (a .parquet file, or any other "
+                                       "path: a folder of Parquet shards); LVM_DATA_DIR "
                                        "defaults to ./data.", show_default="$LVM_DATA_DIR/dataset.parquet"),
     cache_dir: Optional[Path] = typer.Option(None, help="Per-document embedding cache, shared with the flows.",
                                              show_default="$LVM_DATA_DIR/cache/embeddings"),

@@ -64,3 +64,20 @@ def test_end_to_end_real_text_with_the_bundled_encoder(tmp_path, corpus_dir):
     stats = json.loads(res.stdout)
     assert (stats["articles"] == 2 and stats["sentences"] == len(table)
             and stats["meta"]["encoder"] == "all-MiniLM-L6-v2")
+
+
+def test_a_big_corpus_is_written_as_shards_with_progress_and_a_row_report(tmp_path, corpus_dir):
+    """An --out that is not a .parquet file is a folder of Parquet shards; the log shows the embedding's rate and
+    ETA and the rows that may not be sentences."""
+    from lvm.data.shards import is_sharded
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(corpus_dir / "gutenberg" / "pg11.txt", corpus)
+    lines = []
+    summary = build_dataset(corpus, tmp_path / "alice", encoder=CountingEncoder(), cache_dir=tmp_path / "cache",
+                            log=lines.append)
+    assert is_sharded(tmp_path / "alice") and len(read_table(tmp_path / "alice")) == summary["sentences"]
+    assert any("sentences/s, ETA" in line for line in lines)
+    assert any(line.startswith("rows: heading_like") for line in lines)
+    assert summary["row_checks"]["spaced_apostrophe"] == 0 and summary["row_checks"]["rows"] == summary["sentences"]

@@ -1,3 +1,5 @@
+import json
+
 """Encoder backends and cross-document batching: ONNX vectors against the torch path, backend-specific cache
 keys, and batching across documents giving the same vectors and the same per-document cache files."""
 
@@ -104,9 +106,11 @@ def test_groups_keep_documents_whole():
     assert groups([], 5) == []
 
 
-def test_backend_resolution_and_errors():
-    assert resolve_backend(None, None) == "onnx" and resolve_backend("minilm", None) == "onnx"
+def test_backend_resolution_and_errors(monkeypatch):
+    monkeypatch.setenv("LVM_EMBED_BACKEND", "onnx")  # the measured choice, forced: its own test is below
+    assert resolve_backend(None, None) == "onnx" and resolve_backend("minilm", "auto") == "onnx"
     assert resolve_backend("sentence-transformers/gtr-t5-base", None) == "torch"
+    assert resolve_backend("hash:8", None) == "torch"
     assert resolve_backend(None, "torch") == "torch"
     with pytest.raises(ValueError, match="openvino"):
         resolve_backend(None, "openvino")
@@ -118,3 +122,56 @@ def test_cli_rejects_an_unknown_backend(tmp_path):
     res = CliRunner().invoke(app, ["build-dataset", "--corpus", "builtin", "--encoder", "hash:8", "--backend", "tpu",
                                    "--out", str(tmp_path / "d.parquet")])
     assert res.exit_code == 2 and "error:" in res.output and "tpu" in res.output and "Traceback" not in res.output
+
+
+def test_the_bf16_backend_is_chosen_only_when_faithful_and_faster():
+    from lvm.ingest.backend_choice import pick
+
+    onnx = {"rate": 200.0, "min_cosine": 1.0}
+    assert pick({"onnx": onnx}) == "onnx"
+    assert pick({"onnx": onnx, "torch-bf16": {"rate": 260.0, "min_cosine": 0.99996}}) == "torch-bf16"
+    assert pick({"onnx": onnx, "torch-bf16": {"rate": 260.0, "min_cosine": 0.9998}}) == "onnx"  # not faithful
+    assert pick({"onnx": onnx, "torch-bf16": {"rate": 205.0, "min_cosine": 0.99999}}) == "onnx"  # not faster
+
+
+def test_the_backend_choice_is_measured_once_per_cpu_and_kept(tmp_path, monkeypatch):
+    from lvm.ingest import backend_choice
+
+    monkeypatch.delenv("LVM_EMBED_BACKEND", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(backend_choice, "_sample", lambda: ["One sentence.", "Another one."])
+    monkeypatch.setattr(backend_choice, "measure", lambda s: calls.append(s) or {
+        "onnx": {"rate": 100.0, "min_cosine": 1.0}, "torch-bf16": {"rate": 150.0, "min_cosine": 0.99995}})
+    assert backend_choice.choose_backend() == "torch-bf16" and len(calls) == 1
+    assert backend_choice.choose_backend() == "torch-bf16" and len(calls) == 1  # read back, not measured again
+    kept = json.loads(backend_choice.choice_file().read_text())
+    assert kept[backend_choice.cpu_signature()]["measured"]["torch-bf16"]["rate"] == 150.0
+
+
+def test_bf16_vectors_are_unit_and_faithful_where_the_cpu_runs_bf16():
+    from lvm.util.hardware import bf16_supported
+
+    if not bf16_supported("cpu"):
+        pytest.skip("this CPU has no native bf16 (AVX-512-bf16 or AMX): the torch-bf16 backend is never chosen here")
+    from lvm.ingest.embedding import load_encoder
+
+    sents = ["The cat sat on the mat.", "A completely different sentence about the stock market today."]
+    a, b = load_encoder(None, "torch").encode(sents), load_encoder(None, "torch-bf16").encode(sents)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5) and (a * b).sum(1).min() >= 0.9999
+
+
+def test_rate_log_reports_rate_and_eta():
+    from lvm.ingest.embedding import RateLog
+
+    lines, t = [], [0.0]
+    log = RateLog(lines.append, every=30.0)
+    log._clock = lambda: t[0]
+    log.start = log.last = 0.0
+    t[0] = 10.0
+    log(1000, 10000)  # within 30 s: quiet
+    t[0] = 40.0
+    log(4000, 10000)
+    t[0] = 50.0
+    log(10000, 10000)  # the last one always
+    assert len(lines) == 2 and "4,000 / 10,000 sentences (40.0 %), 100 sentences/s, ETA 60 s" in lines[0]

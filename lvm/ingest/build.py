@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from lvm.data.dataset import write_table
+from lvm.data.shards import write_shards
 from lvm.data.table import SentenceTable
 from lvm.ingest.corpus import Document, read_corpus
 from lvm.ingest.embedding import (
     DEFAULT_CACHE,
     DEFAULT_GROUP,
+    RateLog,
     cache_root,
     embed_documents,
     load_encoder,
@@ -52,13 +54,15 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
                   detokenize: bool | None = None, backend: str | None = None,
                   group_sentences: int | None = None) -> dict:
     """Read, split, embed (cached per document, batched across documents) and write a validated sentence table.
-    Returns a summary. `corpus` may be a list of corpora (each read with `fmt`). out=None:
+    Returns a summary. `corpus` may be a list of corpora (each read with `fmt`). An `out` not ending in
+    .parquet is written as a folder of Parquet shards (lvm.data.shards). out=None:
     lvm.util.paths.default_dataset_path(). detokenize: undo Moses tokenisation (None: WikiText and text that looks
     tokenised, see lvm.ingest.corpus.read_corpus). backend: torch | onnx | onnx-int8 (None:
     lvm.ingest.embedding.resolve_backend); group_sentences <= 0 encodes one document per call."""
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out = Path(out) if out is not None else default_dataset_path()
-    check_output(out, corpora)
+    sharded = out.suffix.lower() != ".parquet"  # a folder of Parquet shards (lvm.data.shards), for big corpora
+    check_output(out, corpora, folder=sharded)
     cache_dir = cache_root(cache_dir)
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder, resolve_backend(encoder, backend))
@@ -67,12 +71,15 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     corpus = ",".join(str(c) for c in corpora)
     log(f"read {len(docs)} documents, {sum(len(d.sentences) for d in docs)} sentences from {corpus}")
     vectors, hits = embed_documents(docs, encoder, cache_dir,
-                                    DEFAULT_GROUP if group_sentences is None else group_sentences)
+                                    DEFAULT_GROUP if group_sentences is None else group_sentences, RateLog(log))
     log(f"embedded with {encoder.name} ({encoder.dim}-D, {backend}): {len(docs) - hits} documents encoded, "
         f"{hits} from cache")
     table = assemble_table(docs, vectors, {"encoder": encoder.name, "encoder_backend": backend, "dim": encoder.dim,
                                            "corpus": str(corpus), "format": fmt})
-    write_table(table, out, source=corpus)
+    if sharded:
+        write_shards(table, out)
+    else:
+        write_table(table, out, source=corpus)
     rows = table_row_report(table.text, encoder.name)
     for line in report_lines(rows):
         log(f"rows: {line}")

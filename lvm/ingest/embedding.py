@@ -26,8 +26,10 @@ from lvm.util.paths import embedding_cache_dir
 
 DEFAULT_CACHE = "default"  # cache_dir=DEFAULT_CACHE: lvm.util.paths.embedding_cache_dir(), read when called
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "onnx"  # exact to fp32 rounding; onnx-int8 missed the fidelity rule (see bench/EMBED_RESULTS.md)
+# the bundled model's backend when none is named: measured once per CPU (lvm.ingest.backend_choice), DEFAULT_BACKEND
+# unless torch-bf16 is faster there and faithful (minimum cosine to fp32 >= 0.9999 on a real sample)
 DEFAULT_GROUP = 4096
 
 
@@ -38,15 +40,20 @@ def encoder_key(encoder) -> str:
 
 
 def resolve_backend(encoder_name: str | None, backend: str | None) -> str:
-    """An explicit backend as given (checked); None: DEFAULT_BACKEND for the bundled model, whose fidelity was
-    measured, `torch` for every other model."""
+    """An explicit backend as given (checked); None or "auto": for the bundled model, the backend measured fastest
+    and faithful on this CPU (lvm.ingest.backend_choice.choose_backend, once per CPU and versions); `torch` for
+    every other model."""
     from lvm.ingest.encoders import is_bundled
 
-    if backend is not None:
+    if backend not in (None, "auto"):
         if backend not in BACKENDS:
-            raise ValueError(f"unknown encoder backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+            raise ValueError(f"unknown encoder backend {backend!r}: choose one of auto, {', '.join(BACKENDS)}")
         return backend
-    return DEFAULT_BACKEND if is_bundled(encoder_name) else "torch"
+    if not is_bundled(encoder_name) or (encoder_name or "").startswith("hash:"):
+        return "torch"
+    from lvm.ingest.backend_choice import choose_backend
+
+    return choose_backend()
 
 
 _ONNX: dict[tuple, object] = {}
@@ -58,8 +65,8 @@ def load_encoder(name: str | None = None, backend: str = "torch", device: str = 
     lvm.ingest.onnx_backend (CPU)."""
     from lvm.ingest.encoders import DEFAULT_ENCODER, get_encoder
 
-    if backend == "torch" or (name or "").startswith("hash:"):
-        return get_encoder(name, device)
+    if backend in ("torch", "torch-bf16") or (name or "").startswith("hash:"):
+        return get_encoder(name, device, "bf16" if backend == "torch-bf16" else "fp32")
     key = (name or DEFAULT_ENCODER, resolve_backend(name, backend))
     if key not in _ONNX:
         from lvm.ingest.onnx_backend import onnx_encoder
@@ -134,7 +141,8 @@ def groups(sizes: list[int], group_sentences: int) -> list[list[int]]:
 def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences: int = DEFAULT_GROUP,
                     progress=None) -> tuple[list[np.ndarray], int]:
     """(vectors per document, cache hits). `group_sentences <= 0` encodes one document per call (the old path).
-    `progress(n_sentences)` is called after each encoded group."""
+    `progress(done, total)` (sentences encoded so far, sentences to encode) is called after each encoded group,
+    e.g. a `RateLog`."""
     key = encoder_key(encoder)
     paths = [cache_path(d, key, cache_dir) if cache_dir is not None else None for d in docs]
     vectors: list[np.ndarray | None] = [None] * len(docs)
@@ -143,9 +151,11 @@ def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences
             vectors[i] = read_cached(p, len(d.sentences), encoder.dim)
     missing = [i for i, v in enumerate(vectors) if v is None]
     sizes = [len(docs[i].sentences) for i in missing]
+    done, total = 0, sum(sizes)
     for group in (groups(sizes, group_sentences) if group_sentences > 0 else [[j] for j in range(len(missing))]):
         members = [missing[j] for j in group]
-        flat = encoder.encode([s for i in members for s in docs[i].sentences])
+        sentences = [s for i in members for s in docs[i].sentences]
+        flat = encoder.encode(sentences, progress=False) if progress else encoder.encode(sentences)
         start = 0
         for i in members:
             n = len(docs[i].sentences)
@@ -153,6 +163,30 @@ def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences
             start += n
             if paths[i] is not None:
                 write_cached(paths[i], vectors[i])
+        done += start
         if progress:
-            progress(start)
+            progress(done, total)
     return vectors, len(docs) - len(missing)
+
+
+class RateLog:
+    """Progress of a long embedding as log lines ("embedded 120,000 / 936,000 sentences (12.8 %), 261 sentences/s,
+    ETA 52 min"), at most one every `every` seconds and always the last; the cache makes a killed run resume where
+    it stopped, so the count is of this run's sentences."""
+
+    def __init__(self, log, every: float = 30.0, what: str = "embedded"):
+        import time
+
+        self.log, self.every, self.what, self._clock = log, every, what, time.monotonic
+        self.start = self.last = self._clock()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        eta_text = f"{eta / 60:.0f} min" if eta >= 90 else f"{eta:.0f} s"
+        self.log(f"{self.what} {done:,} / {total:,} sentences ({100 * done / max(total, 1):.1f} %), "
+                 f"{rate:.0f} sentences/s, ETA {eta_text}")

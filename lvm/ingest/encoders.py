@@ -46,8 +46,14 @@ class Encoder(Protocol):
 class SentenceTransformerEncoder:
     """Any sentence-transformers model. Deterministic: eval mode, fixed batch order, float32 output."""
 
-    def __init__(self, model: str = DEFAULT_ENCODER, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str = DEFAULT_ENCODER, device: str = "cpu", batch_size: int = 64,
+                 precision: str = "fp32"):
         from sentence_transformers import SentenceTransformer
+
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.precision = precision
+        self.backend = "torch" if precision == "fp32" else "torch-bf16"
 
         path = model
         if model.lower() in _BUNDLED_ALIASES:
@@ -66,12 +72,18 @@ class SentenceTransformerEncoder:
     def encode(self, sentences: list[str], progress: bool | None = None) -> np.ndarray:
         if not sentences:
             return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
         show = len(sentences) >= 2000 if progress is None else progress
-        out = self._model.encode(
-            list(sentences), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=show,
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self._model.encode(
+                list(sentences), batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=show,
+            )
+        out = np.ascontiguousarray(out, dtype=np.float32)
+        if self.precision == "bf16":  # normalised in bf16: made unit again in fp32
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
 
 class HashEncoder:
@@ -99,11 +111,11 @@ class HashEncoder:
 _CACHE: dict[str, Encoder] = {}
 
 
-def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
-    """The encoder for a name (None → the bundled default) on the exact sentence-transformers path; loaded once per
-    process. Other backends (ONNX Runtime): lvm.ingest.embedding.load_encoder."""
+def get_encoder(name: str | None = None, device: str = "cpu", precision: str = "fp32") -> Encoder:
+    """The encoder for a name (None → the bundled default) on the exact sentence-transformers path (bf16: under
+    autocast); loaded once per process. Other backends (ONNX Runtime): lvm.ingest.embedding.load_encoder."""
     name = name or DEFAULT_ENCODER
-    key = f"{name}@{device}"
+    key = f"{name}@{device}@{precision}"
     if key not in _CACHE:
         if name.startswith("hash:"):
             width = name.split(":", 1)[1]
@@ -111,14 +123,14 @@ def get_encoder(name: str | None = None, device: str = "cpu") -> Encoder:
                 raise ValueError(f"encoder {name!r}: hash:D needs a whole number D >= 1, e.g. hash:64")
             _CACHE[key] = HashEncoder(int(width))
         else:
-            _CACHE[key] = _load_sentence_transformer(name, device)
+            _CACHE[key] = _load_sentence_transformer(name, device, precision)
     return _CACHE[key]
 
 
-def _load_sentence_transformer(name: str, device: str) -> SentenceTransformerEncoder:
+def _load_sentence_transformer(name: str, device: str, precision: str = "fp32") -> SentenceTransformerEncoder:
     """A model that does not load (unknown name offline, a folder that is not a model) is one clear error."""
     try:
-        return SentenceTransformerEncoder(name, device=device)
+        return SentenceTransformerEncoder(name, device=device, precision=precision)
     except ImportError:
         raise
     except Exception as exc:  # huggingface_hub, transformers and torch each raise their own types here
