@@ -138,22 +138,19 @@ def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, 
     """Every predictor on the windows whose target is in `rows` (bank = `rows`), forward suite with the given
     bootstrap groups (`order_tests` False for a subset of a set already scored: no ablations, no rollout), and
     each model's lead over the best baseline of this set."""
-    from lvm.data.table import window_targets
     from lvm.evaluation.baselines import best_baseline
     from lvm.evaluation.compare import score_all
-    from lvm.evaluation.metrics import article_starts, paired_difference, per_example_cosine
+    from lvm.evaluation.heldout import HeldOutSet
+    from lvm.evaluation.metrics import paired_difference
 
     t0 = time.perf_counter()
-    eval_t = window_targets(table.article_id, table.position, C, rows)
-    starts = article_starts(table.position)
-    metrics, preds = score_all(fns, table.vectors, eval_t, rows, C, starts, groups, order_tests=order_tests)
+    held = HeldOutSet.of(table, rows, C, name, groups=groups)
+    metrics, cosines = score_all(fns, held, order_tests=order_tests, log=lambda m: print("  " + m, flush=True))
     baselines = {k: v for k, v in metrics.items() if k not in model_names}
     best = best_baseline(baselines)["name"]
-    tgt = table.vectors[eval_t]
-    base = per_example_cosine(preds[best], tgt)
-    lead = {m: paired_difference(per_example_cosine(preds[m], tgt), base, groups[eval_t]) for m in model_names}
-    out = {"set": name, "n": int(len(eval_t)), "articles": int(len(np.unique(starts[eval_t]))),
-           "groups": int(len(np.unique(groups[eval_t]))), "bank": int(len(rows)),
+    lead = {m: paired_difference(cosines[m], cosines[best], held.target_groups) for m in model_names}
+    out = {"set": name, "n": len(held), "articles": held.articles,
+           "groups": int(len(np.unique(held.target_groups))), "bank": int(len(rows)),
            "models": {k: metrics[k] for k in model_names}, "baselines": baselines, "best_baseline": best,
            "lead_over_best_baseline": lead, "seconds": time.perf_counter() - t0, "load": load()}
     print(f"scored {name}: {out['n']} windows, {out['articles']} articles, {out['groups']} bootstrap groups, "

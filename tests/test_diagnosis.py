@@ -225,3 +225,26 @@ def test_diagnosis_does_not_import_prefect():
 
     code = "import sys, lvm.diagnosis.evidence, lvm.diagnosis.render; assert 'prefect' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_the_report_judges_with_the_runs_own_gates_and_agrees_with_the_decision(healthy_run, tmp_path):
+    """A run whose forward-margin gate was raised above its model's margin: the decision's gate fails, and the
+    report names backward bias with that same threshold; at the default gate both pass."""
+    from lvm.decision import forward_gates
+    from lvm.evaluation.forward import summary
+
+    default = diagnose(healthy_run)
+    margin = default.forward["lstm"]["forward_margin"]["diff"]
+    assert forward_gates(summary(default.forward["lstm"]))["forward_margin"]["passed"]
+    assert not [f for f in default.findings if f.kind == "backward_bias" and f.model == "lstm"]
+
+    raised = tmp_path / "raised"
+    shutil.copytree(healthy_run, raised)
+    run = json.loads((raised / "run.json").read_text())
+    run["gates"] = {"min_forward_margin": margin + 0.01}
+    (raised / "run.json").write_text(json.dumps(run))
+    d = diagnose(raised)
+    gate = forward_gates(summary(d.forward["lstm"]), min_forward_margin=margin + 0.01)["forward_margin"]
+    bias = [f for f in d.findings if f.kind == "backward_bias" and f.model == "lstm"]
+    assert not gate["passed"] and bias and f"{margin + 0.01:+.4f}" in bias[0].title
+    assert d.forward["lstm"] == default.forward["lstm"]  # the same numbers, judged by the run's gate

@@ -43,13 +43,13 @@ def _suite(fn, data, **kw):
 
 def test_offset_sweep_of_the_true_next_vector_peaks_at_zero(data):
     vectors, _, _, targets, R = data
-    s = _suite(lambda w: w.ctx[:, -1] @ R.T, data, pred=vectors[targets])
+    s = _suite(lambda w: w.ctx[:, -1] @ R.T, data)  # the rotation data: this is (nearly) the true next vector
     sw = s["offsets"]
     assert sw["k"] == list(range(-(C + 2), 4)) and sw["input"] == [False, False, True, True, True, False, False,
                                                                     False, False]
     k0 = sw["k"].index(0)
-    assert sw["cosine"][k0] == pytest.approx(1.0) and int(np.argmax(sw["cosine"])) == k0
-    assert s["contrastive_accuracy"] == pytest.approx(1.0)
+    assert sw["cosine"][k0] > 0.98 and int(np.argmax(sw["cosine"])) == k0
+    assert s["contrastive_accuracy"] > 0.99
 
 
 def test_contrastive_accuracy_of_a_random_predictor_is_chance(data):
@@ -95,7 +95,8 @@ def test_an_article_aware_predictor_is_measured_with_the_sentence_before_the_win
     ctx_mean.needs_article = False
     s = forward_suite(ctx_mean, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200)
     assert s["forward_margin"] == s["forward_margin_served"]
-    assert sum(calls) == len(targets) * (1 + 3) + s["rollout"]["n"] * ROLLOUT_STEPS   # plain, 3 ablations, rollout
+    # plain, 3 ablations, the rollout (its first step is the plain prediction, not made again)
+    assert sum(calls) == len(targets) * (1 + 3) + s["rollout"]["n"] * (ROLLOUT_STEPS - 1)
 
 
 def test_without_order_tests_the_margins_are_the_same_and_no_ablation_or_rollout_is_run(data):

@@ -36,7 +36,8 @@ from lvm.diagnosis.rules import (
     judge,
 )
 from lvm.evaluation.baselines import best_baseline, cached_baselines
-from lvm.evaluation.forward import forward_suite
+from lvm.evaluation.compare import score_all
+from lvm.evaluation.heldout import HeldOutSet
 from lvm.evaluation.metrics import article_starts, per_example_cosine, predict_rows
 from lvm.evaluation.predictors import model_predictor
 from lvm.store.runs import read_decision, read_run
@@ -105,6 +106,25 @@ def _spread(pred: np.ndarray, tgt: np.ndarray) -> dict:
             "pred_dim_std": ps, "target_dim_std": ts, "spread_ratio": ps / max(ts, 1e-12)}
 
 
+def _run_scores(run_dir: Path, part: str, n: int, data_changed: bool) -> dict | None:
+    """The run's own comparison.json (what its decision read: the same windows, bootstrap draws and numbers), when
+    it scored this part of unchanged data; None otherwise."""
+    path = run_dir / "comparison.json"
+    if data_changed or not path.is_file():
+        return None
+    try:
+        comp = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = comp.get("part") == part and comp.get("n") == n and all(
+        "forward" in v for kind in ("models", "baselines") for v in (comp.get(kind) or {}).values())
+    return {"models": comp.get("models") or {}, "baselines": comp.get("baselines") or {}} if ok else None
+
+
+def _loadable(model_dirs: dict) -> dict:
+    return {a: d for a, d in model_dirs.items() if (Path(d) / "config.json").is_file()}
+
+
 def diagnose(run_dir) -> Diagnosis:
     """Diagnose a finished training run folder: the evidence, judged by `lvm.diagnosis.rules`. Writes nothing."""
     run_dir = Path(run_dir)
@@ -139,23 +159,21 @@ def diagnose(run_dir) -> Diagnosis:
         train_s = np.sort(rng.choice(train_s, MAX_TRAIN_EVAL, replace=False))
 
     per_example: dict[str, np.ndarray] = {}
-    forward: dict[str, dict] = {}
     starts = article_starts(table.position)
-    groups = np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
-    bank = split.part(eval_part)
-
-    def suite(fn, pred):
-        return forward_suite(fn, vecs, eval_t, bank, context, starts, groups=groups, pred=pred, n_boot=1000)
-
-    baselines = {}
+    held = HeldOutSet.of(table, split.part(eval_part), context, eval_part)
     fitted = cached_baselines(vecs, targets["train"], context, file_hash(data_path), split.record(), starts)
+    scored = _run_scores(run_dir, eval_part, len(eval_t), data_changed)
+    if scored is None:  # an older run, or its data changed: score here, the one way the flow scores
+        metrics, _ = score_all({**{a: model_predictor(d) for a, d in _loadable(run["models"]).items()}, **fitted},
+                               held)
+        scored = {"models": {k: v for k, v in metrics.items() if k not in fitted},
+                  "baselines": {k: v for k, v in metrics.items() if k in fitted}}
+    forward = {**{f"{k} (baseline)": v["forward"] for k, v in scored["baselines"].items()},
+               **{k: v["forward"] for k, v in scored["models"].items()}}
+    baselines = {k: {"cosine": v["cosine"], "direction_margin": v["direction_margin"]}
+                 for k, v in scored["baselines"].items()}
     for name, b in fitted.items():
-        pred = predict_rows(b, vecs, eval_t, context, starts)
-        pe = per_example_cosine(pred, tgt)
-        per_example[f"{name} (baseline)"] = pe
-        forward[f"{name} (baseline)"] = suite(b, pred)
-        baselines[name] = {"cosine": float(pe.mean()),
-                           "direction_margin": float((pe - per_example_cosine(pred, last)).mean())}
+        per_example[f"{name} (baseline)"] = per_example_cosine(predict_rows(b, vecs, eval_t, context, starts), tgt)
     best_base = best_baseline(baselines)
     if best_base is None:
         raise ValueError(f"{run_dir}: no baseline has a finite cosine on the {eval_part} windows "
@@ -183,10 +201,11 @@ def diagnose(run_dir) -> Diagnosis:
         pe = per_example_cosine(pred, tgt)
         per_example[arch] = pe
         cl = per_example_cosine(pred, last)
-        m.test_cosine, m.cos_to_last_context = float(pe.mean()), float(cl.mean())
-        m.direction_margin = float((pe - cl).mean())
+        m.cos_to_last_context = float(cl.mean())
+        saved = scored["models"].get(arch) or {}
+        m.test_cosine = float(saved.get("cosine", pe.mean()))  # the run's own number, which the decision read
+        m.direction_margin = float(saved.get("direction_margin", (pe - cl).mean()))
         m.spread = _spread(pred, tgt)
-        forward[arch] = suite(predict, pred)
         m.train_cosine = float(per_example_cosine(predict_rows(predict, vecs, train_s, context, starts),
                                                   vecs[train_s]).mean())
         if len(targets["val"]):
@@ -200,7 +219,7 @@ def diagnose(run_dir) -> Diagnosis:
     thresholds = {k: run[k] for k in ("baseline_threshold", "deploy_threshold") if k in run}
     failed = dict(run.get("failed") or {})
     verdict, best, findings, summary = judge(models, baselines, best_base, data, forward, eval_part, thresholds,
-                                             failed, data_changed)
+                                             failed, data_changed, gates=run.get("gates") or {})
     return Diagnosis(run_name=run_name, run_dir=str(run_dir), verdict=verdict, summary=summary, eval_part=eval_part,
                      best_model=best, data=data, baselines=baselines, models=models, findings=findings, failed=failed,
                      thresholds=thresholds, decision=read_decision(run_dir), curves=curves, per_example=per_example,

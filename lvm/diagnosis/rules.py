@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lvm.decision import BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MIN_SHUFFLE_DROP
+from lvm.decision import BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MIN_FORWARD_MARGIN, MIN_SHUFFLE_DROP
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
@@ -312,8 +312,13 @@ def _notes(models: dict, data: dict, baselines: dict, best_base: dict, eval_part
     return notes
 
 
-def forward_findings(forward: dict, scored: dict, best: str | None) -> list[Finding]:
-    """Backward bias and order blindness, per model (the best first), with the numbers; a note when neither."""
+def forward_findings(forward: dict, scored: dict, best: str | None, gates: dict | None = None) -> list[Finding]:
+    """Backward bias and order blindness, per model (the best first), with the numbers, judged by the run's own
+    gates (run.json "gates": min_forward_margin, min_shuffle_drop; lvm.decision's defaults where it has none, so
+    the report and decision.json never disagree); a note when neither."""
+    gates = gates or {}
+    min_margin = float(gates.get("min_forward_margin", MIN_FORWARD_MARGIN))
+    min_shuffle = float(gates.get("min_shuffle_drop", MIN_SHUFFLE_DROP))
     out = []
     for arch in sorted(scored, key=lambda k: (k != best, -scored[k].test_cosine)):
         f = forward.get(arch)
@@ -329,18 +334,19 @@ def forward_findings(forward: dict, scored: dict, best: str | None) -> list[Find
             k: f"[{v[0]:+.4f}, {v[1]:+.4f}]" for k, v in base.items()
             if isinstance(v, list) and None not in v}
         found = False
-        if fm["diff"] is not None and (fm["diff"] <= 0 or fm["ci95"][0] <= 0):
+        if fm["diff"] is not None and (fm["diff"] <= min_margin or fm["ci95"][0] <= min_margin):
             found = True
             out.append(Finding("backward_bias", f"{arch} leans backwards: forward margin {fm['diff']:+.4f} "
                                f"(95% [{fm['ci95'][0]:+.4f}, {fm['ci95'][1]:+.4f}]); its prediction is as close "
-                               "to the sentence before its context as to the next one", base,
+                               f"to the sentence before its context as to the next one (gate: above "
+                               f"{min_margin:+.4f})", base,
                                ["train on targets further ahead or penalise similarity to the inputs; check the "
                                 "offset-sweep plot for where the predictions peak"], model=arch))
-        if sh["drop"] < MIN_SHUFFLE_DROP or sh["ci95"][0] <= 0:
+        if sh and (sh["drop"] < min_shuffle or sh["ci95"][0] <= 0):
             found = True
             out.append(Finding("order_blind", f"{arch} is order-blind: shuffling its context costs "
                                f"{sh['drop']:+.4f} cosine (95% [{sh['ci95'][0]:+.4f}, {sh['ci95'][1]:+.4f}], "
-                               f"needs >= {MIN_SHUFFLE_DROP:g}): a bag of sentences", base,
+                               f"needs >= {min_shuffle:g}): a bag of sentences", base,
                                ["an order-aware architecture or loss; compare with the context_mean and "
                                 "article_blend baselines, which ignore order by construction"], model=arch))
         if not found:
@@ -352,7 +358,8 @@ def forward_findings(forward: dict, scored: dict, best: str | None) -> list[Find
 # ------------------------------------------------------------------------------------------------- verdict
 
 def judge(models: dict, baselines: dict, best_base: dict, data: dict, forward: dict, eval_part: str,
-          thresholds: dict, failed: dict, data_changed: bool) -> tuple[str, str | None, list[Finding], str]:
+          thresholds: dict, failed: dict, data_changed: bool,
+          gates: dict | None = None) -> tuple[str, str | None, list[Finding], str]:
     """(verdict, best model, ranked findings, one-line summary) from a run's evidence: the best model's first
     problem is the verdict, then the other models' problems, the forward findings and the notes."""
     scored = {k: m for k, m in models.items() if m.test_cosine is not None}
@@ -384,7 +391,7 @@ def judge(models: dict, baselines: dict, best_base: dict, data: dict, forward: d
     for k in sorted(per_model, key=lambda k: -scored[k].test_cosine):
         if k != best:
             findings += per_model[k]
-    findings += forward_findings(forward, scored, best)
+    findings += forward_findings(forward, scored, best, gates)
     findings += _notes(models, data, baselines, best_base, eval_part, thresholds, data_changed)
     return verdict, best, findings, _summary(verdict, best, scored, best_base, findings)
 

@@ -12,12 +12,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
 from lvm.data.dataset import load_split, read_table
-from lvm.data.table import window_targets
-from lvm.evaluation.compare import article_groups, score_all
-from lvm.evaluation.metrics import article_starts, on_context, paired_difference, per_example_cosine
+from lvm.evaluation.compare import score_all
+from lvm.evaluation.heldout import HeldOutSet
+from lvm.evaluation.metrics import on_context, paired_difference
 from lvm.evaluation.predictors import model_predictor
 from lvm.store.registry import Registry
 
@@ -91,23 +89,20 @@ def score_champion(table_path: str | Path, split_path: str | Path, champion: dic
         return out
     table = read_table(table_path, validate=False)
     split = load_split(split_path)
-    rows = split.part(part)
-    eval_t = window_targets(table.article_id, table.position, context, rows)
-    if len(eval_t) == 0:
-        raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
+    try:
+        held = HeldOutSet.of(table, split.part(part), context, part)
+    except ValueError:
+        raise ValueError(f"the {part} split of {table_path} has no windows of context {context}") from None
     fns = {"challenger": on_context(model_predictor(challenger_dir)), "champion": on_context(model_predictor(
         champion["path"]))}
-    metrics, preds = score_all(fns, table.vectors, eval_t, rows, context, article_starts(table.position),
-                               article_groups(table))
-    tgt = table.vectors[eval_t]
-    diff = paired_difference(per_example_cosine(preds["challenger"], tgt), per_example_cosine(preds["champion"], tgt),
-                             np.asarray(table.article_id)[eval_t])
+    metrics, cosines = score_all(fns, held)
+    diff = paired_difference(cosines["challenger"], cosines["champion"], held.target_groups)
     file = Path(champion["path"]) / "articles.json"  # lvm.store.registry: the parts the champion saw, when recorded
     previous = json.loads(file.read_text()) if file.is_file() else None
     leaks = None
     if previous is not None:
         leaks = {"champion_train_in_test": sorted(set(previous.get("train", [])) & set(split.articles[part])),
                  "champion_test_in_train": sorted(set(previous.get("test", [])) & set(split.articles["train"]))}
-    return {**out, "n": int(len(eval_t)), "articles": len(split.articles[part]), "metric": "cosine",
+    return {**out, "n": len(held), "articles": len(split.articles[part]), "metric": "cosine",
             "challenger": _flat(metrics["challenger"]), "champion": _flat(metrics["champion"]), "difference": diff,
             "leaks": leaks}

@@ -16,7 +16,7 @@ import numpy as np
 from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
 from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
-from lvm.evaluation.forward import forward_suite, summary
+from lvm.evaluation.heldout import HeldOutSet, article_groups
 from lvm.evaluation.metrics import (
     article_starts,
     evaluate_baselines,
@@ -27,6 +27,7 @@ from lvm.evaluation.metrics import (
     score,
 )
 from lvm.evaluation.predictors import model_predictor
+from lvm.evaluation.suite import score_predictors
 from lvm.models.io import read_config
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
@@ -34,24 +35,11 @@ COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margi
            "contrastive_accuracy", "paraphrase_ratio", "rollout@5")
 
 
-def score_all(predictors: dict, vectors: np.ndarray, eval_t: np.ndarray, bank: np.ndarray, context: int,
-              starts: np.ndarray, groups: np.ndarray, seed: int = 0, order_tests: bool = True) -> tuple[dict, dict]:
-    """(metrics {name: flat dict + "forward"}, predictions {name: [N, D]}) for ``Windows`` predictors
-    (``order_tests``: ``lvm.evaluation.forward.forward_suite``'s)."""
-    metrics, preds = {}, {}
-    for name, fn in predictors.items():
-        p = predict_rows(fn, vectors, eval_t, context, starts)
-        m = score(p, vectors, eval_t, bank, context)
-        suite = forward_suite(fn, vectors, eval_t, bank, context, starts, groups=groups, pred=p, seed=seed,
-                              order_tests=order_tests)
-        metrics[name] = {**m, **summary(suite), "forward": suite}
-        preds[name] = p
-    return metrics, preds
-
-
-def article_groups(table) -> np.ndarray:
-    """Each row's article as an integer: the bootstrap groups of every interval."""
-    return np.unique(np.asarray(table.article_id).astype(str), return_inverse=True)[1]
+def score_all(predictors: dict, held: HeldOutSet, seed: int = 0, order_tests: bool = True, log=None
+              ) -> tuple[dict, dict]:
+    """(metrics {name: flat dict + "forward"}, cosines {name: cos(prediction, next) per window}) for ``Windows``
+    predictors on a held-out set: lvm.evaluation.suite.score_predictors."""
+    return score_predictors(predictors, held, seed=seed, order_tests=order_tests, log=log)
 
 
 def check_compatible(table, path, dim: int, encoder: str | None, what: str) -> None:
@@ -65,62 +53,62 @@ def check_compatible(table, path, dim: int, encoder: str | None, what: str) -> N
                          f"vectors of different encoders are not comparable")
 
 
-def _ood(table_path, model_fns: dict, fitted: dict, context: int, dim: int, encoder, val_cosine: dict) -> dict:
+def _ood(table_path, model_fns: dict, fitted: dict, context: int, dim: int, encoder, val_cosine: dict,
+         log=None) -> dict:
     table = read_table(table_path, validate=False)
     check_compatible(table, table_path, dim, encoder, "the trained models")
-    eval_t = window_targets(table.article_id, table.position, context)
-    if len(eval_t) == 0:
-        raise ValueError(f"{table_path} has no window of context {context}")
-    starts = article_starts(table.position)
-    fns = {**model_fns, **fitted}
-    metrics, _ = score_all(fns, table.vectors, eval_t, np.arange(len(table)), context, starts, article_groups(table))
+    try:
+        held = HeldOutSet.of(table, None, context, str(table_path))
+    except ValueError:
+        raise ValueError(f"{table_path} has no window of context {context}") from None
+    metrics, _ = score_all({**model_fns, **fitted}, held, log=log)
     gap = {k: val_cosine[k] - metrics[k]["cosine"] for k in val_cosine if k in metrics}
-    return {"data": str(table_path), "data_hash": file_hash(table_path), "n": int(len(eval_t)),
-            "articles": int(len(np.unique(starts))), "models": {k: metrics[k] for k in model_fns},
+    return {"data": str(table_path), "data_hash": file_hash(table_path), "n": len(held),
+            "articles": int(len(np.unique(held.starts))), "models": {k: metrics[k] for k in model_fns},
             "baselines": {k: metrics[k] for k in fitted}, "val_minus_ood": gap}
 
 
 def compare(table_path: str, split_path: str, model_dirs: dict[str, str], context: int, part: str = "test",
-            ood_path: str | None = None) -> dict:
+            ood_path: str | None = None, log=None) -> dict:
     """Every model and baseline (fitted on the train part only) evaluated on `part`, forward suite included; the
     bank for retrieval is every sentence of that part. With `ood_path`, also every article of that table, and
-    each predictor's validation cosine minus its OOD cosine."""
+    each predictor's validation cosine minus its OOD cosine. `log(str)`: what it is doing, as it goes."""
+    say = log or (lambda m: None)
     table = read_table(table_path, validate=False)
     split = load_split(split_path)
-    starts = article_starts(table.position)
+    held = HeldOutSet.of(table, split.part(part), context, part)
     train_t = window_targets(table.article_id, table.position, context, split.train)
-    rows = split.part(part)
-    eval_t = window_targets(table.article_id, table.position, context, rows)
-    if len(eval_t) == 0:
-        raise ValueError(f"the {part} split of {table_path} has no windows of context {context}")
-    fitted = cached_baselines(table.vectors, train_t, context, file_hash(table_path), split.record(), starts)
+    say(f"fitting the baselines on {len(train_t):,} training windows")
+    fitted = cached_baselines(table.vectors, train_t, context, file_hash(table_path), split.record(), held.starts)
     model_fns = {arch: on_context(model_predictor(d)) for arch, d in model_dirs.items()}
-    groups = article_groups(table)
-    metrics, preds = score_all({**model_fns, **fitted}, table.vectors, eval_t, rows, context, starts, groups)
+    say(f"scoring {len(model_fns)} models and {len(fitted)} baselines on {len(held):,} {part} windows "
+        f"({held.articles} articles)")
+    metrics, cosines = score_all({**model_fns, **fitted}, held, log=say)
     models = {k: metrics[k] for k in model_fns}
     baselines = {k: metrics[k] for k in fitted}
-    out = {"part": part, "n": int(len(eval_t)), "context": context, "models": models, "baselines": baselines,
+    out = {"part": part, "n": len(held), "context": context, "models": models, "baselines": baselines,
            "baseline_fit": {k: b.info for k, b in fitted.items()}}
     if models:
-        out["vs_best_baseline"] = _paired(preds, models, baselines, table, eval_t)
+        out["vs_best_baseline"] = paired_vs_best(cosines, models, baselines, held)
     if ood_path:
         val_t = window_targets(table.article_id, table.position, context, split.val)
         val = {}
         if len(val_t):
             for name, fn in {**model_fns, **fitted}.items():
-                val[name] = float(per_example_cosine(predict_rows(fn, table.vectors, val_t, context, starts),
+                val[name] = float(per_example_cosine(predict_rows(fn, table.vectors, val_t, context, held.starts),
                                                      table.vectors[val_t]).mean())
-        out["ood"] = _ood(ood_path, model_fns, fitted, context, table.dim, table.meta.get("encoder"), val)
+        say(f"scoring every article of {ood_path} (out of distribution)")
+        out["ood"] = _ood(ood_path, model_fns, fitted, context, table.dim, table.meta.get("encoder"), val, say)
     return out
 
 
-def _paired(preds: dict, models: dict, baselines: dict, table, eval_t) -> dict:
+def paired_vs_best(cosines: dict, models: dict, baselines: dict, held: HeldOutSet) -> dict:
+    """Each model's cosine minus the best baseline's, window by window, with its 95 % article-bootstrap interval
+    (cosines: per-window cos(prediction, next) of every predictor, from score_all)."""
     name = best_baseline(baselines)["name"]
-    tgt = table.vectors[eval_t]
-    base = per_example_cosine(preds[name], tgt)
-    groups = np.asarray(table.article_id)[eval_t]
+    groups = held.target_groups
     return {"baseline": name, "metric": "cosine",
-            "models": {a: paired_difference(per_example_cosine(preds[a], tgt), base, groups) for a in models}}
+            "models": {a: paired_difference(cosines[a], cosines[name], groups) for a in models}}
 
 
 def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict, table, eval_t,
@@ -130,7 +118,11 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
     of which articles were held out?"""
     name = best_baseline(baselines)["name"]
     base = predict_rows(fitted[name], table.vectors, eval_t, context, article_starts(table.position))
-    return _paired({**preds, name: base}, preds, {name: baselines[name]}, table, eval_t)
+    tgt = table.vectors[eval_t]
+    groups = article_groups(table.article_id)[eval_t]
+    return {"baseline": name, "metric": "cosine",
+            "models": {a: paired_difference(per_example_cosine(p, tgt), per_example_cosine(base, tgt), groups)
+                       for a, p in preds.items()}}
 
 
 def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model") -> dict:
@@ -157,7 +149,7 @@ def held_out_scores(fn, table, split, context: int, parts=("val", "test"), basel
     return out
 
 
-def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) -> dict:
+def evaluate_model(model_dir, data_path, part: str = "test", train_data=None, log=None) -> dict:
     """`lvm evaluate`: a saved model against every baseline, forward suite included.
 
     The table the model was trained on (same content hash as config.json records): the `part` of its split.
@@ -194,22 +186,22 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None) ->
     train_t = window_targets(train_table.article_id, train_table.position, C, split.train)
     fitted = cached_baselines(train_table.vectors, train_t, C, file_hash(train_path), split.record(), train_starts)
     if same:
-        rows = split.part(part)
-        eval_t = window_targets(table.article_id, table.position, C, rows)
-        if len(eval_t) == 0:
-            raise ValueError(f"the {part} split of {data_path} has no windows of context {C}")
+        try:
+            held = HeldOutSet.of(table, split.part(part), C, part)
+        except ValueError:
+            raise ValueError(f"the {part} split of {data_path} has no windows of context {C}") from None
     else:
-        part, rows = "all", np.arange(len(table))
-        eval_t = window_targets(table.article_id, table.position, C)
-        if len(eval_t) == 0:
-            raise ValueError(f"{data_path} has no window of context {C}")
-    metrics, preds = score_all({**fn, **fitted}, table.vectors, eval_t, rows, C, article_starts(table.position),
-                               article_groups(table))
+        part = "all"
+        try:
+            held = HeldOutSet.of(table, None, C, part)
+        except ValueError:
+            raise ValueError(f"{data_path} has no window of context {C}") from None
+    metrics, cosines = score_all({**fn, **fitted}, held, log=log)
     models, baselines = {arch: metrics[arch]}, {k: metrics[k] for k in fitted}
     best = best_baseline(baselines)
-    return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": int(len(eval_t)), "data": str(data_path),
+    return {"part": part, "model_dir": str(model_dir), "arch": arch, "n": len(held), "data": str(data_path),
             "model": models[arch], "models": models, "baselines": baselines,
-            "vs_best_baseline": _paired(preds, models, baselines, table, eval_t),
+            "vs_best_baseline": paired_vs_best(cosines, models, baselines, held),
             "beats_all_baselines": all(models[arch]["cosine"] > b["cosine"] for b in baselines.values()),
             "best_baseline": best, "margin_over_best_baseline": models[arch]["cosine"] - best["cosine"],
             "data_hash": data_hash, "same_data": same, "out_of_distribution": not same,

@@ -34,12 +34,11 @@ from typing import Callable
 import numpy as np
 
 from lvm.evaluation.metrics import (
+    Bank,
     Windows,
     _normalize,
     nonfinite_rows,
-    paired_difference,
     per_example_cosine,
-    window_batch,
 )
 
 ROLLOUT_STEPS = 5
@@ -101,28 +100,8 @@ def contrastive_accuracy(pred: np.ndarray, targets: np.ndarray, bank_rows: np.nd
                          context: int, chunk_elems: int = 1 << 24) -> float:
     """Mean over windows of the share of candidates with cos(pred, c) < cos(pred, next). Candidates: the bank
     minus rows t-C .. t+1 (the context, the target and the sentence after it). A non-finite prediction scores 0."""
-    targets = np.asarray(targets, dtype=np.int64)
-    bank_rows = np.unique(np.asarray(bank_rows, dtype=np.int64))
-    bad = nonfinite_rows(pred)
-    q = _normalize(np.where(bad[:, None], 0.0, pred))
-    bank = _normalize(vectors[bank_rows])
-    tv = _normalize(vectors[targets])
-    excl = targets[:, None] + np.arange(-context, 2)[None, :]
-    ecol = np.searchsorted(bank_rows, excl)
-    inb = (ecol < len(bank_rows)) & (bank_rows[np.minimum(ecol, len(bank_rows) - 1)] == excl)
-    step = max(1, chunk_elems // max(len(bank_rows), 1))
-    acc = np.zeros(len(targets))
-    for s in range(0, len(targets), step):
-        e = min(s + step, len(targets))
-        scores = q[s:e] @ bank.T
-        true = (q[s:e] * tv[s:e]).sum(-1)
-        farther = (scores < true[:, None])
-        r = np.arange(e - s)[:, None].repeat(excl.shape[1], 1)
-        m = inb[s:e]
-        farther[r[m], ecol[s:e][m]] = False          # excluded rows are not candidates
-        n_cand = len(bank_rows) - m.sum(1)
-        acc[s:e] = farther.sum(1) / np.maximum(n_cand, 1)
-    return float(np.where(bad, 0.0, acc).mean())
+    _, contrast, bad = Bank(vectors, bank_rows, context).score(pred, targets, vectors, chunk_elems)
+    return float(np.where(bad, 0.0, contrast).mean())
 
 
 def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> float | None:
@@ -135,90 +114,24 @@ def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> floa
 
 def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, targets: np.ndarray,
                   bank_rows: np.ndarray, context: int, starts: np.ndarray, groups: np.ndarray | None = None,
-                  pred: np.ndarray | None = None, seed: int = 0, batch_size: int = 4096,
-                  n_boot: int = 2000, order_tests: bool = True) -> dict:
-    """Every forward measure of ``predict_fn`` on windows ``targets`` (JSON-able). ``groups``: the article of each
-    row for the intervals (default: its start row). ``pred``: the predictions on the plain windows, when already
-    computed. A ``predict_fn`` that says ``needs_article=False`` is not called again for the forward margin.
-    ``order_tests=False`` leaves out the ablations and the rollout (8 of the ~10 prediction passes): for scoring
-    subsets of a set whose order tests are already known."""
-    C = int(context)
+                  seed: int = 0, batch_size: int = 4096, n_boot: int = 2000, order_tests: bool = True,
+                  order_windows: int | None = None) -> dict:
+    """Every forward measure of ``predict_fn`` on windows ``targets`` (JSON-able): lvm.evaluation.suite's one
+    pass for a single predictor. ``groups``: the article of each row for the intervals (default: its start row).
+    ``order_tests=False`` leaves out the ablations and the rollout; ``order_windows`` caps the windows they run on
+    (None: every window)."""
+    from lvm.evaluation.heldout import HeldOutSet
+    from lvm.evaluation.suite import score_predictors
+
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
         raise ValueError("the forward suite needs at least one window")
     starts = np.asarray(starts, dtype=np.int64)
-    ends = article_bounds(starts)
-    groups = starts if groups is None else np.asarray(groups)
-    rng = np.random.default_rng(seed)
-
-    reads_article = getattr(predict_fn, "needs_article", True)
-    plain, unseen, abl = [], [], {k: [] for k in ABLATIONS}
-    for s in range(0, len(targets), batch_size):
-        t = targets[s:s + batch_size]
-        w = window_batch(vectors, t, C, starts)
-        plain.append(np.asarray(predict_fn(w), np.float32) if pred is None else pred[s:s + batch_size])
-        if reads_article:
-            unseen.append(np.asarray(predict_fn(without_before(w, vectors, t, C, starts)), np.float32))
-        for k in ABLATIONS if order_tests else ():
-            abl[k].append(np.asarray(predict_fn(w.with_ctx(_ablate(w.ctx, k, rng))), np.float32))
-    p = np.concatenate(plain)
-    p_unseen = np.concatenate(unseen) if reads_article else p
-    tgt = vectors[targets]
-    cos_next = per_example_cosine(p, tgt)
-    cos_next_unseen = per_example_cosine(p_unseen, tgt) if reads_article else cos_next
-    t_art = groups[targets]
-
-    # offset sweep
-    offsets = list(range(-(C + 2), AFTER + 1))
-    sweep = {"k": offsets, "cosine": [], "n": [], "input": [-C <= k <= -1 for k in offsets]}
-    for k in offsets:
-        rows = targets + k
-        ok = (rows >= starts[targets]) & (rows < ends[targets])
-        sweep["cosine"].append(float(per_example_cosine(p[ok], vectors[rows[ok]]).mean()) if ok.any() else None)
-        sweep["n"].append(int(ok.sum()))
-
-    def margin(other_rows, ok, q=p, cos_q=cos_next):
-        if not ok.any():
-            return {"diff": None, "ci95": [None, None], "groups": 0, "n": 0}
-        return paired_difference(cos_q[ok], per_example_cosine(q[ok], vectors[other_rows[ok]]), t_art[ok],
-                                 n_boot=n_boot, seed=seed)
-
-    before, has_before = sentence_before(targets, C, starts)
-    served = margin(before, has_before)
-    fwd = margin(before, has_before, p_unseen, cos_next_unseen) if reads_article else served
-    direction = margin(targets - 1, np.ones(len(targets), bool))
-    echo = paired_difference(cos_next, per_example_cosine(vectors[targets - 1], tgt), t_art, n_boot=n_boot,
-                             seed=seed)
-
-    ablations = {}
-    for k in ABLATIONS if order_tests else ():
-        ca = per_example_cosine(np.concatenate(abl[k]), tgt)
-        ablations[k] = {"cosine": float(ca.mean()),
-                        **{("drop" if a == "diff" else a): v for a, v in
-                           paired_difference(cos_next, ca, t_art, n_boot=n_boot, seed=seed).items()}}
-
-    # rollout: windows whose ROLLOUT_STEPS targets all lie in the article
-    full = targets[targets + ROLLOUT_STEPS - 1 < ends[targets]] if order_tests else targets[:0]
-    roll = {"steps": list(range(1, ROLLOUT_STEPS + 1)), "cosine": [], "n": int(len(full))}
-    if len(full):
-        sums = np.zeros(ROLLOUT_STEPS)
-        for s in range(0, len(full), batch_size):
-            t = full[s:s + batch_size]
-            w = window_batch(vectors, t, C, starts)
-            for j in range(ROLLOUT_STEPS):
-                out = np.asarray(predict_fn(w), np.float32)
-                sums[j] += per_example_cosine(out, vectors[t + j]).sum()
-                w = _rollout_step(w, out)
-        roll["cosine"] = [float(v / len(full)) for v in sums]
-
-    ctx = vectors[targets[:, None] + np.arange(-C, 0)[None, :]]
-    return {"n": int(len(targets)), "context": C, "cosine": float(cos_next.mean()),
-            "offsets": sweep, "forward_margin": fwd, "forward_margin_served": served,
-            "direction_margin": direction, "gain_over_last_input": echo,
-            "ablations": ablations,
-            "rollout": roll,
-            "contrastive_accuracy": contrastive_accuracy(p, targets, bank_rows, vectors, C),
-            "paraphrase_ratio": paraphrase_ratio(p, ctx, tgt)}
+    held = HeldOutSet(vectors, targets, np.asarray(bank_rows), starts, starts if groups is None else
+                      np.asarray(groups), int(context))
+    metrics, _ = score_predictors({"p": predict_fn}, held, seed=seed, n_boot=n_boot, order_tests=order_tests,
+                                  order_windows=order_windows, batch_size=batch_size)
+    return metrics["p"]["forward"]
 
 
 #: Flat columns of the suite for tables and the decision: name -> (path in the suite's dict).

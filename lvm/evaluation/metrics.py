@@ -315,6 +315,70 @@ def fit_baselines(vectors: np.ndarray, train_targets: np.ndarray, context: int,
 
 # -------------------------------------------------------------------------------------------------- retrieval
 
+class Bank:
+    """The sentences a prediction is ranked against (the evaluation split's rows), normalised once: the true next
+    row's rank (retrieval) and the share of candidates farther than it (contrastive accuracy) per query."""
+
+    def __init__(self, vectors: np.ndarray, bank_rows: np.ndarray, context: int):
+        self.rows = np.unique(np.asarray(bank_rows, dtype=np.int64))   # sorted, de-duplicated
+        self.unit = _normalize(vectors[self.rows])
+        self.C = int(context)
+
+    def _cols(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.searchsorted(self.rows, rows)
+        return c, (c < len(self.rows)) & (self.rows[np.minimum(c, len(self.rows) - 1)] == rows)
+
+    def columns(self, targets: np.ndarray) -> np.ndarray:
+        """Each target's column in the bank; every target must be in it."""
+        col, ok = self._cols(np.asarray(targets, dtype=np.int64))
+        if not ok.all():
+            raise ValueError(f"{int((~ok).sum())} target rows are not in bank_rows, e.g. "
+                             f"{np.asarray(targets)[~ok][:5].tolist()}")
+        return col
+
+    def ranks_and_contrast(self, q: np.ndarray, targets: np.ndarray, col: np.ndarray,
+                           tv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For unit queries q [n, D] of target rows `targets` (bank columns `col`, unit target vectors tv): the rank
+        of the true row (1 + bank rows scoring >= it, its own context rows excluded: ties count against the
+        prediction) and the share of candidates (the bank minus rows t-C .. t+1) strictly less similar than the
+        true next sentence."""
+        scores = q @ self.unit.T
+        n = len(targets)
+        true_c = (q * tv).sum(-1)
+        excl = targets[:, None] + np.arange(-self.C, 2)[None, :]
+        ecol, ein = self._cols(excl)
+        farther = scores < true_c[:, None]
+        r = np.arange(n)[:, None].repeat(excl.shape[1], 1)
+        farther[r[ein], ecol[ein]] = False
+        contrast = farther.sum(1) / np.maximum(len(self.rows) - ein.sum(1), 1)
+        ctx = targets[:, None] + np.arange(-self.C, 0)[None, :]
+        ccol, cin = self._cols(ctx)
+        r = np.arange(n)[:, None].repeat(self.C, 1)
+        scores[r[cin], ccol[cin]] = -np.inf
+        true = scores[np.arange(n), col].copy()
+        scores[np.arange(n), col] = -np.inf                      # the true row does not tie with itself
+        return 1 + (scores >= true[:, None]).sum(1), contrast
+
+    def score(self, pred: np.ndarray, targets: np.ndarray, vectors: np.ndarray,
+              chunk_elems: int = 1 << 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ranks, contrast shares, non-finite rows) of predictions `pred` for `targets`, in chunks of about
+        `chunk_elems` scores; a non-finite prediction is scored as the zero vector (and counted as bad)."""
+        targets = np.asarray(targets, dtype=np.int64)
+        pred = np.asarray(pred)
+        if len(pred) != len(targets):
+            raise ValueError(f"{len(pred)} predictions for {len(targets)} targets")
+        col = self.columns(targets)
+        bad = nonfinite_rows(pred)
+        q = _normalize(np.where(bad[:, None], 0.0, pred))
+        tv = _normalize(vectors[targets])
+        ranks, contrast = np.empty(len(targets), np.int64), np.empty(len(targets))
+        step = max(1, chunk_elems // max(len(self.rows), 1))
+        for s in range(0, len(targets), step):
+            e = min(s + step, len(targets))
+            ranks[s:e], contrast[s:e] = self.ranks_and_contrast(q[s:e], targets[s:e], col[s:e], tv[s:e])
+        return ranks, contrast, bad
+
+
 def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vectors: np.ndarray, context: int,
               chunk_elems: int = 1 << 24) -> dict[str, float]:
     """Hit@1, Hit@5 and MRR of the true next row among the bank ``vectors[bank_rows]``, ranked by cosine to pred.
@@ -324,36 +388,9 @@ def retrieval(pred: np.ndarray, targets: np.ndarray, bank_rows: np.ndarray, vect
     prediction, so a constant or all-zero prediction ranks last, not first. A non-finite prediction row scores 0
     on every measure. Queries are processed in chunks of about ``chunk_elems`` scores.
     """
-    targets = np.asarray(targets, dtype=np.int64)
-    bank_rows = np.unique(np.asarray(bank_rows, dtype=np.int64))   # sorted, de-duplicated
-    pred = np.asarray(pred)
-    if len(pred) != len(targets):
-        raise ValueError(f"{len(pred)} predictions for {len(targets)} targets")
     if len(targets) == 0:
         raise ValueError("retrieval needs at least one query")
-    col = np.searchsorted(bank_rows, targets)
-    missing = (col >= len(bank_rows)) | (bank_rows[np.minimum(col, len(bank_rows) - 1)] != targets)
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} target rows are not in bank_rows, e.g. {targets[missing][:5].tolist()}")
-    # context rows -> bank columns (or -1 when a context row is not in the bank)
-    ctx_rows = targets[:, None] + np.arange(-context, 0)[None, :]
-    ccol = np.searchsorted(bank_rows, ctx_rows)
-    in_bank = (ccol < len(bank_rows)) & (bank_rows[np.minimum(ccol, len(bank_rows) - 1)] == ctx_rows)
-
-    bank = _normalize(vectors[bank_rows])
-    bad = nonfinite_rows(pred)
-    q = _normalize(np.where(bad[:, None], 0.0, pred))
-    step = max(1, chunk_elems // max(len(bank_rows), 1))
-    ranks = np.empty(len(targets), dtype=np.int64)
-    for s in range(0, len(targets), step):
-        e = min(s + step, len(targets))
-        scores = q[s:e] @ bank.T                                   # [q, M]
-        r = np.arange(e - s)[:, None].repeat(context, 1)
-        m = in_bank[s:e]
-        scores[r[m], ccol[s:e][m]] = -np.inf
-        true = scores[np.arange(e - s), col[s:e]].copy()
-        scores[np.arange(e - s), col[s:e]] = -np.inf              # the true row does not tie with itself
-        ranks[s:e] = 1 + (scores >= true[:, None]).sum(1)
+    ranks, _, bad = Bank(vectors, bank_rows, context).score(pred, targets, vectors, chunk_elems)
     rr = np.where(bad, 0.0, 1.0 / ranks)
     return {"hit@1": float(((ranks <= 1) & ~bad).mean()), "hit@5": float(((ranks <= 5) & ~bad).mean()),
             "mrr": float(rr.mean())}

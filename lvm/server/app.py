@@ -99,29 +99,23 @@ def _json_response(data: Any, status_code: int = 200) -> Response:
 
 
 def _predict(state: LoadedModel, ctx: np.ndarray, article: np.ndarray | None = None) -> np.ndarray:
-    """Unit predictions for contexts [B, C, D]; a model that reads the article so far gets `article` [B, D], or,
-    when the client sent none, the context mean (the context is then the whole article so far)."""
-    with torch.inference_mode():
-        x = [torch.from_numpy(ctx)]
-        if state.article:
-            x.append(x[0].mean(dim=1) if article is None else torch.from_numpy(article))
-        if state.dtype != torch.float32:
-            x = [t.to(state.dtype) for t in x]
-        if state.autocast:
-            with torch.autocast("cpu", dtype=state.dtype):
-                out = state.model(*x).float()
-        else:
-            out = state.model(*x).float()
-        # scale by the largest entry first, so that squaring large outputs cannot overflow to a zero vector
-        peak = out.abs().amax(dim=-1, keepdim=True)
-        out = torch.nn.functional.normalize(out / peak.clamp_min(1e-30), dim=-1, eps=1e-12)
-        bad = ~(torch.isfinite(out).all(dim=-1) & (peak[:, 0] > 0))
+    """Unit predictions for contexts [B, C, D] through the one inference path the evaluation took
+    (lvm.evaluation.predictors.predict): a model that reads the article so far gets `article` [B, D], or, when
+    the client sent none, the context mean (the context is then the whole article so far). A non-finite or zero
+    prediction is refused."""
+    from lvm.evaluation.predictors import default_article, predict
+
+    if state.article and article is None:
+        article = default_article(ctx)
+    out = predict(state.model, ctx, "bf16" if state.autocast else "fp32", article=article if state.article
+                  else None, dtype=state.dtype)
+    bad = ~np.isfinite(out).all(axis=-1) | ~(out != 0).any(axis=-1)
     if bool(bad.any()):
-        first = int(torch.nonzero(bad)[0, 0])
+        first = int(np.flatnonzero(bad)[0])
         raise HTTPException(422, f"model v{state.version} gives no finite, non-zero prediction for "
                                  f"{int(bad.sum())} contexts, first contexts[{first}]: check that the values are "
                                  "embeddings of the model's encoder")
-    return out.numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the routes

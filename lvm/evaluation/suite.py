@@ -1,0 +1,236 @@
+"""Every held-out measure of every predictor in one pass over the windows: the metrics (lvm.evaluation.metrics.score)
+and the forward suite (lvm.evaluation.forward.forward_suite), with the same definitions and numbers, made fast.
+
+What makes it fast, and what it keeps:
+- One loop over batches of windows, every predictor inside it: the windows, their article summaries and the
+  shuffles are built once per batch for all predictors, and only per-window numbers are kept (cosines, ranks,
+  shares), never a [windows, D] array per pass, so memory does not grow with the passes.
+- An ensemble whose members are scored beside it (lvm.evaluation.predictors.SavedModel.member_keys) is not run
+  again: its prediction is `combine` of its members' predictions for the same windows, which is exactly how it
+  predicts anywhere (the server included). Only its rollout, which feeds its own predictions back, runs it.
+- The order tests (three ablations, a 5-step rollout: 8 of the ~10 prediction passes of a model) run on at most
+  ``ORDER_WINDOWS`` windows, a seeded sample of the set, with their intervals; on a set that small or smaller
+  they run on every window, as before. The rollout's first step is the plain prediction, not computed again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from lvm.evaluation.forward import (
+    ABLATIONS,
+    AFTER,
+    ROLLOUT_STEPS,
+    _ablate,
+    _rollout_step,
+    sentence_before,
+    without_before,
+)
+from lvm.evaluation.heldout import HeldOutSet
+from lvm.evaluation.metrics import Bank, _normalize, nonfinite_rows, paired_difference, per_example_cosine
+from lvm.evaluation.predictors import combine
+
+ORDER_WINDOWS = 4096
+
+
+class _Acc:
+    """Per-window numbers of one predictor."""
+
+    def __init__(self, n: int, n_order: int, offsets: list[int]):
+        z = np.zeros
+        self.cos_next, self.cos_last, self.cos_before = z(n), z(n), z(n)
+        self.cos_next_unseen, self.cos_before_unseen = z(n), z(n)
+        self.rank, self.contrast, self.bad = np.ones(n, np.int64), z(n), np.zeros(n, bool)
+        self.off_sum, self.off_n = dict.fromkeys(offsets, 0.0), dict.fromkeys(offsets, 0)
+        self.close_pred = 0.0
+        self.ablation = {k: z(n_order) for k in ABLATIONS}
+        self.roll = z(ROLLOUT_STEPS)
+        self.seconds = 0.0
+
+
+def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed: int = 0, n_boot: int = 2000,
+                     order_tests: bool = True, order_windows: int | None = ORDER_WINDOWS, batch_size: int = 4096,
+                     log: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """(metrics {name: score's flat dict + the forward suite's columns + "forward": the suite},
+    cosines {name: cos(prediction, next) per window}) for ``Windows`` predictors on `held`.
+    order_windows=None: the order tests on every window."""
+    t0 = time.perf_counter()
+    vectors, targets, C = held.vectors, held.targets, held.context
+    starts, ends = held.starts, held.ends
+    n = len(targets)
+    bank = Bank(vectors, held.bank, C)
+    bank_col = bank.columns(targets)
+    names = _order(predictors)
+    combos = _combos(predictors)
+    reads = {k: getattr(fn, "needs_article", True) for k, fn in predictors.items()}
+
+    rng_pick = np.random.default_rng(seed)
+    if order_tests:
+        pick = np.arange(n) if order_windows is None or n <= order_windows else \
+            np.sort(rng_pick.choice(n, order_windows, replace=False))
+    else:
+        pick = np.arange(0)
+    in_pick = np.full(n, -1)
+    in_pick[pick] = np.arange(len(pick))
+    offsets = list(range(-(C + 2), AFTER + 1))
+    acc = {k: _Acc(n, len(pick), offsets) for k in names}
+    close_tgt = 0.0
+    stash = {k: np.zeros((len(pick), vectors.shape[1]), np.float32) for k in names}
+    before_all, has_before = sentence_before(targets, C, starts)
+    last_log = time.perf_counter()
+
+    def run(name, fn, w, key, res):
+        if name in combos and key is not None:
+            return combine([res[m] for m in combos[name]])
+        s = time.perf_counter()
+        out = np.asarray(fn(w), np.float32)
+        acc[name].seconds += time.perf_counter() - s
+        return out
+
+    for s in range(0, n, batch_size):
+        sl = slice(s, min(s + batch_size, n))
+        t = targets[sl]
+        w = held.windows(t)
+        tgt = vectors[t]
+        tv = _normalize(tgt)
+        before = vectors[np.maximum(before_all[sl], 0)]
+        ctx = w.ctx
+        close_tgt += np.max([per_example_cosine(tgt, ctx[:, j]) for j in range(C)], axis=0).sum()
+        unseen_w = without_before(w, vectors, t, C, starts)
+        plain, unseen = {}, {}
+        for name in names:
+            fn, a = predictors[name], acc[name]
+            p = plain[name] = run(name, fn, w, "plain", plain)
+            a.bad[sl] = nonfinite_rows(p)
+            cn = a.cos_next[sl] = per_example_cosine(p, tgt)
+            a.cos_last[sl] = per_example_cosine(p, vectors[t - 1])
+            a.cos_before[sl] = per_example_cosine(p, before)
+            q = _normalize(np.where(a.bad[sl][:, None], 0.0, p))
+            a.rank[sl], a.contrast[sl] = bank.ranks_and_contrast(q, t, bank_col[sl], tv)
+            for k in offsets:
+                rows = t + k
+                ok = (rows >= starts[t]) & (rows < ends[t])
+                if ok.any():
+                    a.off_sum[k] += float(per_example_cosine(p[ok], vectors[rows[ok]]).sum())
+                    a.off_n[k] += int(ok.sum())
+            a.close_pred += np.max([per_example_cosine(p, ctx[:, j]) for j in range(C)], axis=0).sum()
+            if reads[name]:
+                pu = unseen[name] = run(name, fn, unseen_w, "unseen", unseen)
+                a.cos_next_unseen[sl] = per_example_cosine(pu, tgt)
+                a.cos_before_unseen[sl] = per_example_cosine(pu, before)
+            else:
+                a.cos_next_unseen[sl], a.cos_before_unseen[sl] = cn, a.cos_before[sl]
+            here = in_pick[sl]
+            stash[name][here[here >= 0]] = p[here >= 0]
+        if log and time.perf_counter() - last_log > 30:
+            last_log = time.perf_counter()
+            log(f"scored {sl.stop:,} / {n:,} windows, {sl.stop / (last_log - t0):.0f} windows/s")
+
+    if len(pick):
+        _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_size, run)
+    metrics = {name: _finish(acc[name], held, pick, offsets, close_tgt, n_boot, seed, reads[name], order_tests)
+               for name in predictors}
+    if log:
+        took = time.perf_counter() - t0
+        log(f"scored {len(predictors)} predictors on {n:,} windows ({len(pick):,} with the order tests) in "
+            f"{took:.1f} s, {n / took:.0f} windows/s; prediction seconds: " +
+            ", ".join(f"{k} {acc[k].seconds:.1f}" for k in names if acc[k].seconds > 0.05))
+    return metrics, {k: acc[k].cos_next for k in predictors}
+
+
+def _order(predictors: dict) -> list[str]:
+    """Predictors that combine others come after them."""
+    combos = _combos(predictors)
+    return [k for k in predictors if k not in combos] + [k for k in predictors if k in combos]
+
+
+def _combos(predictors: dict) -> dict[str, list[str]]:
+    """{ensemble: [its members' names]} for every ensemble whose members are all among the predictors."""
+    by_key = {getattr(fn, "key", None): k for k, fn in predictors.items() if getattr(fn, "key", None)}
+    out = {}
+    for k, fn in predictors.items():
+        members = getattr(fn, "member_keys", None)
+        if members and all(m in by_key for m in members) and \
+                all(fn.member_is(i, predictors[by_key[m]]) for i, m in enumerate(members)):
+            out[k] = [by_key[m] for m in members]
+    return out
+
+
+def _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_size, run) -> None:
+    """The ablations and the rollout on the picked windows (every window of a small set)."""
+    vectors = held.vectors
+    targets = held.targets[pick]
+    rng = np.random.default_rng(seed)
+    for s in range(0, len(targets), batch_size):
+        sl = slice(s, s + batch_size)
+        t = targets[sl]
+        w = held.windows(t)
+        tgt = vectors[t]
+        variants = {k: w.with_ctx(_ablate(w.ctx, k, rng)) for k in ABLATIONS}
+        for k, wk in variants.items():
+            res = {}
+            for name in names:
+                res[name] = run(name, predictors[name], wk, k, res)
+                acc[name].ablation[k][sl] = per_example_cosine(res[name], tgt)
+    full = np.nonzero(targets + ROLLOUT_STEPS - 1 < held.ends[targets])[0]
+    for name in names:
+        a = acc[name]
+        a.roll_n = len(full)
+        for s in range(0, len(full), batch_size):
+            idx = full[s:s + batch_size]
+            t = targets[idx]
+            w = held.windows(t)
+            out = stash[name][idx]
+            for j in range(ROLLOUT_STEPS):
+                if j:
+                    out = run(name, predictors[name], w, None, {})
+                a.roll[j] += per_example_cosine(out, vectors[t + j]).sum()
+                w = _rollout_step(w, out)
+
+
+def _finish(a: _Acc, held: HeldOutSet, pick, offsets, close_tgt, n_boot, seed, reads_article, order_tests) -> dict:
+    vectors, targets, C = held.vectors, held.targets, held.context
+    n = len(targets)
+    groups = held.target_groups
+    bad = a.bad
+    score = {"cosine": float(a.cos_next.mean()),
+             "hit@1": float(((a.rank <= 1) & ~bad).mean()), "hit@5": float(((a.rank <= 5) & ~bad).mean()),
+             "mrr": float(np.where(bad, 0.0, 1.0 / a.rank).mean()),
+             "direction_margin": float((a.cos_next - a.cos_last).mean()),
+             "nonfinite": float(bad.mean()), "n": int(n)}
+    _, has_before = sentence_before(targets, C, held.starts)
+
+    def margin(cos_q, other, ok):
+        if not ok.any():
+            return {"diff": None, "ci95": [None, None], "groups": 0, "n": 0}
+        return paired_difference(cos_q[ok], other[ok], groups[ok], n_boot=n_boot, seed=seed)
+
+    served = margin(a.cos_next, a.cos_before, has_before)
+    fwd = margin(a.cos_next_unseen, a.cos_before_unseen, has_before) if reads_article else served
+    everyone = np.ones(n, bool)
+    direction = margin(a.cos_next, a.cos_last, everyone)
+    echo = paired_difference(a.cos_next, per_example_cosine(vectors[targets - 1], vectors[targets]), groups,
+                             n_boot=n_boot, seed=seed)
+    ablations = {}
+    if order_tests and len(pick):
+        for k in ABLATIONS:
+            ca = a.ablation[k]
+            ablations[k] = {"cosine": float(ca.mean()), **{("drop" if x == "diff" else x): v for x, v in
+                            paired_difference(a.cos_next[pick], ca, groups[pick], n_boot=n_boot, seed=seed).items()}}
+    roll_n = getattr(a, "roll_n", 0)
+    roll = {"steps": list(range(1, ROLLOUT_STEPS + 1)), "cosine": [float(v / roll_n) for v in a.roll] if roll_n
+            else [], "n": int(roll_n)}
+    sweep = {"k": offsets, "cosine": [a.off_sum[k] / a.off_n[k] if a.off_n[k] else None for k in offsets],
+             "n": [a.off_n[k] for k in offsets], "input": [-C <= k <= -1 for k in offsets]}
+    den = close_tgt / n
+    suite = {"n": int(n), "context": C, "cosine": score["cosine"], "offsets": sweep, "forward_margin": fwd,
+             "forward_margin_served": served, "direction_margin": direction, "gain_over_last_input": echo,
+             "ablations": ablations, "rollout": roll, "order_windows": int(len(pick)),
+             "contrastive_accuracy": float(np.where(bad, 0.0, a.contrast).mean()),
+             "paraphrase_ratio": float((a.close_pred / n) / den) if abs(den) > 1e-12 else None}
+    from lvm.evaluation.forward import summary
+
+    return {**score, **summary(suite), "forward": suite}
