@@ -97,8 +97,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
+    from lvm.ingest.backends import DEFAULT_BACKEND, load_encoder
     from lvm.ingest.build import read_corpora
-    from lvm.ingest.embedding import DEFAULT_BACKEND, DEFAULT_GROUP, embed_documents, load_encoder
+    from lvm.ingest.embedding import DEFAULT_GROUP, embed_documents
 
     corpora = [str(c) for c in (args.corpus or DEFAULT_CORPORA)]
     print(describe_machine(), flush=True)

@@ -9,9 +9,10 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lvm.data.dataset import file_hash
+from lvm.ingest.backends import resolve_backend
 from lvm.ingest.build import corpus_name
 from lvm.ingest.corpus import corpus_fingerprint
-from lvm.ingest.embedding import DEFAULT_GROUP, groups, resolve_backend
+from lvm.ingest.embedding import DEFAULT_GROUP, groups
 from lvm.ingest.encoders import DEFAULT_ENCODER
 from lvm.util.paths import data_dir
 from tasks.caching import code_version

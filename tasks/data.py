@@ -20,9 +20,10 @@ from lvm.data.dataset import (
     write_table,
 )
 from lvm.data.table import DEFAULT_CONTEXT
+from lvm.ingest.backends import load_encoder
 from lvm.ingest.build import assemble_table, corpus_name
 from lvm.ingest.corpus import Document, read_corpus
-from lvm.ingest.embedding import embed_document, load_encoder, read_cached
+from lvm.ingest.embedding import embed_document, read_cached
 from lvm.util.paths import runs_dir
 from tasks.caching import by_file_content, by_inputs
 from tasks.records import DatasetRecord, SplitRecord

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from prefect import task
 
+from lvm.ingest.backends import load_encoder
 from lvm.ingest.corpus import Document
-from lvm.ingest.embedding import cache_path, embed_documents, encoder_key, load_encoder
+from lvm.ingest.embedding import cache_path, embed_documents, encoder_key
 from lvm.util.paths import embedding_cache_dir
 from tasks.caching import by_inputs
 

@@ -115,8 +115,8 @@ def test_a_context_mean_model_is_named_order_blind_and_backward_biased_with_numb
     from lvm.diagnosis.rules import forward_findings
 
     table = make_table(n_articles=30, length=14)
-    from lvm.evaluation.forward import forward_suite
     from lvm.evaluation.metrics import article_starts
+    from lvm.evaluation.suite import forward_suite
 
     starts = article_starts(table.position)
     t = np.flatnonzero(table.position >= 3)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lvm.ingest.backends import resolve_backend
 from lvm.ingest.corpus import Document, read_corpus
-from lvm.ingest.embedding import cache_path, embed_document, embed_documents, encoder_key, groups, resolve_backend
+from lvm.ingest.embedding import cache_path, embed_document, embed_documents, encoder_key, groups
 from lvm.ingest.encoders import HashEncoder
 
 
@@ -125,7 +126,7 @@ def test_cli_rejects_an_unknown_backend(tmp_path):
 
 
 def test_the_bf16_backend_is_chosen_only_when_faithful_and_faster():
-    from lvm.ingest.backend_choice import pick
+    from lvm.ingest.backends import pick
 
     onnx = {"rate": 200.0, "min_cosine": 1.0}
     assert pick({"onnx": onnx}) == "onnx"
@@ -135,18 +136,18 @@ def test_the_bf16_backend_is_chosen_only_when_faithful_and_faster():
 
 
 def test_the_backend_choice_is_measured_once_per_cpu_and_kept(tmp_path, monkeypatch):
-    from lvm.ingest import backend_choice
+    from lvm.ingest import backends
 
     monkeypatch.delenv("LVM_EMBED_BACKEND", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
-    monkeypatch.setattr(backend_choice, "_sample", lambda: ["One sentence.", "Another one."])
-    monkeypatch.setattr(backend_choice, "measure", lambda s: calls.append(s) or {
+    monkeypatch.setattr(backends, "_sample", lambda: ["One sentence.", "Another one."])
+    monkeypatch.setattr(backends, "measure", lambda s: calls.append(s) or {
         "onnx": {"rate": 100.0, "min_cosine": 1.0}, "torch-bf16": {"rate": 150.0, "min_cosine": 0.99995}})
-    assert backend_choice.choose_backend() == "torch-bf16" and len(calls) == 1
-    assert backend_choice.choose_backend() == "torch-bf16" and len(calls) == 1  # read back, not measured again
-    kept = json.loads(backend_choice.choice_file().read_text())
-    assert kept[backend_choice.cpu_signature()]["measured"]["torch-bf16"]["rate"] == 150.0
+    assert backends.choose_backend() == "torch-bf16" and len(calls) == 1
+    assert backends.choose_backend() == "torch-bf16" and len(calls) == 1  # read back, not measured again
+    kept = json.loads(backends.choice_file().read_text())
+    assert kept[backends.cpu_signature()]["measured"]["torch-bf16"]["rate"] == 150.0
 
 
 def test_bf16_vectors_are_unit_and_faithful_where_the_cpu_runs_bf16():
@@ -154,7 +155,7 @@ def test_bf16_vectors_are_unit_and_faithful_where_the_cpu_runs_bf16():
 
     if not bf16_supported("cpu"):
         pytest.skip("this CPU has no native bf16 (AVX-512-bf16 or AMX): the torch-bf16 backend is never chosen here")
-    from lvm.ingest.embedding import load_encoder
+    from lvm.ingest.backends import load_encoder
 
     sents = ["The cat sat on the mat.", "A completely different sentence about the stock market today."]
     a, b = load_encoder(None, "torch").encode(sents), load_encoder(None, "torch-bf16").encode(sents)

@@ -4,8 +4,9 @@ rotation model, a trained model on sequences with a real forward signal."""
 import numpy as np
 import pytest
 
-from lvm.evaluation.forward import ROLLOUT_STEPS, contrastive_accuracy, forward_suite, summary
+from lvm.evaluation.forward import ROLLOUT_STEPS, contrastive_accuracy, summary
 from lvm.evaluation.metrics import article_starts
+from lvm.evaluation.suite import forward_suite
 
 C, D = 3, 16
 

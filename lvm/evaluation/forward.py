@@ -29,8 +29,6 @@ sentences shows itself:
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from lvm.evaluation.metrics import (
@@ -110,28 +108,6 @@ def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> floa
         return np.max([per_example_cosine(x, ctx[:, j]) for j in range(ctx.shape[1])], axis=0).mean()
     den = closeness(tgt)
     return float(closeness(pred) / den) if abs(den) > 1e-12 else None  # None: JSON has no nan
-
-
-def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, targets: np.ndarray,
-                  bank_rows: np.ndarray, context: int, starts: np.ndarray, groups: np.ndarray | None = None,
-                  seed: int = 0, batch_size: int = 4096, n_boot: int = 2000, order_tests: bool = True,
-                  order_windows: int | None = None) -> dict:
-    """Every forward measure of ``predict_fn`` on windows ``targets`` (JSON-able): lvm.evaluation.suite's one
-    pass for a single predictor. ``groups``: the article of each row for the intervals (default: its start row).
-    ``order_tests=False`` leaves out the ablations and the rollout; ``order_windows`` caps the windows they run on
-    (None: every window)."""
-    from lvm.evaluation.heldout import HeldOutSet
-    from lvm.evaluation.suite import score_predictors
-
-    targets = np.asarray(targets, dtype=np.int64)
-    if len(targets) == 0:
-        raise ValueError("the forward suite needs at least one window")
-    starts = np.asarray(starts, dtype=np.int64)
-    held = HeldOutSet(vectors, targets, np.asarray(bank_rows), starts, starts if groups is None else
-                      np.asarray(groups), int(context))
-    metrics, _ = score_predictors({"p": predict_fn}, held, seed=seed, n_boot=n_boot, order_tests=order_tests,
-                                  order_windows=order_windows, batch_size=batch_size)
-    return metrics["p"]["forward"]
 
 
 #: Flat columns of the suite for tables and the decision: name -> (path in the suite's dict).

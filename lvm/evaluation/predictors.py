@@ -48,7 +48,8 @@ def predict_unit(model: torch.nn.Module, ctx: np.ndarray, article: np.ndarray | 
         article = np.asarray(article, dtype=np.float32)
         if article.shape != (ctx.shape[0], ctx.shape[2]):
             raise ValueError(f"article must be [B, D] = {(ctx.shape[0], ctx.shape[2])}, got shape {article.shape}")
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     out = []

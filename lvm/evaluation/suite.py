@@ -30,7 +30,7 @@ from lvm.evaluation.forward import (
     without_before,
 )
 from lvm.evaluation.heldout import HeldOutSet
-from lvm.evaluation.metrics import Bank, _normalize, nonfinite_rows, paired_difference, per_example_cosine
+from lvm.evaluation.metrics import Bank, Windows, _normalize, nonfinite_rows, paired_difference, per_example_cosine
 from lvm.evaluation.predictors import combine
 
 ORDER_WINDOWS = 4096
@@ -139,6 +139,25 @@ def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed:
             f"{took:.1f} s, {n / took:.0f} windows/s; prediction seconds: " +
             ", ".join(f"{k} {acc[k].seconds:.1f}" for k in names if acc[k].seconds > 0.05))
     return metrics, {k: acc[k].cos_next for k in predictors}
+
+
+def forward_suite(predict_fn: Callable[[Windows], np.ndarray], vectors: np.ndarray, targets: np.ndarray,
+                  bank_rows: np.ndarray, context: int, starts: np.ndarray, groups: np.ndarray | None = None,
+                  seed: int = 0, batch_size: int = 4096, n_boot: int = 2000, order_tests: bool = True,
+                  order_windows: int | None = None) -> dict:
+    """Every forward measure of ``predict_fn`` on windows ``targets`` (JSON-able): lvm.evaluation.suite's one
+    pass for a single predictor. ``groups``: the article of each row for the intervals (default: its start row).
+    ``order_tests=False`` leaves out the ablations and the rollout; ``order_windows`` caps the windows they run on
+    (None: every window)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if len(targets) == 0:
+        raise ValueError("the forward suite needs at least one window")
+    starts = np.asarray(starts, dtype=np.int64)
+    held = HeldOutSet(vectors, targets, np.asarray(bank_rows), starts, starts if groups is None else
+                      np.asarray(groups), int(context))
+    metrics, _ = score_predictors({"p": predict_fn}, held, seed=seed, n_boot=n_boot, order_tests=order_tests,
+                                  order_windows=order_windows, batch_size=batch_size)
+    return metrics["p"]["forward"]
 
 
 def _order(predictors: dict) -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 from lvm.data.dataset import write_table
 from lvm.data.shards import write_shards
 from lvm.data.table import SentenceTable
+from lvm.ingest.backends import load_encoder, resolve_backend
 from lvm.ingest.corpus import Document, read_corpus
 from lvm.ingest.embedding import (
     DEFAULT_CACHE,
@@ -17,8 +18,6 @@ from lvm.ingest.embedding import (
     RateLog,
     cache_root,
     embed_documents,
-    load_encoder,
-    resolve_backend,
 )
 from lvm.ingest.encoders import Encoder
 from lvm.ingest.row_checks import report_lines, table_row_report
@@ -58,7 +57,7 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     .parquet is written as a folder of Parquet shards (lvm.data.shards). out=None:
     lvm.util.paths.default_dataset_path(). detokenize: undo Moses tokenisation (None: WikiText and text that looks
     tokenised, see lvm.ingest.corpus.read_corpus). backend: torch | onnx | onnx-int8 (None:
-    lvm.ingest.embedding.resolve_backend); group_sentences <= 0 encodes one document per call."""
+    lvm.ingest.backends.resolve_backend); group_sentences <= 0 encodes one document per call."""
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
     out = Path(out) if out is not None else default_dataset_path()
     sharded = out.suffix.lower() != ".parquet"  # a folder of Parquet shards (lvm.data.shards), for big corpora

@@ -26,10 +26,6 @@ from lvm.util.paths import embedding_cache_dir
 
 DEFAULT_CACHE = "default"  # cache_dir=DEFAULT_CACHE: lvm.util.paths.embedding_cache_dir(), read when called
 
-BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
-DEFAULT_BACKEND = "onnx"  # exact to fp32 rounding; onnx-int8 missed the fidelity rule (see bench/EMBED_RESULTS.md)
-# the bundled model's backend when none is named: measured once per CPU (lvm.ingest.backend_choice), DEFAULT_BACKEND
-# unless torch-bf16 is faster there and faithful (minimum cosine to fp32 >= 0.9999 on a real sample)
 DEFAULT_GROUP = 4096
 
 
@@ -37,42 +33,6 @@ def encoder_key(encoder) -> str:
     """The name the cache and the table's meta use: the model, plus `@backend` unless it is the torch path."""
     backend = getattr(encoder, "backend", "torch")
     return encoder.name if backend == "torch" else f"{encoder.name}@{backend}"
-
-
-def resolve_backend(encoder_name: str | None, backend: str | None) -> str:
-    """An explicit backend as given (checked); None or "auto": for the bundled model, the backend measured fastest
-    and faithful on this CPU (lvm.ingest.backend_choice.choose_backend, once per CPU and versions); `torch` for
-    every other model."""
-    from lvm.ingest.encoders import is_bundled
-
-    if backend not in (None, "auto"):
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown encoder backend {backend!r}: choose one of auto, {', '.join(BACKENDS)}")
-        return backend
-    if not is_bundled(encoder_name) or (encoder_name or "").startswith("hash:"):
-        return "torch"
-    from lvm.ingest.backend_choice import choose_backend
-
-    return choose_backend()
-
-
-_ONNX: dict[tuple, object] = {}
-
-
-def load_encoder(name: str | None = None, backend: str = "torch", device: str = "cpu"):
-    """The encoder for a name on a backend, loaded once per process: torch is lvm.ingest.encoders.get_encoder (the
-    exact sentence-transformers path, and hash:D whatever the backend); onnx and onnx-int8 are
-    lvm.ingest.onnx_backend (CPU)."""
-    from lvm.ingest.encoders import DEFAULT_ENCODER, get_encoder
-
-    if backend in ("torch", "torch-bf16") or (name or "").startswith("hash:"):
-        return get_encoder(name, device, "bf16" if backend == "torch-bf16" else "fp32")
-    key = (name or DEFAULT_ENCODER, resolve_backend(name, backend))
-    if key not in _ONNX:
-        from lvm.ingest.onnx_backend import onnx_encoder
-
-        _ONNX[key] = onnx_encoder(*key)
-    return _ONNX[key]
 
 
 def cache_root(cache_dir) -> Path | None:

@@ -113,7 +113,7 @@ _CACHE: dict[str, Encoder] = {}
 
 def get_encoder(name: str | None = None, device: str = "cpu", precision: str = "fp32") -> Encoder:
     """The encoder for a name (None → the bundled default) on the exact sentence-transformers path (bf16: under
-    autocast); loaded once per process. Other backends (ONNX Runtime): lvm.ingest.embedding.load_encoder."""
+    autocast); loaded once per process. Other backends (ONNX Runtime): lvm.ingest.backends.load_encoder."""
     name = name or DEFAULT_ENCODER
     key = f"{name}@{device}@{precision}"
     if key not in _CACHE:

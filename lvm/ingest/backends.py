@@ -1,11 +1,13 @@
-"""Which backend embeds with the bundled model on this CPU: measured, once, then remembered.
+"""Which backend embeds, and loading an encoder on it.
 
-Candidates: ONNX Runtime fp32 (DEFAULT_BACKEND, exact to fp32 rounding) and, where the CPU runs bf16 natively
-(AVX-512-bf16 or AMX, lvm.util.hardware.bf16_supported), torch under bf16 autocast. Both encode the same real
-sample (prose of the built-in corpus); torch-bf16 is chosen only when its minimum cosine to the fp32 vectors is at
-least FIDELITY and it is at least MIN_GAIN faster, so the choice is never slower than the default and never less
-faithful than the rule. The result, with its measurements, is kept per CPU model, CPU flags and library versions
-in ~/.cache/lvm-pipeline/backend-choice.json (XDG_CACHE_HOME honoured; LVM_EMBED_BACKEND overrides it all).
+Backends: `torch` (the exact sentence-transformers path), `torch-bf16` (the same under bf16 autocast), `onnx` and
+`onnx-int8` (ONNX Runtime, lvm.ingest.onnx_backend). When none is named, the bundled model's backend is measured,
+once per CPU and library versions, then remembered: ONNX Runtime fp32 (DEFAULT_BACKEND, exact to fp32 rounding)
+unless, where the CPU runs bf16 natively (AVX-512-bf16 or AMX, lvm.util.hardware.bf16_supported), torch-bf16 is
+both faithful (minimum cosine to the fp32 vectors >= FIDELITY on a real sample: prose of the built-in corpus) and at
+least MIN_GAIN faster, so the choice is never slower than the default and never less faithful than the rule. The
+result, with its measurements, is kept in ~/.cache/lvm-pipeline/backend-choice.json (XDG_CACHE_HOME honoured;
+LVM_EMBED_BACKEND overrides it all).
 """
 
 from __future__ import annotations
@@ -15,9 +17,47 @@ import os
 import time
 from pathlib import Path
 
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+DEFAULT_BACKEND = "onnx"  # exact to fp32 rounding; onnx-int8 missed the fidelity rule (BENCHMARKS.md)
+# the bundled model's backend when none is named: measured once per CPU (choose_backend below), DEFAULT_BACKEND
+# unless torch-bf16 is faster there and faithful (minimum cosine to fp32 >= 0.9999 on a real sample)
 FIDELITY = 0.9999
 MIN_GAIN = 1.05
 SAMPLE = 384
+
+
+def resolve_backend(encoder_name: str | None, backend: str | None) -> str:
+    """An explicit backend as given (checked); None or "auto": for the bundled model, the backend measured fastest
+    and faithful on this CPU (choose_backend, once per CPU and versions); `torch` for
+    every other model."""
+    from lvm.ingest.encoders import is_bundled
+
+    if backend not in (None, "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {backend!r}: choose one of auto, {', '.join(BACKENDS)}")
+        return backend
+    if not is_bundled(encoder_name) or (encoder_name or "").startswith("hash:"):
+        return "torch"
+    return choose_backend()
+
+
+_ONNX: dict[tuple, object] = {}
+
+
+def load_encoder(name: str | None = None, backend: str = "torch", device: str = "cpu"):
+    """The encoder for a name on a backend, loaded once per process: torch is lvm.ingest.encoders.get_encoder (the
+    exact sentence-transformers path, and hash:D whatever the backend); onnx and onnx-int8 are
+    lvm.ingest.onnx_backend (CPU)."""
+    from lvm.ingest.encoders import DEFAULT_ENCODER, get_encoder
+
+    if backend in ("torch", "torch-bf16") or (name or "").startswith("hash:"):
+        return get_encoder(name, device, "bf16" if backend == "torch-bf16" else "fp32")
+    key = (name or DEFAULT_ENCODER, resolve_backend(name, backend))
+    if key not in _ONNX:
+        from lvm.ingest.onnx_backend import onnx_encoder
+
+        _ONNX[key] = onnx_encoder(*key)
+    return _ONNX[key]
 
 
 def choice_file() -> Path:
@@ -57,7 +97,6 @@ def measure(sample: list[str]) -> dict:
     """Sentences/s (after one warm-up batch) and minimum cosine to ONNX fp32 for each candidate on this CPU."""
     import numpy as np
 
-    from lvm.ingest.embedding import load_encoder
     from lvm.util.hardware import bf16_supported
 
     out, ref = {}, None
