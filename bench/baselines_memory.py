@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
-from lvm.evaluation.metrics import fit_baselines  # noqa: E402
+from lvm.evaluation.baselines import fit_baselines  # noqa: E402
 
 
 def main(argv=None) -> None:

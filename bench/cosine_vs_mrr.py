@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe_machine  # noqa: E402
 from lvm.data.dataset import read_table, split_articles  # noqa: E402
 from lvm.data.table import gather_windows, window_targets  # noqa: E402
-from lvm.evaluation.metrics import cosine, fit_baselines, retrieval  # noqa: E402
+from lvm.evaluation.baselines import fit_baselines  # noqa: E402
+from lvm.evaluation.metrics import cosine, retrieval  # noqa: E402
 
 
 def score(pred, targets, bank, vectors, context) -> tuple[float, float]:

@@ -313,7 +313,8 @@ def fiction_ceiling(data: Data, out: Path) -> dict:
     of one book share its characters and plot, so this is an optimistic, in-domain ceiling for what a model trained
     elsewhere can reach there."""
     from lvm.data.table import window_targets
-    from lvm.evaluation.metrics import fit_baselines, paired_difference, per_example_cosine, predict_rows
+    from lvm.evaluation.baselines import fit_baselines
+    from lvm.evaluation.metrics import paired_difference, per_example_cosine, predict_rows
     from lvm.evaluation.predictors import model_predictor
     from lvm.train.config import TrainConfig
     from lvm.train.trainer import fit

@@ -232,7 +232,8 @@ def train_lvm(
                             registry, lineage, split.path)
     elif decision.branch == "investigate":
         if trained:
-            evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context")}
+            evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context", "gates",
+                                            "baseline_threshold", "deploy_threshold")}
             diagnosis = diagnose_run(str(run_dir), evidence)
             report = diagnosis["report"]
             create_markdown_artifact(markdown=diagnosis["markdown"], key="lvm-diagnosis",

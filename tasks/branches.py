@@ -50,7 +50,7 @@ def diagnose_run(run_dir: str, evidence: dict) -> dict:
     from lvm.diagnosis.evidence import diagnose
     from lvm.diagnosis.render import markdown_with_images, write_report
 
-    diagnosis = diagnose(run_dir)
+    diagnosis = diagnose(run_dir, log=get_run_logger().info)
     report = write_report(diagnosis)["report.md"]  # into the run folder's report/
     get_run_logger().info("diagnosis: %s (report: %s)", diagnosis.verdict, report)
     return {"verdict": diagnosis.verdict, "report": report, "markdown": markdown_with_images(diagnosis)}

@@ -20,7 +20,8 @@ def evaluate_models(dataset: DatasetRecord, split: SplitRecord, trained: dict, c
     """`trained` maps arch → model folder; `code_version` is only part of the cache key; `ood` a second validated
     table (load_and_validate's record) scored whole. Returns {"part", "n", "models": {arch: metrics + forward
     suite}, "baselines": {...}, "ood": {...}}."""
-    return compare(dataset.path, split.path, trained, context, part, ood.path if ood else None)
+    return compare(dataset.path, split.path, trained, context, part, ood.path if ood else None,
+                   log=get_run_logger().info)
 
 
 @task(name="find-champion", cache_policy=NO_CACHE)

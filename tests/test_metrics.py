@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from lvm.data.table import gather_windows
-from lvm.evaluation import metrics
+from lvm.evaluation import baselines as metrics
+from lvm.evaluation.baselines import fit_baselines, fit_ridge
 from lvm.evaluation.metrics import (
     cosine,
     direction_margin,
     evaluate,
     evaluate_baselines,
-    fit_baselines,
-    fit_ridge,
     per_example_cosine,
     retrieval,
     score,

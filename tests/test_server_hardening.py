@@ -310,3 +310,17 @@ def test_slow_body_gets_408(registry):
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("token", ["   ", "", "\t"])
+def test_a_blank_token_is_refused_before_start_up(registry, no_run, token):
+    res, _ = serve_cli("--root", str(registry.root), "--host", "0.0.0.0", "--token", token)
+    assert res.exit_code == 2 and "error:" in res.output and "blank" in res.output and no_run == [], res.output
+
+
+def test_a_token_with_spaces_around_it_is_compared_stripped(registry):
+    with TestClient(create_app(registry.root, token="abc ")) as client:
+        body = {"contexts": contexts().tolist()}
+        for header in ("Bearer abc", "Bearer abc ", "Bearer  abc"):
+            assert client.post("/predict", json=body, headers={"Authorization": header}).status_code == 200, header
+        assert client.post("/predict", json=body, headers={"Authorization": "Bearer abd"}).status_code == 401

@@ -125,8 +125,10 @@ def _loadable(model_dirs: dict) -> dict:
     return {a: d for a, d in model_dirs.items() if (Path(d) / "config.json").is_file()}
 
 
-def diagnose(run_dir) -> Diagnosis:
-    """Diagnose a finished training run folder: the evidence, judged by `lvm.diagnosis.rules`. Writes nothing."""
+def diagnose(run_dir, log=None) -> Diagnosis:
+    """Diagnose a finished training run folder: the evidence, judged by `lvm.diagnosis.rules`. Writes nothing.
+    `log(str)`: what it is doing, as it goes."""
+    say = log or (lambda m: None)
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     run_name = str(run.get("run_name") or run_dir.name)
@@ -163,6 +165,8 @@ def diagnose(run_dir) -> Diagnosis:
     held = HeldOutSet.of(table, split.part(eval_part), context, eval_part)
     fitted = cached_baselines(vecs, targets["train"], context, file_hash(data_path), split.record(), starts)
     scored = _run_scores(run_dir, eval_part, len(eval_t), data_changed)
+    say(f"diagnosis of {run_name}: the {eval_part} part's {len(eval_t):,} windows; " + (
+        "the run's own scores (comparison.json)" if scored else "no usable comparison.json: scoring them here"))
     if scored is None:  # an older run, or its data changed: score here, the one way the flow scores
         metrics, _ = score_all({**{a: model_predictor(d) for a, d in _loadable(run["models"]).items()}, **fitted},
                                held)
@@ -193,6 +197,7 @@ def diagnose(run_dir) -> Diagnosis:
             m.error = str(e)
             models[arch] = m
             continue
+        say(f"diagnosis: {arch}'s predictions on the {eval_part}, training and validation windows")
         m.parameters = predict.parameters
         m.residual = bool(predict.config.get("residual", False))
         m.loss = dict(predict.config.get("loss") or {})

@@ -21,12 +21,10 @@ Verdict rules (for the BEST model by test cosine; the first rule that holds wins
 Other models' problems and data notes (small data, anisotropy, duplicates, tiny test split, thresholds that even
 the baselines cannot reach, training still improving) are listed as further findings.
 
-Forward evidence (``lvm.evaluation.forward``, for every model and baseline on the same windows): per model a
-``backward_bias`` finding (forward margin or its interval's low end <= 0) or an ``order_blind`` finding (shuffling
-the context costs under ``lvm.decision.MIN_SHUFFLE_DROP`` cosine, or its interval reaches 0), with the numbers;
-these are findings, not verdicts.
-
-Nothing here reads a file or runs a model: the rules can be tested on numbers alone.
+Forward evidence (the run's own forward suite): per model a ``backward_bias`` finding (forward margin or its low end
+at or below the run's ``min_forward_margin``) or an ``order_blind`` one (shuffling costs under its
+``min_shuffle_drop``, or the interval reaches 0), with the numbers: findings, not verdicts. Nothing here reads a
+file or runs a model: the rules can be tested on numbers alone.
 """
 
 from __future__ import annotations
@@ -39,14 +37,10 @@ from lvm.decision import BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MIN_FORWARD_MARGI
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
-#: train-minus-val cosine at or above which a model is said to memorise.
-MEMORISATION_GAP = 0.10
-#: validation "peaked early" when its best epoch falls in this first fraction of the epochs run ...
-EARLY_PEAK_FRACTION = 0.5
-#: ... while training cosine rose by at least this much after that epoch.
-TRAIN_RISE = 0.05
-#: mean per-dimension std of unit predictions / that of unit targets below this: collapse.
-COLLAPSE_SPREAD_RATIO = 0.25
+MEMORISATION_GAP = 0.10  # train-minus-val cosine at or above which a model is said to memorise
+EARLY_PEAK_FRACTION = 0.5  # validation "peaked early" when its best epoch falls in this first fraction ...
+TRAIN_RISE = 0.05  # ... while training cosine rose by at least this much after that epoch
+COLLAPSE_SPREAD_RATIO = 0.25  # mean per-dimension std of unit predictions / that of unit targets below this
 #: below this ratio (but above COLLAPSE_SPREAD_RATIO) predictions are reported as "narrow" (a note, not a verdict).
 NARROW_SPREAD_RATIO = 0.5
 #: direction margin below this counts towards "copying" ...

@@ -160,7 +160,9 @@ class _Routes:
         self.holder = holder
         self.registry = registry
         self.alias = alias
-        self.token_bytes = token.encode() if token else None
+        if token is not None and not token.strip():
+            raise ValueError("the token is blank: anyone could send it")
+        self.token_bytes = token.strip().encode() if token is not None else None
         self.bank = bank
         self.encoder = encoder
         self.max_batch = max_batch
@@ -376,7 +378,7 @@ def serve(
     side by side in the thread pool, and more intra-op threads than free cores makes small forward passes many
     times slower.
     """
-    token = token or os.environ.get(TOKEN_ENV) or None
+    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     check_serve_options(host, port, token, dtype=dtype, max_batch=max_batch, torch_threads=torch_threads,
                         log_level=log_level, insecure_no_token=insecure_no_token)
     logging.basicConfig(level=getattr(logging, log_level.upper()),

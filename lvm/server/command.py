@@ -43,7 +43,8 @@ def serve(
     from lvm.util.paths import registry_dir
 
     # before `import lvm.server.app` (torch): a refused start-up takes well under a second
-    check_serve_options(host, port, token or os.environ.get(TOKEN_ENV) or None, dtype=dtype, max_batch=max_batch,
+    check_serve_options(host, port, token if token is not None else (os.environ.get(TOKEN_ENV) or None),
+                        dtype=dtype, max_batch=max_batch,
                         torch_threads=torch_threads, log_level=log_level, insecure_no_token=insecure_no_token)
     use_onednn = _on_off(onednn, "--onednn")
     from lvm.server.app import serve as run

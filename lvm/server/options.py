@@ -44,6 +44,9 @@ def check_serve_options(host: str, port: int, token: str | None, *, dtype: str =
         raise ValueError(f"--log-level must be one of debug, info, warning, error, critical, got {log_level!r}")
     if not host or not isinstance(host, str):
         raise ValueError(f"--host must be an address, got {host!r}")
+    if token is not None and not token.strip():
+        raise ValueError("--token is blank (rule: a token has at least one non-space character): anyone could send "
+                         f"it. Pass a real token (or set {TOKEN_ENV}), or leave it out on a loopback address")
     if token is None and not is_loopback(host) and not insecure_no_token:
         raise ValueError(f"refusing to serve on {host} without a token: anyone who can reach it could call the "
                          f"model. Pass --token (or set {TOKEN_ENV}), bind to 127.0.0.1, or pass "

@@ -359,7 +359,7 @@ def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, f
     encoder) and returns a small JSON-able summary.
 
     baselines: True = fit them here (memoised per process; the ridge fit is the slow part at D=768),
-    a dict of fitted `lvm.evaluation.metrics.Baseline`s to reuse, or False to leave them out of metrics.json.
+    a dict of fitted `lvm.evaluation.baselines.Baseline`s to reuse, or False to leave them out of metrics.json.
     held_out=False: validation only (the flow scores the test split once, for every model, in its evaluate stage)."""
     table_path = Path(table_path)
     table = read_table(table_path)
