@@ -264,3 +264,25 @@ def test_model_and_checkpoint_files_get_the_umask_mode(data, tmp_path):
     modes = {f.relative_to(out).as_posix(): oct(f.stat().st_mode & 0o777) for f in files}
     assert set(modes.values()) == {oct(0o644)}, modes
 
+
+
+@pytest.mark.parametrize("key, name", [("state_file", "/etc/passwd"), ("state_file", "../../outside.pt"),
+                                       ("best_file", "/etc/hostname"), ("state_file", 7)])
+def test_checkpoint_file_names_never_point_outside_the_checkpoint_folder(data, tmp_path, monkeypatch, key, name):
+    """checkpoint.json is data: a state_file or best_file that is not a plain name inside the folder is refused,
+    naming the key, before anything is opened (#28 item 11)."""
+    import builtins
+
+    path, table, tr, va = data
+    out = tmp_path / "hostile"
+    fit(tiny(epochs=1), table.vectors, tr, va, out)
+    ck = out / CHECKPOINT_DIR
+    state = json.loads((ck / CHECKPOINT_JSON).read_text())
+    state[key] = name
+    (ck / CHECKPOINT_JSON).write_text(json.dumps(state))
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    with pytest.raises(ValueError, match=key):
+        fit(tiny(epochs=2), table.vectors, tr, va, out, resume=True)
+    assert not [f for f in opened if f.startswith("/etc")]

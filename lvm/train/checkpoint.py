@@ -78,8 +78,8 @@ def load_checkpoint(ckdir: Path):
     state = _read_checkpoint_json(ckdir / CHECKPOINT_JSON)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{ckdir / CHECKPOINT_JSON}: unknown checkpoint format {state.get('format')!r}")
+    path = _inside(ckdir, state.get("state_file"), "state_file")
     try:
-        path = ckdir / state["state_file"]
         tensors = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("model", "optimizer", "rng_cpu", "rng_cuda"):
             tensors[key]
@@ -90,12 +90,22 @@ def load_checkpoint(ckdir: Path):
                          f"start afresh without --resume") from None
     best = None
     if state.get("best_file"):
+        best_path = _inside(ckdir, state["best_file"], "best_file")
         try:
-            best = load_file(ckdir / state["best_file"])
+            best = load_file(best_path)
         except Exception as e:  # SafetensorError, OSError
             raise ValueError(f"{ckdir / state['best_file']}: not readable safetensors ({e}); start afresh without "
                              f"--resume") from None
     return state, tensors, best
+
+
+def _inside(ckdir: Path, name, key: str) -> Path:
+    """A file named in checkpoint.json, which must be a plain file name inside the checkpoint folder (never a path
+    elsewhere: the JSON is data, not a pointer to follow)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{ckdir / CHECKPOINT_JSON}: {key} must be a file name inside {ckdir}, got {name!r}; "
+                         "start afresh without --resume")
+    return ckdir / name
 
 
 def _read_checkpoint_json(path: Path) -> dict:
