@@ -351,3 +351,59 @@ def test_shards_refuse_fractional_positions_and_integer_vectors(tmp_path):
     pq.write_table(t.set_column(t.column_names.index("vector"), "vector", vec), shard)
     with pytest.raises(DataValidationError, match=rf"(?s){shard.name}.*vector_type"):
         validate_shards(folder)
+
+
+# ------------------------------------------------------------------------------- round two (#28 items 2 and 9)
+def _npz_claiming(path, shape):
+    """An .npz whose context_sequences header claims `shape` float32 while holding 64 bytes."""
+    import io
+    import zipfile
+
+    def member(shape, data: bytes) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        return buf.getvalue() + data
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("context_sequences.npy", member(shape, b"\0" * 64))
+        zf.writestr("target_vectors.npy", member((2, 768), b"\0" * (2 * 768 * 4)))
+    return path
+
+
+@pytest.mark.parametrize("cmd", [["inspect"], ["import-npz", "--out", "{tmp}/t.parquet"]])
+def test_an_npz_whose_header_claims_a_huge_shape_is_refused_unread(tmp_path, cmd):
+    import resource
+
+    npz = _npz_claiming(tmp_path / "bomb.npz", (10**12, 5, 768))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = runner.invoke(app, [c.replace("{tmp}", str(tmp_path)) for c in cmd[:1]] + [str(npz)] +
+                        [c.replace("{tmp}", str(tmp_path)) for c in cmd[1:]])
+    assert res.exit_code == 2 and "error:" in res.output and "bomb.npz" in res.output, res.output
+    assert "array_sizes" in res.output and "Traceback" not in res.output
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big allocated
+
+
+def test_an_npz_over_the_size_cap_is_refused(tmp_path, monkeypatch):
+    from lvm.data.seed_npz import load_npz
+
+    table = make_table(n_articles=3, length=8, dim=8)
+    npz = _seed(tmp_path / "seed.npz", table, context=3)
+    monkeypatch.setenv("LVM_MAX_NPZ_BYTES", "100")
+    with pytest.raises(DataValidationError, match="size_cap.*LVM_MAX_NPZ_BYTES|LVM_MAX_NPZ_BYTES"):
+        load_npz(npz)
+
+
+def test_a_bare_npy_and_odd_target_texts_are_named(tmp_path):
+    from lvm.data.seed_npz import load_npz
+
+    bare = tmp_path / "bare.npz"
+    with open(bare, "wb") as f:
+        np.save(f, np.zeros((3, 4), np.float32))
+    with pytest.raises(DataValidationError, match=r"(?s)bare\.npz.*bare \.npy"):
+        load_npz(bare)
+    ctx, tgt = np.ones((2, 3, 4), np.float32), np.ones((2, 4), np.float32)
+    for texts in (np.array("one"), np.array([b"\xff\xfe", b"ok"]), np.array([["a"], ["b"]])):
+        p = tmp_path / "texts.npz"
+        np.savez(p, context_sequences=ctx, target_vectors=tgt, target_texts=texts)
+        with pytest.raises(DataValidationError, match=r"(?s)texts\.npz.*target_texts must be a 1-D array of str"):
+            load_npz(p)

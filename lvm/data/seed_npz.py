@@ -19,6 +19,54 @@ from lvm.data.table import SentenceTable, gather_windows, window_targets
 from lvm.util.atomic import write_atomic
 
 REQUIRED = ("context_sequences", "target_vectors")
+#: the most an .npz may unpack to (LVM_MAX_NPZ_BYTES overrides): the original project's 440k windows of 6 x 768
+#: float32 are 8.1 GB; a header claiming more than this, or more than the archive holds, is refused unread.
+MAX_NPZ_BYTES = 16 << 30
+
+
+def check_members(path: Path, cap: int | None = None) -> None:
+    """Read only the zip directory and each array's .npy header: refuse a file that is not an .npz archive (a
+    bare .npy renamed, say), object arrays (pickles), and any array whose header claims more bytes than its member
+    holds or whose total would pass `cap`, before numpy allocates anything from the untrusted header."""
+    import os
+
+    cap = int(os.environ.get("LVM_MAX_NPZ_BYTES", MAX_NPZ_BYTES)) if cap is None else cap
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            bare = f.read(6) == b"\x93NUMPY"
+        raise _fail(path, "readable_npz", "not a .npz archive (a zip file of .npy arrays)" +
+                    ("; it is a bare .npy array: save it with numpy.savez" if bare else ""))
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        raise ValueError(f"{info.filename}: .npy format version {version} is not supported")
+                    shape, _, dtype = read(f)
+                    header = f.tell()
+                if dtype.hasobject:
+                    raise _fail(path, "float_arrays", f"{info.filename[:-4]} holds Python objects (a pickle): refused")
+                count = 1
+                for n in shape:
+                    count *= int(n)
+                claimed = count * dtype.itemsize
+                if claimed > info.file_size - header:
+                    raise _fail(path, "array_sizes", f"{info.filename[:-4]}: its header claims shape {tuple(shape)} "
+                                f"{dtype} ({claimed:,} bytes) but the archive holds {info.file_size - header:,}")
+                total += claimed
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, DataValidationError):
+            raise
+        raise _fail(path, "readable_npz", f"not a readable .npz archive ({exc})") from None
+    if total > cap:
+        raise _fail(path, "size_cap", f"its arrays unpack to {total:,} bytes, over the cap of {cap:,} "
+                    "(LVM_MAX_NPZ_BYTES raises it)")
 
 
 def _fail(path, rule, message, rows=()):
@@ -47,6 +95,7 @@ def load_npz(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no such .npz file")
     if path.stat().st_size == 0:
         raise _fail(path, "readable_npz", "the file is empty (0 bytes)")
+    check_members(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -72,6 +121,10 @@ def load_npz(path: str | Path) -> dict:
         raise _fail(path, "shapes", f"context_sequences {ctx.shape} has no context rows or no dimensions")
     if ctx.shape[2] != tgt.shape[1]:
         raise _fail(path, "one_dimension", f"context D={ctx.shape[2]} but target D={tgt.shape[1]}")
+    texts = arrays.get("target_texts")
+    if texts is not None and (texts.ndim != 1 or texts.dtype.kind != "U"):
+        raise _fail(path, "target_texts", f"target_texts must be a 1-D array of str, got shape {texts.shape} "
+                                          f"{texts.dtype}")
     if "target_texts" in arrays and len(arrays["target_texts"]) != tgt.shape[0]:
         raise _fail(path, "matching_n",
                     f"target_texts has {len(arrays['target_texts'])} entries, expected {tgt.shape[0]}")
