@@ -74,3 +74,10 @@ def test_real_corpora_article_counts(corpus_dir):
     books = read_corpus(corpus_dir / "gutenberg")
     assert len(books) == 4
     assert not any("PROJECT GUTENBERG" in s.upper() for d in books for s in d.sentences[:20])
+
+
+def test_a_deeply_nested_jsonl_line_is_named_not_a_recursion_error(tmp_path):
+    p = tmp_path / "deep.jsonl"
+    p.write_text('{"id": "a", "text": "Fine here."}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"deep\.jsonl: 1 bad JSONL lines.*line 2: nested too deeply"):
+        read_corpus(p)

@@ -124,6 +124,8 @@ def read_jsonl(path: Path, detok: bool | None = None) -> list[Document]:
                 raise TypeError("text is not a string")
         except (ValueError, KeyError, TypeError) as exc:
             bad.append(f"line {n}: {exc.__class__.__name__}: {exc}")
+        except RecursionError:
+            bad.append(f"line {n}: nested too deeply to be a record")
             continue
         tok = looks_tokenized(body) if detok is None else detok
         paras = [detokenize(p) if tok else " ".join(p.split()) for p in re.split(r"\n\s*\n", body) if p.strip()]
