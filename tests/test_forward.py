@@ -281,3 +281,20 @@ def test_lvm_evaluate_needs_the_training_table_for_the_baselines(trained, tmp_pa
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(other), "--train-data", str(other)])
     assert bad.exit_code == 2 and "does not have the content" in bad.output and "Traceback" not in bad.output
+
+
+def test_order_tests_run_on_a_seeded_sample_of_a_big_set(data, monkeypatch):
+    """The shuffled context (a gate) on ORDER_WINDOWS sampled windows, the reversed and mean context and the
+    rollout on DETAIL_WINDOWS of them; everything else on every window."""
+    from lvm.evaluation import suite
+
+    monkeypatch.setattr(suite, "DETAIL_WINDOWS", 50)
+    vectors, _, starts, targets, R = data
+    s = forward_suite(lambda w: w.ctx[:, -1] @ R.T, vectors, targets, np.arange(len(vectors)), C, starts,
+                      n_boot=200, order_windows=200)
+    assert s["n"] == len(targets) and s["order_windows"] == 200 and s["detail_windows"] == 50
+    assert s["ablations"]["shuffled"]["n"] == 200 and s["ablations"]["reversed"]["n"] == 50
+    assert 0 < s["rollout"]["n"] <= 50 and s["forward_margin"]["n"] > 1000
+    again = forward_suite(lambda w: w.ctx[:, -1] @ R.T, vectors, targets, np.arange(len(vectors)), C, starts,
+                          n_boot=200, order_windows=200)
+    assert again["ablations"] == s["ablations"]  # seeded: the same sample every time

@@ -8,9 +8,10 @@ What makes it fast, and what it keeps:
 - An ensemble whose members are scored beside it (lvm.evaluation.predictors.SavedModel.member_keys) is not run
   again: its prediction is `combine` of its members' predictions for the same windows, which is exactly how it
   predicts anywhere (the server included). Only its rollout, which feeds its own predictions back, runs it.
-- The order tests (three ablations, a 5-step rollout: 8 of the ~10 prediction passes of a model) run on at most
-  ``ORDER_WINDOWS`` windows, a seeded sample of the set, with their intervals; on a set that small or smaller
-  they run on every window, as before. The rollout's first step is the plain prediction, not computed again.
+- The order tests (three ablations, a 5-step rollout: 8 of the ~10 prediction passes of a model) run on a seeded
+  sample: the shuffled context, which a deploy gate reads, on at most ``ORDER_WINDOWS`` windows, the reversed and
+  mean-replaced context and the rollout on at most ``DETAIL_WINDOWS`` of those, each with its interval; on a set
+  that small or smaller they run on every window, as before. The rollout's first step is the plain prediction.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from lvm.evaluation.heldout import HeldOutSet
 from lvm.evaluation.metrics import Bank, Windows, _normalize, nonfinite_rows, paired_difference, per_example_cosine
 from lvm.evaluation.predictors import combine
 
-ORDER_WINDOWS = 4096
+ORDER_WINDOWS = 4096   # the shuffled context (a deploy gate) runs on at most this many sampled windows
+DETAIL_WINDOWS = 1024  # the reversed and mean-replaced context and the rollout (read, not gated) on at most these
 
 
 class _Acc:
@@ -73,6 +75,10 @@ def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed:
             np.sort(rng_pick.choice(n, order_windows, replace=False))
     else:
         pick = np.arange(0)
+    detail = np.ones(len(pick), bool)
+    if order_windows is not None and len(pick) > DETAIL_WINDOWS:
+        detail[:] = False
+        detail[rng_pick.choice(len(pick), DETAIL_WINDOWS, replace=False)] = True
     in_pick = np.full(n, -1)
     in_pick[pick] = np.arange(len(pick))
     offsets = list(range(-(C + 2), AFTER + 1))
@@ -130,8 +136,9 @@ def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed:
             log(f"scored {sl.stop:,} / {n:,} windows, {sl.stop / (last_log - t0):.0f} windows/s")
 
     if len(pick):
-        _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_size, run)
-    metrics = {name: _finish(acc[name], held, pick, offsets, close_tgt, n_boot, seed, reads[name], order_tests)
+        _order_tests(predictors, names, held, pick, detail, stash, acc, seed, batch_size, run)
+    metrics = {name: _finish(acc[name], held, pick, detail, offsets, close_tgt, n_boot, seed, reads[name],
+                             order_tests)
                for name in predictors}
     if log:
         took = time.perf_counter() - t0
@@ -178,8 +185,9 @@ def _combos(predictors: dict) -> dict[str, list[str]]:
     return out
 
 
-def _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_size, run) -> None:
-    """The ablations and the rollout on the picked windows (every window of a small set)."""
+def _order_tests(predictors, names, held, pick, detail, stash, acc, seed, batch_size, run) -> None:
+    """The ablations and the rollout on the picked windows (every window of a small set): the shuffled context on
+    all of them, the rest on the `detail` ones."""
     vectors = held.vectors
     targets = held.targets[pick]
     rng = np.random.default_rng(seed)
@@ -188,13 +196,17 @@ def _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_
         t = targets[sl]
         w = held.windows(t)
         tgt = vectors[t]
-        variants = {k: w.with_ctx(_ablate(w.ctx, k, rng)) for k in ABLATIONS}
-        for k, wk in variants.items():
+        few = detail[sl]
+        for k in ABLATIONS:  # the shuffle draws for the whole batch, as before, whatever is kept
+            ctx = _ablate(w.ctx, k, rng)
+            keep = slice(None) if k == "shuffled" or few.all() else few
+            wk = Windows(np.ascontiguousarray(ctx[keep]), None if w.before_sum is None else w.before_sum[keep],
+                         None if w.before_n is None else w.before_n[keep])
             res = {}
             for name in names:
                 res[name] = run(name, predictors[name], wk, k, res)
-                acc[name].ablation[k][sl] = per_example_cosine(res[name], tgt)
-    full = np.nonzero(targets + ROLLOUT_STEPS - 1 < held.ends[targets])[0]
+                acc[name].ablation[k][np.arange(s, s + len(t))[keep]] = per_example_cosine(res[name], tgt[keep])
+    full = np.nonzero((targets + ROLLOUT_STEPS - 1 < held.ends[targets]) & detail)[0]
     for name in names:
         a = acc[name]
         a.roll_n = len(full)
@@ -210,7 +222,8 @@ def _order_tests(predictors, names, combos, held, pick, stash, acc, seed, batch_
                 w = _rollout_step(w, out)
 
 
-def _finish(a: _Acc, held: HeldOutSet, pick, offsets, close_tgt, n_boot, seed, reads_article, order_tests) -> dict:
+def _finish(a: _Acc, held: HeldOutSet, pick, detail, offsets, close_tgt, n_boot, seed, reads_article,
+            order_tests) -> dict:
     vectors, targets, C = held.vectors, held.targets, held.context
     n = len(targets)
     groups = held.target_groups
@@ -236,9 +249,10 @@ def _finish(a: _Acc, held: HeldOutSet, pick, offsets, close_tgt, n_boot, seed, r
     ablations = {}
     if order_tests and len(pick):
         for k in ABLATIONS:
-            ca = a.ablation[k]
+            on = slice(None) if k == "shuffled" else detail
+            ca, p = a.ablation[k][on], pick[on]
             ablations[k] = {"cosine": float(ca.mean()), **{("drop" if x == "diff" else x): v for x, v in
-                            paired_difference(a.cos_next[pick], ca, groups[pick], n_boot=n_boot, seed=seed).items()}}
+                            paired_difference(a.cos_next[p], ca, groups[p], n_boot=n_boot, seed=seed).items()}}
     roll_n = getattr(a, "roll_n", 0)
     roll = {"steps": list(range(1, ROLLOUT_STEPS + 1)), "cosine": [float(v / roll_n) for v in a.roll] if roll_n
             else [], "n": int(roll_n)}
@@ -248,6 +262,7 @@ def _finish(a: _Acc, held: HeldOutSet, pick, offsets, close_tgt, n_boot, seed, r
     suite = {"n": int(n), "context": C, "cosine": score["cosine"], "offsets": sweep, "forward_margin": fwd,
              "forward_margin_served": served, "direction_margin": direction, "gain_over_last_input": echo,
              "ablations": ablations, "rollout": roll, "order_windows": int(len(pick)),
+             "detail_windows": int(detail.sum()),
              "contrastive_accuracy": float(np.where(bad, 0.0, a.contrast).mean()),
              "paraphrase_ratio": float((a.close_pred / n) / den) if abs(den) > 1e-12 else None}
     from lvm.evaluation.forward import summary
