@@ -81,3 +81,30 @@ def test_a_big_corpus_is_written_as_shards_with_progress_and_a_row_report(tmp_pa
     assert any("sentences/s, ETA" in line for line in lines)
     assert any(line.startswith("rows: heading_like") for line in lines)
     assert summary["row_checks"]["spaced_apostrophe"] == 0 and summary["row_checks"]["rows"] == summary["sentences"]
+
+
+def test_a_killed_builds_temporary_files_are_removed_by_the_next_build(tmp_path, corpus_dir):
+    """What kill -9 leaves (a half-written table beside --out, a half-written cache entry) is removed by the next
+    build once it is stale; a fresh one (a live writer's) is left alone (#28 item 7)."""
+    import os
+    import time
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(corpus_dir / "sotu" / "Kennedy1.txt", corpus)
+    enc = CountingEncoder()
+    build_dataset(corpus, tmp_path / "t.parquet", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    cache = next((tmp_path / "cache").iterdir())
+    old = time.time() - 3600
+    left = [tmp_path / ".t.parquet.abc123.tmp", cache / ".deadbeef.npy.xyz.tmp", tmp_path / ".big.k2j.tmp"]
+    for f in left[:2]:
+        f.write_bytes(b"half")
+        os.utime(f, (old, old))
+    left[2].mkdir()
+    (left[2] / "part-00000.parquet").write_bytes(b"x")
+    os.utime(left[2], (old, old))
+    live = cache / ".cafe.npy.live.tmp"
+    live.write_bytes(b"being written")
+    build_dataset(corpus, tmp_path / "t.parquet", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    build_dataset(corpus, tmp_path / "big", encoder=enc, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert not any(f.exists() for f in left) and live.exists()

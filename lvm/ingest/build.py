@@ -21,6 +21,7 @@ from lvm.ingest.embedding import (
 )
 from lvm.ingest.encoders import Encoder
 from lvm.ingest.row_checks import report_lines, table_row_report
+from lvm.util.atomic import remove_stale_temporaries
 from lvm.util.paths import check_output, default_dataset_path
 
 
@@ -62,6 +63,7 @@ def build_dataset(corpus: str | Path | list, out: str | Path | None = None, fmt:
     out = Path(out) if out is not None else default_dataset_path()
     sharded = out.suffix.lower() != ".parquet"  # a folder of Parquet shards (lvm.data.shards), for big corpora
     check_output(out, corpora, folder=sharded)
+    remove_stale_temporaries(out.parent, f".{out.name}.*")  # a killed build's half-written table
     cache_dir = cache_root(cache_dir)
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder, resolve_backend(encoder, backend))

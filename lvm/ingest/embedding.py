@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.util.atomic import write_atomic
+from lvm.util.atomic import remove_stale_temporaries, write_atomic
 from lvm.util.paths import embedding_cache_dir
 
 DEFAULT_CACHE = "default"  # cache_dir=DEFAULT_CACHE: lvm.util.paths.embedding_cache_dir(), read when called
@@ -105,6 +105,8 @@ def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences
     e.g. a `RateLog`."""
     key = encoder_key(encoder)
     paths = [cache_path(d, key, cache_dir) if cache_dir is not None else None for d in docs]
+    if paths and paths[0] is not None:
+        remove_stale_temporaries(paths[0].parent)  # what a killed build left (a live writer's file is seconds old)
     vectors: list[np.ndarray | None] = [None] * len(docs)
     for i, (d, p) in enumerate(zip(docs, paths)):
         if p is not None:

@@ -20,6 +20,32 @@ def atomic_path(path: Path) -> Path:
     return Path(tmp)
 
 
+def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", older_than: float = 600.0) -> int:
+    """Temporary files (`atomic_path`'s) and folders a killed writer left in `folder`, untouched for `older_than`
+    seconds: a live writer's are seconds old at most, so a folder several processes share (an embedding cache) is
+    cleaned without a lock. Returns how many were removed."""
+    import time
+
+    folder, removed = Path(folder), 0
+    if not folder.is_dir():
+        return 0
+    now = time.time()
+    for f in folder.glob(pattern):
+        try:
+            if now - f.stat().st_mtime <= older_than:
+                continue
+            if f.is_dir():  # a sharded table's folder in the making (lvm.data.shards)
+                import shutil
+
+                shutil.rmtree(f)
+            else:
+                f.unlink()
+            removed += 1
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
 def usual_mode(path, folder: bool = False) -> None:
     """mkstemp makes 0600 and mkdtemp 0700 (and some writers recreate the file): every file we write gets
     0666 & ~umask (a folder 0777 & ~umask), like any other the user creates; model folders and tables are not
