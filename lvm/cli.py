@@ -160,8 +160,10 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
            context: Optional[int] = typer.Option(None, help="Context length C [default: 5].")):
     """Architectures with their parameter counts at the given D (seed configurations)."""
     from lvm.models import MODEL_NAMES, build_model, count_parameters
+    from lvm.models.io import check_bounds
 
     context = _context(context)
+    check_bounds({"dim": dim, "context": context}, "lvm models")
     typer.echo(f"{'architecture':<14}{'parameters':>14}   (D={dim}, context={context})")
     for name in MODEL_NAMES:
         typer.echo(f"{name:<14}{count_parameters(build_model(name, dim, context=context)):>14,}")

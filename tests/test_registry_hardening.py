@@ -183,3 +183,41 @@ def test_alias_history_is_capped_and_rollback_still_works(tmp_path, reg, monkeyp
     with pytest.raises(RegistryError, match="no previous version"):
         reg.rollback()
     assert len(data["log"]) <= registry_module.LOG_LIMIT
+
+
+@pytest.mark.parametrize("field, value", [("context", 1_000_000_000), ("dim", 0), ("context", "5"),
+                                          ("model.hidden", 10**9)])
+def test_a_config_with_an_absurd_size_is_refused_before_anything_is_built(tmp_path, field, value):
+    """A registered model whose config.json names an absurd size is refused naming the field, before the server
+    or the evaluation builds anything from it (#28 item 4)."""
+    import json
+
+    from lvm.models import build_model
+    from lvm.models.io import load_model, save_model
+
+    folder = tmp_path / "m"
+    save_model(folder, build_model("lstm", 8, context=3, hidden=8, layers=1),
+               {"arch": "lstm", "dim": 8, "context": 3, "residual": False, "model": {"hidden": 8, "layers": 1}})
+    cfg = json.loads((folder / "config.json").read_text())
+    if field.startswith("model."):
+        cfg["model"][field[6:]] = value
+    else:
+        cfg[field] = value
+    (folder / "config.json").chmod(0o644)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=rf"config\.json: {field} must be a whole number"):
+        load_model(folder)
+
+
+def test_absurd_sizes_on_the_command_line_are_one_error_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["models", "--dim", "99999999"])
+    assert res.exit_code == 2 and "error:" in res.output and "dim must be a whole number" in res.output, res.output
+    res = runner.invoke(app, ["build-dataset", "--corpus", "builtin", "--encoder", "hash:99999999999",
+                              "--out", str(tmp_path / "t.parquet")])
+    assert res.exit_code == 2 and "error:" in res.output and "at most 65,536" in res.output, res.output
+    assert "Traceback" not in res.output

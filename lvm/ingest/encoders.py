@@ -121,6 +121,8 @@ def get_encoder(name: str | None = None, device: str = "cpu", precision: str = "
             width = name.split(":", 1)[1]
             if not width.isdigit() or int(width) < 1:
                 raise ValueError(f"encoder {name!r}: hash:D needs a whole number D >= 1, e.g. hash:64")
+            if int(width) > 65_536:
+                raise ValueError(f"encoder {name!r}: D must be at most 65,536 (lvm.models.io.BOUNDS)")
             _CACHE[key] = HashEncoder(int(width))
         else:
             _CACHE[key] = _load_sentence_transformer(name, device, precision)

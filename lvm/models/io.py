@@ -69,7 +69,34 @@ def read_config(folder) -> dict:
         raise ValueError(f"model folder {folder}: {CONFIG} lacks {missing}")
     if not isinstance(config["model"], dict):
         raise ValueError(f"model folder {folder}: {CONFIG} 'model' must be an object of build_model kwargs")
+    check_bounds(config, f"model folder {folder}: {CONFIG}")
     return config
+
+
+#: sane ranges of the sizes a config names: a hostile or mistyped file is refused before anything is allocated
+#: from it (a `context` of 1e9 once made the server's warm-up ask for 512 GB).
+BOUNDS = {"dim": (1, 65_536), "context": (1, 4_096), "hidden": (1, 65_536), "layers": (1, 256), "heads": (1, 1_024),
+          "ffn": (1, 262_144), "d_state": (1, 4_096), "expand": (1, 16), "headdim": (1, 4_096)}
+
+
+def check_bounds(config: dict, where: str) -> None:
+    """Every size in a model config (top level and its "model" kwargs, an ensemble's members too) is a whole
+    number inside BOUNDS; a ValueError names the field, its value and the range."""
+    def walk(cfg: dict, prefix: str):
+        for key, (lo, hi) in BOUNDS.items():
+            if key in cfg:
+                v = cfg[key]
+                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                    raise ValueError(f"{where}: {prefix}{key} must be a whole number from {lo} to {hi:,}, "
+                                     f"got {v!r}")
+        model = cfg.get("model")
+        if isinstance(model, dict):
+            walk(model, prefix + "model.")
+            for i, member in enumerate(model.get("members") or []):
+                if isinstance(member, dict):
+                    walk(member, f"{prefix}model.members[{i}].")
+
+    walk(config, "")
 
 
 def load_model(folder, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
