@@ -407,3 +407,20 @@ def test_a_bare_npy_and_odd_target_texts_are_named(tmp_path):
         np.savez(p, context_sequences=ctx, target_vectors=tgt, target_texts=texts)
         with pytest.raises(DataValidationError, match=r"(?s)texts\.npz.*target_texts must be a 1-D array of str"):
             load_npz(p)
+
+
+def test_a_replaced_cached_npz_import_is_not_trusted(tmp_path, monkeypatch):
+    """The Parquet copy of an imported .npz is checked against its source (sha256, windows, C, D): another table
+    put in its place is imported again, with a warning naming both (#28 item 10)."""
+    monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path / "data"))
+    table = make_table(n_articles=4, length=10, dim=8)
+    npz = _seed(tmp_path / "seed.npz", table, context=3)
+    first = read_table(npz)
+    (cached,) = (tmp_path / "data" / "cache" / "npz").glob("*.parquet")
+    other = make_table(n_articles=2, length=6, dim=8, seed=5)
+    other.meta = {"source_sha256": cached.stem}  # even a forger who copies the name's hash into the metadata
+    write_table(other, cached)
+    with pytest.warns(UserWarning, match=r"(?s)seed\.npz.*cache_matches_source"):
+        again = read_table(npz)
+    assert len(again) == len(first) and np.array_equal(again.vectors, first.vectors)
+    assert read_table(npz).meta["windows"] == first.meta["windows"]  # the cache was rewritten: quiet now

@@ -120,18 +120,27 @@ def read_table(path: str | Path, validate: bool = True) -> SentenceTable:
 def _read_npz_table(path: Path, validate: bool) -> SentenceTable:
     """A seed `.npz` as a sentence table: imported (and validated, naming the `.npz`) once, then read from a
     Parquet copy under the data folder's cache, keyed by the `.npz` file's content hash."""
-    from lvm.data.seed_npz import import_npz
+    from lvm.data.seed_npz import check_members, import_npz
     from lvm.util.paths import npz_cache_dir
 
-    cached = npz_cache_dir() / f"{file_hash(path)}.parquet"
+    digest = file_hash(path)
+    cached = npz_cache_dir() / f"{digest}.parquet"
     if cached.is_file():
         try:
             table = read_table(cached, validate)
+            shapes = check_members(path)
+            n, c, d = shapes.get("context_sequences", (None,) * 3)
+            m = table.meta
+            if (m.get("source_sha256"), m.get("windows"), m.get("context"), table.dim) != (digest, n, c, d):
+                raise DataValidationError(str(cached), [Failure(
+                    "cache_matches_source", f"holds other data than {path} (sha256 {digest[:12]}..., {n} windows "
+                    f"of {c} x {d}); it was replaced or is stale", 0, [])])
             table.meta["source"] = str(path)
             return table
         except DataValidationError as exc:
-            warnings.warn(f"{cached}: unreadable cached import of {path}, importing again ({exc})", stacklevel=2)
+            warnings.warn(f"{cached}: unusable cached import of {path}, importing again ({exc})", stacklevel=2)
     table = import_npz(path)  # validated, errors name the .npz
+    table.meta["source_sha256"] = digest
     try:
         write_table(table, cached)
     except OSError as exc:

@@ -24,7 +24,7 @@ REQUIRED = ("context_sequences", "target_vectors")
 MAX_NPZ_BYTES = 16 << 30
 
 
-def check_members(path: Path, cap: int | None = None) -> None:
+def check_members(path: Path, cap: int | None = None) -> dict:
     """Read only the zip directory and each array's .npy header: refuse a file that is not an .npz archive (a
     bare .npy renamed, say), object arrays (pickles), and any array whose header claims more bytes than its member
     holds or whose total would pass `cap`, before numpy allocates anything from the untrusted header."""
@@ -36,7 +36,7 @@ def check_members(path: Path, cap: int | None = None) -> None:
             bare = f.read(6) == b"\x93NUMPY"
         raise _fail(path, "readable_npz", "not a .npz archive (a zip file of .npy arrays)" +
                     ("; it is a bare .npy array: save it with numpy.savez" if bare else ""))
-    total = 0
+    total, shapes = 0, {}
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
@@ -60,6 +60,7 @@ def check_members(path: Path, cap: int | None = None) -> None:
                     raise _fail(path, "array_sizes", f"{info.filename[:-4]}: its header claims shape {tuple(shape)} "
                                 f"{dtype} ({claimed:,} bytes) but the archive holds {info.file_size - header:,}")
                 total += claimed
+                shapes[info.filename[:-4]] = tuple(int(n) for n in shape)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         if isinstance(exc, DataValidationError):
             raise
@@ -67,6 +68,7 @@ def check_members(path: Path, cap: int | None = None) -> None:
     if total > cap:
         raise _fail(path, "size_cap", f"its arrays unpack to {total:,} bytes, over the cap of {cap:,} "
                     "(LVM_MAX_NPZ_BYTES raises it)")
+    return shapes
 
 
 def _fail(path, rule, message, rows=()):
@@ -160,7 +162,7 @@ def import_npz(path: str | Path) -> SentenceTable:
         row_texts.append(str(texts[i]) if texts is not None else "")
         rows.append(tgt[i])
         pos += 1
-    meta = {"source": str(path), "format": "seed-npz", "context": c, "windows": n,
+    meta = {"source": str(path), "format": "seed-npz", "context": c, "windows": n, "dim": d,
             "articles_rebuilt": art + 1, "stride1_windows": int(continues.sum())}
     return SentenceTable(np.array(article_ids, dtype=object), np.array(positions, dtype=np.int64),
                          np.array(row_texts, dtype=object), np.stack(rows).astype(np.float32), meta)
