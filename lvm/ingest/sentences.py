@@ -143,6 +143,8 @@ def _is_boundary(before: str, end: str, after: str) -> bool:
     if marks != ".":  # an ellipsis (alone or spaced): a boundary before a capital
         return True
     words = before.split()
+    if words and words[-1][:1] in "\"“" and re.match(r"^[\w.]+[\"”][.,;:]?$", first):
+        return False  # a quoted name wrapped at its dot: "types. MappingProxyType"
     word = words[-1].lstrip(_OPENERS) if words else ""
     if closed or not word:
         return True
