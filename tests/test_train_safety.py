@@ -286,3 +286,27 @@ def test_checkpoint_file_names_never_point_outside_the_checkpoint_folder(data, t
     with pytest.raises(ValueError, match=key):
         fit(tiny(epochs=2), table.vectors, tr, va, out, resume=True)
     assert not [f for f in opened if f.startswith("/etc")]
+
+
+def test_a_full_disk_during_training_is_named_as_such(data, tmp_path, monkeypatch):
+    """torch.save reports a full disk as "[enforce fail at inline_container.cc] unexpected pos": the error names
+    the file and says the disk is full, and the model already there is kept (#28 item 6)."""
+    import shutil
+    from collections import namedtuple
+
+    path, table, tr, va = data
+    out = tmp_path / "full"
+    fit(tiny(epochs=1), table.vectors, tr, va, out)
+    kept = (out / "model.safetensors").read_bytes()
+
+    def failing_save(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4741120 vs 4741008")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 0))
+    res = runner.invoke(app, ["train", "--data", str(path), "--epochs", "2", "--out", str(out),
+                              "--arch", "lstm"])
+    assert res.exit_code != 0 and "error:" in res.output and "disk is full" in res.output, res.output
+    assert "inline_container" not in res.output and "Traceback" not in res.output
+    assert (out / "model.safetensors").read_bytes() == kept

@@ -83,7 +83,14 @@ def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) 
     except OSError as exc:
         raise _named(path, exc) from None
     try:
-        write(str(tmp))
+        try:
+            write(str(tmp))
+        except OSError:
+            raise
+        except Exception as exc:  # torch.save and pyarrow report a full disk in their own words
+            if _disk_full(path.parent):
+                raise OSError(errno.ENOSPC, "no space left on device: the disk is full") from exc
+            raise
         usual_mode(tmp)
         if fsync:
             with open(tmp, "rb") as f:
@@ -96,6 +103,16 @@ def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _disk_full(folder: Path, spare: int = 16 << 20) -> bool:
+    """Whether the disk holding `folder` has (almost) no room left: what a writer's own error means then."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < spare
+    except OSError:
+        return False
 
 
 def _named(path: Path, exc: OSError) -> OSError:
