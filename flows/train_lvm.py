@@ -35,6 +35,7 @@ from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
 from lvm.util.paths import runs_dir
+from lvm.util.user_errors import user_errors
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
 from tasks.data import load_and_validate, split_dataset
@@ -106,6 +107,30 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
     return trained, failed
 
 
+def check_parameters(data: str, architectures: list[str], epochs: int, context: int, fractions,
+                     baseline_threshold: float, deploy_threshold: float) -> None:
+    """Refuse parameters that cannot give a run, before any work, each naming the parameter and the rule."""
+    from lvm.models import MODEL_NAMES
+
+    unknown = [a for a in architectures if a not in MODEL_NAMES]
+    if not architectures or unknown:
+        raise ValueError(f"architectures must name at least one of {', '.join(MODEL_NAMES)}; unknown: "
+                         f"{unknown or '(none given)'}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= 4096:
+        raise ValueError(f"context must be a whole number from 1 to 4096, got {context!r}")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6 or fractions[0] <= 0:
+        raise ValueError(f"fractions must be three shares (train, val, test) >= 0 summing to 1, train > 0; got "
+                         f"{tuple(fractions)}")
+    if not 0 <= baseline_threshold <= deploy_threshold <= 1:
+        raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
+                         f"{deploy_threshold}")
+    if data != "builtin" and not os.path.exists(data):
+        raise FileNotFoundError(f"{data}: no such table or corpus (data must be a sentence table, a corpus file or "
+                                "folder, or builtin)")
+
+
 @flow(name="lvm-train", log_prints=True)
 def train_lvm(
     data: str = "builtin",
@@ -161,9 +186,7 @@ def train_lvm(
     logger = get_run_logger()
     ctx = get_run_context()
     run_name, run_id = ctx.flow_run.name, str(ctx.flow_run.id)
-    if not 0 <= baseline_threshold <= deploy_threshold <= 1:
-        raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
-                         f"{deploy_threshold}")
+    check_parameters(data, architectures, epochs, context, fractions, baseline_threshold, deploy_threshold)
     table_path = data
     if not is_table_path(data):  # a corpus: embedded first
         from flows.build_dataset import build_dataset_flow
@@ -251,6 +274,9 @@ def train_lvm(
         + (f"Failed: {failed}\n\n" if failed else "")
         + (f"Registry: {registry_out}\n\n" if registry_out else "")
         + (f"Report: `{report}`\n\n" if report else "") + f"Run folder: `{run_dir}`\n"))
+    if not trained:  # recorded above (run folder, artifacts); the run itself fails, so automation sees it
+        raise RuntimeError(f"no architecture finished training ({', '.join(f'{a}: {m}' for a, m in failed.items())});"
+                           f" run folder {run_dir}")
     return TrainLVMResult(
         decision=decision.branch, reason=decision.reason, best_arch=decision.best_arch,
         best_cosine=decision.best_cosine, baselines=comparison["baselines"], failed=failed, run_dir=str(run_dir),
@@ -285,6 +311,20 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     args = p.parse_args(argv)
     if args.dask_address:
         args.runner = "dask"
+    try:
+        check_parameters(args.data, args.arch.split(","), args.epochs, args.context, DEFAULT_FRACTIONS,
+                         args.baseline_threshold, args.deploy_threshold)  # before Prefect starts a server
+        result = _run(args)
+    except user_errors() as exc:
+        if os.environ.get("LVM_DEBUG"):
+            raise
+        print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+              file=sys.stderr)
+        raise SystemExit(1 if isinstance(exc, RuntimeError) else 2) from None
+    return result
+
+
+def _run(args) -> TrainLVMResult:
     result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
                        seed=args.seed, baseline_threshold=args.baseline_threshold,
                        deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,

@@ -138,3 +138,41 @@ def test_train_flow_accepts_a_seed_npz(sotu_table, harness):
              registry=str(harness / "registry-npz"))
     run = json.loads(Path(r.run_dir, "run.json").read_text())
     assert run["data_path"] == str(npz) and list(run["models"]) == ["lstm"] and run["failed"] == {}
+
+
+def test_a_run_where_no_candidate_trained_fails_with_its_record_kept(sotu_table, harness):
+    """Automation must see failure: the flow run fails (the caller gets the error) when nothing trained, and the
+    run folder still records the decision and why (#28 item 1)."""
+    from prefect import get_client
+
+    with pytest.raises(RuntimeError, match="no architecture finished training.*transformer: .*ValueError"):
+        _run(sotu_table, architectures=["transformer"], model_options={"transformer": {"hidden": 30, "heads": 4}})
+    with get_client(sync_client=True) as c:
+        last = sorted(c.read_flow_runs(), key=lambda f: f.created)[-1]
+    assert last.state.is_failed()
+    runs = sorted((harness / "runs").iterdir(), key=lambda p: p.stat().st_mtime) if (harness / "runs").is_dir() \
+        else []
+    decisions = [json.loads((r / "decision.json").read_text()) for r in runs if (r / "decision.json").is_file()]
+    assert decisions and decisions[-1]["branch"] == "investigate"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--data", "/nonexistent/table.parquet"], "/nonexistent/table.parquet: no such table or corpus"),
+    (["--context", "0"], "context must be a whole number"),
+    (["--epochs", "0"], "epochs must be a whole number >= 1"),
+    (["--arch", "foo"], "unknown: ['foo']"),
+])
+def test_bad_flow_parameters_are_one_error_line_and_a_nonzero_exit(args, says, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "LVM_DATA_DIR": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    res = subprocess.run([sys.executable, "-m", "flows.train_lvm", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and err == [f"error: {err[0][7:]}"] and says in err[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr + res.stdout and not (tmp_path / "runs").exists()
