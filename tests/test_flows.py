@@ -162,17 +162,14 @@ def test_a_run_where_no_candidate_trained_fails_with_its_record_kept(sotu_table,
     (["--epochs", "0"], "epochs must be a whole number >= 1"),
     (["--arch", "foo"], "unknown: ['foo']"),
 ])
-def test_bad_flow_parameters_are_one_error_line_and_a_nonzero_exit(args, says, tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_bad_flow_parameters_are_one_error_line_and_a_nonzero_exit(args, says, tmp_path, capsys, monkeypatch):
+    """Checked before Prefect starts anything: exit 2, one error line, no run folder (#28 items 1, 3)."""
+    from flows.train_lvm import main
 
-    from conftest import ROOT
-
-    env = {**os.environ, "LVM_DATA_DIR": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("PREFECT_API_URL", None)
-    res = subprocess.run([sys.executable, "-m", "flows.train_lvm", *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
-    err = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and err == [f"error: {err[0][7:]}"] and says in err[0], res.stderr[-2000:]
-    assert "Traceback" not in res.stderr + res.stdout and not (tmp_path / "runs").exists()
+    monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and says in err[0], out.err
+    assert "Traceback" not in out.err + out.out and not (tmp_path / "runs").exists()
