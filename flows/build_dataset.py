@@ -60,7 +60,7 @@ def build_dataset_flow(corpus: Union[str, list[str]] = "builtin", fmt: str = "au
     runner: "local" (in this process, one document at a time; torch uses every core) or "dask": a temporary
     LocalCluster of `workers` processes with one thread each (default: one per core), or the existing scheduler
     at `dask_address` (tcp://host:8786), whose workers must see the same LVM_DATA_DIR (see tasks/runners.py).
-    notify: emit `lvm.data.dataset.updated` when the table's content changed (prefect.yaml's retrain trigger); the train
+    notify: emit `lvm.dataset.updated` when the table's content changed (prefect.yaml's retrain trigger); the train
     flow turns it off for the table it builds itself, which it trains on at once."""
     logger = get_run_logger()
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]

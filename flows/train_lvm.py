@@ -35,7 +35,6 @@ from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
 from lvm.util.paths import runs_dir
-from lvm.util.user_errors import user_errors
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
 from tasks.data import load_and_validate, split_dataset
@@ -315,13 +314,23 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
         check_parameters(args.data, args.arch.split(","), args.epochs, args.context, DEFAULT_FRACTIONS,
                          args.baseline_threshold, args.deploy_threshold)  # before Prefect starts a server
         result = _run(args)
-    except user_errors() as exc:
-        if os.environ.get("LVM_DEBUG"):
-            raise
-        print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-              file=sys.stderr)
+    except Exception as exc:  # a user's mistake (exit 2) or a run that failed (exit 1): one message
+        if os.environ.get("LVM_DEBUG") or not isinstance(exc, (*_MISTAKES, RuntimeError)):
+            raise  # anything else is a bug: its traceback is what a report needs
+        print(f"error: {str(exc).strip() or type(exc).__name__}", file=sys.stderr)
         raise SystemExit(1 if isinstance(exc, RuntimeError) else 2) from None
     return result
+
+
+def _mistakes() -> tuple[type[BaseException], ...]:
+    from lvm.data.schema import DataValidationError
+    from lvm.ingest.corpus import CorpusError
+    from lvm.store.registry import RegistryError
+
+    return (CorpusError, DataValidationError, RegistryError, OSError, ValueError)
+
+
+_MISTAKES = _mistakes()
 
 
 def _run(args) -> TrainLVMResult:

@@ -53,7 +53,7 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
     return out
 
 
-DATASET_UPDATED = "lvm.data.dataset.updated"  # the event prefect.yaml's retrain trigger expects
+DATASET_UPDATED = "lvm.dataset.updated"  # the event prefect.yaml's retrain trigger expects
 
 
 @task(name="announce-table", cache_policy=NO_CACHE)
@@ -63,7 +63,7 @@ def announce_table(table: str, previous_sha256: str | None, corpus: str, documen
     sha = file_hash(table)
     if sha == previous_sha256:
         return False
-    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.data.dataset.{corpus_name(corpus)}",
+    emit_event(DATASET_UPDATED, resource={"prefect.resource.id": f"lvm.dataset.{corpus_name(corpus)}",
                                           "prefect.resource.name": str(table)},
                payload={"table": str(table), "sha256": sha, "previous_sha256": previous_sha256, "corpus": corpus,
                         "documents": documents})

@@ -270,3 +270,21 @@ def test_paired_difference_known_cases():
     assert lumpy["diff"] == pytest.approx(0.1) and lumpy["ci95"][0] == 0.0 < lumpy["ci95"][1]
     with pytest.raises(ValueError, match="group"):
         paired_difference(np.ones(3), np.zeros(3), np.arange(2))
+
+
+def test_windows_scattered_over_a_big_table_sum_their_article_per_article():
+    """A sample of windows across a big table gets the same article summaries as consecutive batches, without a
+    cumulative sum over the whole table."""
+    from lvm.evaluation.metrics import article_starts, window_batch
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 40, size=600)
+    position = np.concatenate([np.arange(n) for n in lengths])
+    vectors = rng.normal(size=(len(position), 8)).astype(np.float32)
+    starts = article_starts(position)
+    targets = np.flatnonzero(position >= 3)
+    sample = np.sort(rng.choice(targets, 40, replace=False))  # span ~ the table: the per-article path
+    one_by_one = [window_batch(vectors, np.array([t]), 3, starts) for t in sample]
+    scattered = window_batch(vectors, sample, 3, starts)
+    assert np.allclose(scattered.before_sum, np.concatenate([w.before_sum for w in one_by_one]))
+    assert np.array_equal(scattered.before_n, np.concatenate([w.before_n for w in one_by_one]))

@@ -53,5 +53,5 @@ def test_retrain_reads_the_users_corpus_and_is_triggered_by_new_text():
     trigger = DeploymentEventTrigger(**spec)  # raises on a malformed trigger
     assert trigger.expect == {DATASET_UPDATED} and trigger.enabled
     pattern = spec["match"]["prefect.resource.id"]
-    resource = f"lvm.data.dataset.{corpus_name(build['parameters']['corpus'])}"
+    resource = f"lvm.dataset.{corpus_name(build['parameters']['corpus'])}"
     assert pattern.endswith("*") and resource.startswith(pattern[:-1])

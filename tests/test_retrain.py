@@ -118,7 +118,7 @@ def test_an_encoder_change_is_refused_naming_both(harness, corpus_dir):
 
 
 def test_the_dataset_flow_announces_new_text_once(harness, corpus_dir, monkeypatch):
-    """lvm.data.dataset.updated is emitted when the table changed (new documents), not on a re-run with nothing new,
+    """lvm.dataset.updated is emitted when the table changed (new documents), not on a re-run with nothing new,
     and not for the table the train flow builds itself (notify=False)."""
     import tasks.data
     from flows.build_dataset import build_dataset_flow
@@ -129,8 +129,8 @@ def test_the_dataset_flow_announces_new_text_once(harness, corpus_dir, monkeypat
     _grow(corpus_dir, folder, 3)
     build_dataset_flow(corpus=str(folder), encoder="hash:32")
     build_dataset_flow(corpus=str(folder), encoder="hash:32")
-    assert [e for e, _ in sent] == ["lvm.data.dataset.updated"]
-    assert sent[0][1]["resource"]["prefect.resource.id"] == "lvm.data.dataset.announced"
+    assert [e for e, _ in sent] == ["lvm.dataset.updated"]
+    assert sent[0][1]["resource"]["prefect.resource.id"] == "lvm.dataset.announced"
     assert sent[0][1]["payload"]["previous_sha256"] is None and sent[0][1]["payload"]["documents"] == 3
     _grow(corpus_dir, folder, 4)
     build_dataset_flow(corpus=str(folder), encoder="hash:32", notify=False)

@@ -19,6 +19,7 @@ from lvm.data.table import SentenceTable, gather_windows, window_targets
 from lvm.util.atomic import write_atomic
 
 REQUIRED = ("context_sequences", "target_vectors")
+OPTIONAL = ("target_texts",)
 #: the most an .npz may unpack to (LVM_MAX_NPZ_BYTES overrides): the original project's 440k windows of 6 x 768
 #: float32 are 8.1 GB; a header claiming more than this, or more than the archive holds, is refused unread.
 MAX_NPZ_BYTES = 16 << 30
@@ -40,7 +41,7 @@ def check_members(path: Path, cap: int | None = None) -> dict:
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
+                if not info.filename.endswith(".npy"):  # never loaded (load_npz reads the named arrays only)
                     continue
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
@@ -99,8 +100,8 @@ def load_npz(path: str | Path) -> dict:
         raise _fail(path, "readable_npz", "the file is empty (0 bytes)")
     check_members(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with np.load(path, allow_pickle=False) as z:  # only the arrays of the format, each vetted above
+            arrays = {k: z[k] for k in (*REQUIRED, *OPTIONAL) if k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise _fail(path, "readable_npz", f"not a readable .npz archive ({exc})") from None
     missing = [k for k in REQUIRED if k not in arrays]

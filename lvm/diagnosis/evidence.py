@@ -122,7 +122,14 @@ def _run_scores(run_dir: Path, part: str, n: int, data_changed: bool) -> dict | 
 
 
 def _loadable(model_dirs: dict) -> dict:
-    return {a: d for a, d in model_dirs.items() if (Path(d) / "config.json").is_file()}
+    """{arch: predictor} of the models that load; one that does not is reported by the per-model loop."""
+    out = {}
+    for arch, d in model_dirs.items():
+        try:
+            out[arch] = model_predictor(d)
+        except (FileNotFoundError, ValueError):
+            pass
+    return out
 
 
 def diagnose(run_dir, log=None) -> Diagnosis:
@@ -168,8 +175,7 @@ def diagnose(run_dir, log=None) -> Diagnosis:
     say(f"diagnosis of {run_name}: the {eval_part} part's {len(eval_t):,} windows; " + (
         "the run's own scores (comparison.json)" if scored else "no usable comparison.json: scoring them here"))
     if scored is None:  # an older run, or its data changed: score here, the one way the flow scores
-        metrics, _ = score_all({**{a: model_predictor(d) for a, d in _loadable(run["models"]).items()}, **fitted},
-                               held)
+        metrics, _ = score_all({**_loadable(run["models"]), **fitted}, held)
         scored = {"models": {k: v for k, v in metrics.items() if k not in fitted},
                   "baselines": {k: v for k, v in metrics.items() if k in fitted}}
     forward = {**{f"{k} (baseline)": v["forward"] for k, v in scored["baselines"].items()},

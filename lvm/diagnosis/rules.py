@@ -318,7 +318,7 @@ def forward_findings(forward: dict, scored: dict, best: str | None, gates: dict 
         f = forward.get(arch)
         if not f:
             continue
-        fm, sh = f["forward_margin"], f["ablations"]["shuffled"]
+        fm, sh = f["forward_margin"], f["ablations"].get("shuffled") or {"drop": 0.0, "ci95": [0.0, 0.0]}
         sweep = dict(zip(f["offsets"]["k"], f["offsets"]["cosine"]))
         C = f["context"]
         base = {"forward_margin": fm["diff"], "forward_margin_ci95": fm["ci95"], "cos_next": sweep.get(0),

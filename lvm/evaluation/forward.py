@@ -36,7 +36,6 @@ from lvm.evaluation.metrics import (
     Windows,
     _normalize,
     nonfinite_rows,
-    per_example_cosine,
 )
 
 ROLLOUT_STEPS = 5
@@ -100,14 +99,6 @@ def contrastive_accuracy(pred: np.ndarray, targets: np.ndarray, bank_rows: np.nd
     minus rows t-C .. t+1 (the context, the target and the sentence after it). A non-finite prediction scores 0."""
     _, contrast, bad = Bank(vectors, bank_rows, context).score(pred, targets, vectors, chunk_elems)
     return float(np.where(bad, 0.0, contrast).mean())
-
-
-def paraphrase_ratio(pred: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> float | None:
-    """mean max_j cos(pred, ctx_j) / mean max_j cos(next, ctx_j) (see the module docstring)."""
-    def closeness(x):
-        return np.max([per_example_cosine(x, ctx[:, j]) for j in range(ctx.shape[1])], axis=0).mean()
-    den = closeness(tgt)
-    return float(closeness(pred) / den) if abs(den) > 1e-12 else None  # None: JSON has no nan
 
 
 #: Flat columns of the suite for tables and the decision: name -> (path in the suite's dict).

@@ -13,6 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from lvm.data.table import window_targets
+from lvm.evaluation.forward import article_bounds
 from lvm.evaluation.metrics import Windows, article_starts, window_batch
 
 
@@ -51,9 +52,7 @@ class HeldOutSet:
     @cached_property
     def ends(self) -> np.ndarray:
         """One past the last row of each row's article."""
-        first = np.unique(self.starts)
-        nxt = np.append(first[1:], len(self.starts))
-        return nxt[np.searchsorted(first, self.starts)]
+        return article_bounds(self.starts)
 
     @property
     def target_groups(self) -> np.ndarray:

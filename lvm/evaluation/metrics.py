@@ -94,9 +94,9 @@ def article_starts(position: np.ndarray) -> np.ndarray:
 
 def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
                  starts: np.ndarray | None = None) -> Windows:
-    """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window
-    (summed over one span of rows in float64, so a batch of consecutive windows costs one cumulative sum: pass
-    targets sorted, as ``lvm.data.dataset.window_targets`` returns them, or the span is as long as the table)."""
+    """The ``Windows`` of target rows ``targets``; with ``starts`` also the article before each context window,
+    summed in float64: over one span of rows for a batch of consecutive windows (one cumulative sum), per article
+    for windows scattered over a big table (a sample), so the work never grows to the whole table per batch."""
     ctx, _ = gather_windows(vectors, targets, context)
     ctx = np.ascontiguousarray(ctx, dtype=np.float32)
     if starts is None or len(targets) == 0:
@@ -107,9 +107,18 @@ def window_batch(vectors: np.ndarray, targets: np.ndarray, context: int,
     if (end < first).any():
         raise ValueError("a window's context starts before its article: starts do not match the targets")
     lo, hi = int(first.min()), int(end.max())
-    cs = np.zeros((hi - lo + 1, vectors.shape[1]))
-    np.cumsum(vectors[lo:hi], axis=0, dtype=np.float64, out=cs[1:])
-    return Windows(ctx, cs[end - lo] - cs[first - lo], end - first)
+    if hi - lo <= 4 * len(targets) + 4096:  # consecutive windows: one cumulative sum over their span
+        cs = np.zeros((hi - lo + 1, vectors.shape[1]))
+        np.cumsum(vectors[lo:hi], axis=0, dtype=np.float64, out=cs[1:])
+        return Windows(ctx, cs[end - lo] - cs[first - lo], end - first)
+    before = np.zeros((len(targets), vectors.shape[1]))  # scattered windows (a sample): one sum per article
+    for a in np.unique(first):
+        rows = np.flatnonzero(first == a)
+        top = int(end[rows].max())
+        cs = np.zeros((top - a + 1, vectors.shape[1]))
+        np.cumsum(vectors[a:top], axis=0, dtype=np.float64, out=cs[1:])
+        before[rows] = cs[end[rows] - a]
+    return Windows(ctx, before, end - first)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

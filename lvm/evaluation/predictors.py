@@ -116,7 +116,7 @@ class SavedModel:
         self.needs_article = bool(getattr(self.model, "article", False))
         self.key = str(Path(model_dir).resolve())
         members = self.config.get("members_from") or {}
-        self.member_keys = [str(Path(f).resolve()) for f in members.values()] if members else None
+        self.member_keys = [str((Path(model_dir) / f).resolve()) for f in members.values()] if members else None
 
     def member_is(self, i: int, other: "SavedModel") -> bool:
         """Whether this ensemble's i-th member has `other`'s weights (so `other`'s predictions are its)."""

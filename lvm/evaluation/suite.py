@@ -1,5 +1,5 @@
-"""Every held-out measure of every predictor in one pass over the windows: the metrics (lvm.evaluation.metrics.score)
-and the forward suite (lvm.evaluation.forward.forward_suite), with the same definitions and numbers, made fast.
+"""Every held-out measure of every predictor in one pass over the windows: the metrics of lvm.evaluation.metrics and
+the forward suite whose measures lvm.evaluation.forward defines, with the same numbers as before, made fast.
 
 What makes it fast, and what it keeps:
 - One loop over batches of windows, every predictor inside it: the windows, their article summaries and the
@@ -28,6 +28,7 @@ from lvm.evaluation.forward import (
     _ablate,
     _rollout_step,
     sentence_before,
+    summary,
     without_before,
 )
 from lvm.evaluation.heldout import HeldOutSet
@@ -65,6 +66,7 @@ def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed:
     n = len(targets)
     bank = Bank(vectors, held.bank, C)
     bank_col = bank.columns(targets)
+    chunk = max(1, (1 << 24) // max(len(bank.rows), 1))  # queries per ranking chunk, as metrics.retrieval has it
     names = _order(predictors)
     combos = _combos(predictors)
     reads = {k: getattr(fn, "needs_article", True) for k, fn in predictors.items()}
@@ -115,7 +117,9 @@ def score_predictors(predictors: dict[str, Callable], held: HeldOutSet, *, seed:
             a.cos_last[sl] = per_example_cosine(p, vectors[t - 1])
             a.cos_before[sl] = per_example_cosine(p, before)
             q = _normalize(np.where(a.bad[sl][:, None], 0.0, p))
-            a.rank[sl], a.contrast[sl] = bank.ranks_and_contrast(q, t, bank_col[sl], tv)
+            for c in range(0, len(t), chunk):  # [chunk, bank] scores at a time: memory does not grow with the bank
+                cs = slice(c, c + chunk)
+                a.rank[sl][cs], a.contrast[sl][cs] = bank.ranks_and_contrast(q[cs], t[cs], bank_col[sl][cs], tv[cs])
             for k in offsets:
                 rows = t + k
                 ok = (rows >= starts[t]) & (rows < ends[t])
@@ -207,13 +211,13 @@ def _order_tests(predictors, names, held, pick, detail, stash, acc, seed, batch_
                 res[name] = run(name, predictors[name], wk, k, res)
                 acc[name].ablation[k][np.arange(s, s + len(t))[keep]] = per_example_cosine(res[name], tgt[keep])
     full = np.nonzero((targets + ROLLOUT_STEPS - 1 < held.ends[targets]) & detail)[0]
-    for name in names:
-        a = acc[name]
-        a.roll_n = len(full)
-        for s in range(0, len(full), batch_size):
-            idx = full[s:s + batch_size]
-            t = targets[idx]
-            w = held.windows(t)
+    for s in range(0, len(full), batch_size):
+        idx = full[s:s + batch_size]
+        t = targets[idx]
+        start = held.windows(t)  # once per batch, for every predictor
+        for name in names:
+            a, w = acc[name], start
+            a.roll_n = len(full)
             out = stash[name][idx]
             for j in range(ROLLOUT_STEPS):
                 if j:
@@ -265,6 +269,4 @@ def _finish(a: _Acc, held: HeldOutSet, pick, detail, offsets, close_tgt, n_boot,
              "detail_windows": int(detail.sum()),
              "contrastive_accuracy": float(np.where(bad, 0.0, a.contrast).mean()),
              "paraphrase_ratio": float((a.close_pred / n) / den) if abs(den) > 1e-12 else None}
-    from lvm.evaluation.forward import summary
-
     return {**score, **summary(suite), "forward": suite}

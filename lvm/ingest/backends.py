@@ -123,6 +123,8 @@ def choose_backend() -> str:
     """The bundled model's backend on this CPU (see the module docstring)."""
     forced = os.environ.get("LVM_EMBED_BACKEND")
     if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"LVM_EMBED_BACKEND={forced!r}: choose one of {', '.join(BACKENDS)}")
         return forced
     path, sig = choice_file(), cpu_signature()
     try:

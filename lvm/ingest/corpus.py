@@ -124,6 +124,7 @@ def read_jsonl(path: Path, detok: bool | None = None) -> list[Document]:
                 raise TypeError("text is not a string")
         except (ValueError, KeyError, TypeError) as exc:
             bad.append(f"line {n}: {exc.__class__.__name__}: {exc}")
+            continue
         except RecursionError:
             bad.append(f"line {n}: nested too deeply to be a record")
             continue

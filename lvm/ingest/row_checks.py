@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from lvm.ingest.sentences import heading_like
 
-SPACED_APOSTROPHE = re.compile(r"\w ' (?:s|t|m|re|ve|ll|d)\b|\b[A-Z] ' [A-Z]|\w+s ' [a-z]")
+SPACED_APOSTROPHE = re.compile(r"\w ' (?:s|t|m|re|ve|ll|d)\b|\b[A-Z] ' [A-Z]|\b\w*s ' [a-z]")
 MOSES_TOKEN = re.compile(r" ?@[-,.]@ ?")
 LONG_WORDS = 100
 
