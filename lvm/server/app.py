@@ -7,8 +7,7 @@ Endpoints (JSON in, JSON out; errors are ``{"detail": "<message>"}`` with a 4xx 
     ``status`` is ``ok`` when the served version is the one the alias points to, ``loading`` while a newly
     promoted version is being loaded, ``degraded`` when the alias points to a version that failed to load (the
     previous model keeps serving, with 200, and ``last_reload_error`` says why). ``alias_version`` is read from
-    the registry on every call, so it never lags a poll. Never needs a token (for load balancers and process
-    supervisors).
+    the registry on every call, so it never lags a poll. Never needs a token (load balancers, supervisors).
 ``GET /model``
     version, alias, arch, dim, context, article, metrics, encoder, encoder_dim, data_hash, created_at, loaded_at,
     max_batch, dtype, next_available.

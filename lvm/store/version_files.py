@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lvm.util.errors import UserError
+
 _FLOAT_DTYPES = {"F16": "<u2", "BF16": "<u2", "F32": "<u4", "F64": "<u8"}
 # exponent bits of each float type: all ones means Infinity or NaN
 _EXPONENT_MASK = {"F16": 0x7C00, "BF16": 0x7F80, "F32": 0x7F800000, "F64": 0x7FF0000000000000}
 _CHECK_CHUNK = 1 << 22  # elements per finiteness check, to keep memory flat on big models
 
 
-class RegistryError(Exception):
+class RegistryError(UserError):
     """Any registry failure with a message meant for a person."""
 
 

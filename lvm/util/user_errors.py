@@ -9,6 +9,8 @@ import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from lvm.util.errors import UserError
+
 
 class ReportUserErrors:
     """Every command's user mistakes end as one `error: ...` line and exit code 2, never a traceback.
@@ -51,12 +53,8 @@ def fail(exc: Exception) -> None:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """What a user's input can raise from the library: bad files, bad options, a full or read-only disk."""
+    """What a user's input can raise from the library: bad files (CorpusError and DataValidationError are
+    ValueErrors), bad options, the registry's refusals, a full or read-only disk."""
     from safetensors import SafetensorError
 
-    from lvm.data.schema import DataValidationError
-    from lvm.ingest.corpus import CorpusError
-    from lvm.store.registry import RegistryError
-
-    return (CorpusError, DataValidationError, RegistryError, SafetensorError, OSError, ValueError, TypeError,
-            RuntimeError, FloatingPointError)
+    return (UserError, SafetensorError, OSError, ValueError, TypeError, RuntimeError, FloatingPointError)
