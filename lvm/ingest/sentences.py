@@ -113,9 +113,10 @@ _OPENERS = "\"“‘'([_*«¿¡—–-"
 _CANDIDATE = re.compile(r"(?<![\[.!?…])[.!?…]+[\"”’')\]_*»]*(?:\s+|(?:--|—)(?=[“\"‘'A-Z_]))"
                         r"|(?<=[a-z]{2})[.!?][\"”]?(?=[A-Z][a-z])")
 _OMISSION = re.compile(r"^\[(?:\.\.\.|…)\]\s*")
-_RUN_IN_DATE = re.compile(r"^_?(?:(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday),?\s+)?(?:\d{1,2}\s+)?"
-                          r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-                          r"(?:\s+\d{1,2})?(?:,?\s+\d{4})?\._?\s*(?:--|—)?\s*(?=[A-Z“\"])", re.IGNORECASE)
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_RUN_IN_DATE = re.compile(rf"^_?(?:(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday),?\s+)?(?:\d{{1,2}}\s+)?"
+                          rf"(?:{_MONTHS})(?:\s+\d{{1,2}})?(?:,?\s+\d{{4}})?\._?\s*(?:--|—)?\s*(?=[A-Z“\"])",
+                          re.IGNORECASE)
 _INITIAL = re.compile(r"^[A-Z]$")
 _DOTTED = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$")
 _SALUTATION = re.compile(r"^(?:(?:Mr\.|Madame?|Mister)\s+(?:Speaker|President|Vice President|Chairman|Chief Justice)"
@@ -209,8 +210,7 @@ _NUMBERED_HEADING = re.compile(r"^(?:CHAPTER|Chapter|BOOK|Book|PART|Part|VOLUME|
 _FOOTNOTE = re.compile(r"^(?:\[\d{1,3}\]|\{\d{1,3}\}|\(\*\)|\*|\d{1,4} \[)\s")
 _TRANSCRIBER = re.compile(r"^(?:transcriber[’']s notes?|produced by|e-?text prepared by)\b|\be-?text\b", re.IGNORECASE)
 _OPENING = re.compile(r"(?:Mr\.|Madame?|Mister)\s+(?:Speaker|President|Vice President|Chairman|Chief Justice)")
-_DATE = re.compile(r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-                   r"\s+\d{1,2},\s+\d{4}")
+_DATE = re.compile(rf"(?:{_MONTHS})\s+\d{{1,2}},\s+\d{{4}}")
 _QUOTE_START = "\"“‘'"
 _TITLE_LINE = re.compile(r"^(?:[A-Z0-9.,'’&:;()\-]+ ){3,}"
                          r"(?:(?:January|February|March|April|May|June|July|August|September|October|November|"
