@@ -69,8 +69,9 @@ def build_dataset_cmd(
     detokenize: Optional[bool] = typer.Option(None, "--detokenize/--no-detokenize",
                                               help="Undo Moses tokenisation (` , ` ` 's` ` @-@ `).",
                                               show_default="WikiText, and text that looks tokenised"),
-    backend: Optional[str] = typer.Option(None, help="torch (the exact sentence-transformers path) | onnx | onnx-int8; "
-                                          "default: onnx for the bundled model, torch for others."),
+    backend: Optional[str] = typer.Option(None, help="auto | torch (the exact sentence-transformers path) | "
+                                          "torch-bf16 | onnx | onnx-int8; default: auto, the bundled model's "
+                                          "fastest faithful backend measured on this CPU (torch for others)."),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
     from lvm.ingest.build import DEFAULT_CACHE, build_dataset
