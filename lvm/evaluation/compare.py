@@ -105,8 +105,11 @@ def compare(table_path: str, split_path: str, model_dirs: dict[str, str], contex
 def paired_vs_best(cosines: dict, models: dict, baselines: dict, held: HeldOutSet) -> dict:
     """Each model's cosine minus the best baseline's, window by window, with its 95 % article-bootstrap interval
     (cosines: per-window cos(prediction, next) of every predictor, from score_all)."""
-    name = best_baseline(baselines)["name"]
-    groups = held.target_groups
+    return _lead(cosines, models, best_baseline(baselines)["name"], held.target_groups)
+
+
+def _lead(cosines: dict, models, name: str, groups: np.ndarray) -> dict:
+    """{"baseline", "metric", "models": {model: paired difference to baseline `name`}} from per-window cosines."""
     return {"baseline": name, "metric": "cosine",
             "models": {a: paired_difference(cosines[a], cosines[name], groups) for a in models}}
 
@@ -119,10 +122,8 @@ def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict
     name = best_baseline(baselines)["name"]
     base = predict_rows(fitted[name], table.vectors, eval_t, context, article_starts(table.position))
     tgt = table.vectors[eval_t]
-    groups = article_groups(table.article_id)[eval_t]
-    return {"baseline": name, "metric": "cosine",
-            "models": {a: paired_difference(per_example_cosine(p, tgt), per_example_cosine(base, tgt), groups)
-                       for a, p in preds.items()}}
+    cosines = {a: per_example_cosine(p, tgt) for a, p in {**preds, name: base}.items()}
+    return _lead(cosines, preds, name, article_groups(table.article_id)[eval_t])
 
 
 def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model") -> dict:

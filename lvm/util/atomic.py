@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -35,8 +36,6 @@ def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", older_than: 
             if now - f.stat().st_mtime <= older_than:
                 continue
             if f.is_dir():  # a sharded table's folder in the making (lvm.data.shards)
-                import shutil
-
                 shutil.rmtree(f)
             else:
                 f.unlink()
@@ -107,8 +106,6 @@ def write_atomic(path: Path, write: Callable[[str], None], fsync: bool = False) 
 
 def _disk_full(folder: Path, spare: int = 16 << 20) -> bool:
     """Whether the disk holding `folder` has (almost) no room left: what a writer's own error means then."""
-    import shutil
-
     try:
         return shutil.disk_usage(folder).free < spare
     except OSError:
