@@ -298,3 +298,32 @@ def test_order_tests_run_on_a_seeded_sample_of_a_big_set(data, monkeypatch):
     again = forward_suite(lambda w: w.ctx[:, -1] @ R.T, vectors, targets, np.arange(len(vectors)), C, starts,
                           n_boot=200, order_windows=200)
     assert again["ablations"] == s["ablations"]  # seeded: the same sample every time
+
+
+def test_retrieval_runs_on_a_seeded_sample_of_a_big_set_and_every_other_measure_on_every_window(data):
+    """Ranking against the bank is windows x bank: above RETRIEVAL_WINDOWS it is measured on a sample, and the
+    sample's contrastive accuracy is the whole set's within sampling error; cosine and the margins are unchanged."""
+    vectors, _, starts, targets, R = data
+    fn = lambda w: w.ctx[:, 0] @ R.T  # noqa: E731  (from the first context row: right only now and then)
+    full = forward_suite(fn, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200, order_tests=False)
+    part = forward_suite(fn, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200, order_tests=False,
+                         retrieval_windows=300)
+    assert part["cosine"] == full["cosine"] and part["forward_margin"] == full["forward_margin"]
+    assert part["contrastive_accuracy"] != full["contrastive_accuracy"]  # measured on 300 windows, not all
+    assert abs(part["contrastive_accuracy"] - full["contrastive_accuracy"]) < 0.03
+    again = forward_suite(fn, vectors, targets, np.arange(len(vectors)), C, starts, n_boot=200, order_tests=False,
+                          retrieval_windows=300)
+    assert again["contrastive_accuracy"] == part["contrastive_accuracy"]  # seeded
+
+
+def test_score_predictors_says_how_many_windows_were_ranked(data):
+    from lvm.evaluation.heldout import HeldOutSet
+    from lvm.evaluation.suite import score_predictors
+
+    vectors, position, starts, targets, R = data
+    held = HeldOutSet(vectors, targets, np.arange(len(vectors)), starts, starts, C)
+    small, _ = score_predictors({"rot": lambda w: w.ctx[:, -1] @ R.T}, held, n_boot=50, order_tests=False)
+    big, _ = score_predictors({"rot": lambda w: w.ctx[:, -1] @ R.T}, held, n_boot=50, order_tests=False,
+                              retrieval_windows=100)
+    assert small["rot"]["retrieval_windows"] == len(targets) and big["rot"]["retrieval_windows"] == 100
+    assert small["rot"]["cosine"] == big["rot"]["cosine"]
