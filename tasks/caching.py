@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.filesystems import LocalFileSystem
 
 from lvm.data.dataset import file_hash
 from lvm.util.paths import prefect_cache_dir
@@ -82,10 +83,35 @@ def _imports_of(name: str) -> list[str]:
     return [n for n in found + parents if n.split(".")[0] in PROJECT_PACKAGES and _module_file(n) is not None]
 
 
+class CacheRecords(LocalFileSystem):
+    """The cache records (Prefect's key storage), kept in the data folder. The results they point at are Prefect's,
+    under $PREFECT_HOME/storage (Prefect takes only a server-saved block as another place), so a run under another
+    Prefect home, or after that storage was cleared, finds records whose results it cannot read. Such a record
+    reads as absent: Prefect's `exists` says no and the task recomputes, where reading the result would fail."""
+
+    _block_type_name = "LVM cache records"
+
+    def _checked(self, content: bytes) -> bytes:
+        from prefect.settings import get_current_settings
+
+        key = json.loads(content).get("storage_key")
+        base = Path(get_current_settings().results.local_storage_path).expanduser().resolve()
+        if not key or base not in Path(key).expanduser().resolve().parents or not Path(key).is_file():
+            raise ValueError(f"the cache record's result {key} is not readable under {base}: a cache miss")
+        return content
+
+    def read_path(self, path: str, _sync: bool | None = None) -> bytes:
+        return self._checked(LocalFileSystem.read_path(self, path, _sync=True))
+
+    async def aread_path(self, path: str) -> bytes:
+        return self._checked(await LocalFileSystem.aread_path(self, path))
+
+
 def by_inputs():
     """INPUTS + TASK_SOURCE, stored in the project's data folder (Prefect's DEFAULT is per flow run)."""
-    return (INPUTS + TASK_SOURCE).configure(key_storage=prefect_cache_dir())
+    return (INPUTS + TASK_SOURCE).configure(key_storage=CacheRecords(basepath=str(prefect_cache_dir())))
 
 
 def by_file_content():
-    return (CacheKeyFnPolicy(cache_key_fn=_file_content_key) + TASK_SOURCE).configure(key_storage=prefect_cache_dir())
+    return (CacheKeyFnPolicy(cache_key_fn=_file_content_key) + TASK_SOURCE).configure(
+        key_storage=CacheRecords(basepath=str(prefect_cache_dir())))

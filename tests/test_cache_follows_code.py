@@ -81,3 +81,33 @@ def test_a_function_moved_to_a_new_module_then_edited_there_is_not_served_from_t
         edited = run()
         assert edited["train"] == "Completed" and edited["model_dir"] != moved["model_dir"]
         assert edited["cosine"] != moved["cosine"]
+
+
+def test_a_rerun_under_another_prefect_home_recomputes_where_it_crashed(tmp_path):
+    """Issue #28, 12: the cache records live in the data folder, the results under $PREFECT_HOME/storage; a re-run
+    under another home found a record whose result it could not read and died ("outside of the base path"). Such a
+    record is now a cache miss: the task recomputes, and the home's own result serves the next run."""
+    from lvm.data.dataset import write_table
+
+    table = tmp_path / "table.parquet"
+    write_table(make_table(n_articles=12, length=14, dim=16), table)
+    with prefect_harness(tmp_path / "data"):
+        from prefect.settings import PREFECT_API_URL
+
+        def run(home: str) -> dict:
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
+                   "PREFECT_HOME": str(tmp_path / home)}
+            env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
+            env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
+            p = subprocess.run([sys.executable, "-c", RUN, str(table)], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=300)
+            assert p.returncode == 0, p.stderr[-3000:]
+            return json.loads(p.stdout.strip().splitlines()[-1])
+
+        first = run("home-a")
+        assert first["train"] == "Completed" and any((tmp_path / "home-a" / "storage").iterdir())
+        other = run("home-b")
+        assert other["train"] == "Completed" and other["cosine"] == first["cosine"]
+        assert run("home-b")["train"] == "Cached"
+        shutil.rmtree(tmp_path / "home-b" / "storage")  # the results gone, the records kept
+        assert run("home-b")["train"] == "Completed"
