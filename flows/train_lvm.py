@@ -8,6 +8,7 @@ does no work again, and changing one parameter re-runs only what depends on it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Literal, Optional
@@ -313,6 +314,9 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     try:
         check_parameters(args.data, args.arch.split(","), args.epochs, args.context, DEFAULT_FRACTIONS,
                          args.baseline_threshold, args.deploy_threshold)  # before Prefect starts a server
+        if not os.environ.get("LVM_DEBUG"):
+            for name in ("prefect.task_runs", "prefect.flow_runs"):
+                logging.getLogger(name).addFilter(_no_traceback_for_mistakes)
         result = _run(args)
     except Exception as exc:  # a user's mistake (exit 2) or a run that failed (exit 1): one message
         if os.environ.get("LVM_DEBUG") or not isinstance(exc, (*_MISTAKES, RuntimeError)):
@@ -331,6 +335,14 @@ def _mistakes() -> tuple[type[BaseException], ...]:
 
 
 _MISTAKES = _mistakes()
+
+
+def _no_traceback_for_mistakes(record: logging.LogRecord) -> bool:
+    """A logging filter: Prefect logs a failed task or flow run with its traceback; for a user's mistake (bad data,
+    a missing file) the message is the whole story, and main() ends with it as one `error:` line."""
+    if record.exc_info and isinstance(record.exc_info[1], _MISTAKES):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _run(args) -> TrainLVMResult:

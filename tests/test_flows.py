@@ -174,3 +174,26 @@ def test_bad_flow_parameters_are_one_error_line_and_a_nonzero_exit(args, says, t
     err = out.err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and says in err[0], out.err
     assert "Traceback" not in out.err + out.out and not (tmp_path / "runs").exists()
+
+
+def test_bad_data_found_inside_a_running_flow_is_one_error_line_without_a_traceback(tmp_path, harness):
+    """A pickle .npz passes the parameter check (the file exists) and is refused by the load task inside the run:
+    Prefect's logs of the failed task and flow keep their messages, not their tracebacks (#28 item 3)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from conftest import ROOT
+    from prefect.settings import PREFECT_API_URL
+
+    npz = tmp_path / "pickle.npz"
+    np.savez(npz, context_sequences=np.array([{"a": 1}], dtype=object), target_vectors=np.zeros((1, 4)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env.pop("LVM_DEBUG", None)
+    p = subprocess.run([sys.executable, "-m", "flows.train_lvm", "--data", str(npz)], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert p.returncode == 2 and len(errors) == 1 and str(npz) in errors[0], out[-3000:]
+    assert "Traceback" not in out and "holds Python objects (a pickle)" in out
