@@ -44,7 +44,7 @@ def table(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) ->
 
 def train(data: Path, split_path: Path, arch: str, out: Path, epochs: int) -> Path:
     from lvm.train.config import TrainConfig
-    from lvm.train.trainer import train_on_table
+    from lvm.train.on_table import train_on_table
 
     if (out / "model.safetensors").is_file() and (out / "metrics.json").is_file():
         print(f"reusing {out}", flush=True)

@@ -112,7 +112,7 @@ def corpus_of(table) -> np.ndarray:
 def train(train_path: Path, split_path: Path, arch: str, epochs: int | None, out: Path) -> dict:
     """Train (or reuse) one model with TrainConfig defaults; validation only (the protocol scores the test set)."""
     from lvm.train.config import TrainConfig
-    from lvm.train.trainer import train_on_table
+    from lvm.train.on_table import train_on_table
 
     cfg = TrainConfig(arch=arch) if epochs is None else TrainConfig(arch=arch, epochs=epochs)
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:8]

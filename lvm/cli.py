@@ -172,7 +172,7 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
 
 @app.command()
 def train(
-    arch: str = typer.Option("lstm", help="lstm, gru, mamba2 or transformer."),
+    arch: Optional[str] = typer.Option(None, help="lstm, gru, mamba2 or transformer [default: lstm, or --init's]."),
     data: Path = typer.Option(..., help=_TABLE),
     epochs: Optional[int] = typer.Option(None, help="Default: TrainConfig's (20)."),
     batch_size: Optional[int] = typer.Option(None, help="Default: the engine's measured default."),
@@ -187,11 +187,16 @@ def train(
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="Model folder (default data/runs/models/<arch>-cli)."),
     resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
+    init: Optional[Path] = typer.Option(None, help="A trained model folder to start from (fine-tuning, e.g. a model "
+                                                   "trained at scale): same architecture, context and inputs."),
 ):
     """Train one architecture on the article-disjoint split; prints each epoch, then the model against baselines."""
+    from lvm.models.io import read_config
     from lvm.train.config import TrainConfig
-    from lvm.train.trainer import train_on_table
+    from lvm.train.on_table import train_on_table
     from lvm.util.paths import check_output, runs_dir
+
+    arch = arch or (read_config(init)["arch"] if init else "lstm")
 
     given = {"epochs": epochs, "context": context, "device": device, "precision": precision, "article": article}
     fields = {"arch": arch, "seed": seed, **{k: v for k, v in given.items() if v is not None}}  # else TrainConfig's
@@ -201,6 +206,8 @@ def train(
         fields["lr"] = lr
     if loss:
         fields["loss"] = _json_option("--loss", loss) if loss.strip().startswith("{") else loss
+    if init:
+        fields["init"] = str(init)
     out = check_output(out or runs_dir() / "models" / f"{arch}-cli", [data], folder=True)
 
     cfg = TrainConfig.from_dict(fields)

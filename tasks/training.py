@@ -56,7 +56,7 @@ def train_architecture(dataset: DatasetRecord, split: SplitRecord, config: dict,
     `code_version` (tasks.caching.code_version of the training code) is part of the cache key and of the model
     folder's name, so changed code neither reuses a cached result nor resumes an old checkpoint."""
     from lvm.train.config import TrainConfig
-    from lvm.train.trainer import train_on_table
+    from lvm.train.on_table import train_on_table
 
     logger = get_run_logger()
     cfg = TrainConfig.from_dict(config)

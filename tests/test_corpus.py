@@ -81,3 +81,37 @@ def test_a_deeply_nested_jsonl_line_is_named_not_a_recursion_error(tmp_path):
     p.write_text('{"id": "a", "text": "Fine here."}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=r"deep\.jsonl: 1 bad JSONL lines.*line 2: nested too deeply"):
         read_corpus(p)
+
+
+def test_control_characters_never_reach_a_sentence(tmp_path):
+    """NUL and the like (a stray byte of a binary file, a \\u0000 escape in JSON) become spaces; a form feed a line
+    end. They were kept in sentence text, the table and the server's replies."""
+    import json as _json
+
+    from lvm.ingest.corpus import read_corpus
+
+    (tmp_path / "txt").mkdir()
+    para = "The cat\x00sat on the mat all through the long and quiet afternoon. It was warm\x07 and still there, " \
+           "and nobody came to move it from its place by the window."
+    (tmp_path / "txt" / "a.txt").write_text(f"{para}\n\n\x0c\n{para}\n")
+    (tmp_path / "b.jsonl").write_text(_json.dumps({"id": "b", "text": "A dog\u0000barked at the moon all night."}))
+    for docs in (read_corpus(tmp_path / "txt"), read_corpus(tmp_path / "b.jsonl")):
+        sentences = [s for d in docs for s in d.sentences]
+        assert sentences and not any(ch < " " for s in sentences for ch in s), sentences
+    assert read_corpus(tmp_path / "txt")[0].sentences[0].startswith("The cat sat on the mat")
+
+
+def test_text_without_sentence_ends_is_left_out_with_a_warning_naming_the_document(tmp_path):
+    """A 5 MB document without punctuation was one 5 MB "sentence" (truncated by the encoder, stored whole)."""
+    import random
+
+    from lvm.ingest.corpus import MAX_SENTENCE_CHARS
+
+    rng = random.Random(0)
+    (tmp_path / "unpunctuated.txt").write_text(" ".join(rng.choice(["alpha", "beta", "word"]) for _ in range(3000)))
+    (tmp_path / "prose.txt").write_text("This is a normal sentence with enough words in it to count. And here is a "
+                                        "second sentence of the same document, a little longer.\n")
+    with pytest.warns(UserWarning, match=r"1 runs of text over 5,000 characters.*\['unpunctuated'\]"):
+        docs = read_corpus(tmp_path)
+    assert [d.doc_id for d in docs] == ["prose"] and len(docs[0].sentences) == 2
+    assert all(len(s) <= MAX_SENTENCE_CHARS for d in docs for s in d.sentences)

@@ -29,7 +29,7 @@ from lvm.models import build_model
 from lvm.models.io import load_model, save_model
 from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
-from lvm.train.trainer import train_on_table
+from lvm.train.on_table import train_on_table
 
 
 def make_run(root: Path, table: SentenceTable, configs: dict, fractions=(0.8, 0.1, 0.1), model_dirs=None) -> Path:

@@ -102,6 +102,25 @@ def test_a_corrupt_cache_file_is_a_miss_and_is_rewritten(tmp_path):
     assert hits == 0 and np.array_equal(np.load(path), v)
 
 
+def test_a_cache_that_cannot_be_written_warns_once_and_the_embedding_goes_on(tmp_path, monkeypatch):
+    """A full disk under the embedding cache stopped the build, where a full .npz-import cache only warned: the
+    cache saves time, it holds nothing the build needs."""
+    from lvm.ingest import embedding
+
+    docs = [Document(f"d{i}", "", [], sentences=[f"Sentence {i}.", f"Another {i}."]) for i in range(3)]
+    calls = []
+
+    def full(path, vecs):
+        calls.append(path)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(embedding, "write_cached", full)
+    with pytest.warns(UserWarning, match="embedding cache cannot be written.*No space left") as seen:
+        vectors, hits = embed_documents(docs, HashEncoder(8), tmp_path, group_sentences=0)
+    assert len(vectors) == 3 and all(v.shape == (2, 8) for v in vectors) and hits == 0
+    assert len(calls) == 1 and len([w for w in seen if "embedding cache" in str(w.message)]) == 1
+
+
 def test_groups_keep_documents_whole():
     assert groups([3, 3, 3, 10, 1], 5) == [[0, 1], [2, 3], [4]]
     assert groups([], 5) == []

@@ -167,7 +167,7 @@ def trained(tmp_path_factory):
     """A tiny lstm trained on one rotation table (seed 0) through train_on_table (config.json records it)."""
     from lvm.data.dataset import write_table
     from lvm.train.config import TrainConfig
-    from lvm.train.trainer import train_on_table
+    from lvm.train.on_table import train_on_table
 
     d = tmp_path_factory.mktemp("ood")
     path = write_table(_table(0), d / "train.parquet")

@@ -324,3 +324,34 @@ def test_a_token_with_spaces_around_it_is_compared_stripped(registry):
         for header in ("Bearer abc", "Bearer abc ", "Bearer  abc"):
             assert client.post("/predict", json=body, headers={"Authorization": header}).status_code == 200, header
         assert client.post("/predict", json=body, headers={"Authorization": "Bearer abd"}).status_code == 401
+
+
+def test_with_a_token_the_api_pages_are_off_and_without_one_they_are_served(registry):
+    with TestClient(create_app(registry.root, token="abc")) as client:
+        for page in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(page).status_code == 404, page
+        assert client.get("/health").status_code == 200
+    with TestClient(create_app(registry.root)) as client:
+        assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("field", ["contexts", "article"])
+def test_a_boolean_among_the_numbers_is_refused_not_read_as_one(tmp_path, field):
+    reg = Registry(tmp_path / "registry")
+    folder = make_model_dir(tmp_path / "art", seed=3)
+    config = json.loads((folder / "config.json").read_text())
+    if field == "article":
+        config["article"] = True
+        (folder / "config.json").write_text(json.dumps(config))
+    register(reg, folder, alias="production")
+    ctx = contexts().tolist()
+    body = {"contexts": ctx}
+    if field == "contexts":
+        ctx[0][1][3] = True
+    else:
+        body["article"] = [[0.1] * len(ctx[0][0]) for _ in ctx]
+        body["article"][0][2] = False
+    with TestClient(create_app(reg.root)) as client:
+        r = client.post("/predict", json=body)
+        assert r.status_code == 422 and "boolean" in r.json()["detail"], r.text
+        assert (f"{field}[0][1][3]" if field == "contexts" else "article[0][2]") in r.json()["detail"]

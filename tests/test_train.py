@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import sigkill_when
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from lvm.evaluation.compare import evaluate_model
 from lvm.evaluation.metrics import per_example_cosine
@@ -19,7 +20,8 @@ from lvm.evaluation.predictors import predict
 from lvm.models.io import load_model
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON, read_checkpoint_info
 from lvm.train.config import TrainConfig
-from lvm.train.trainer import _mean_cosine, fit, train_on_table
+from lvm.train.on_table import train_on_table
+from lvm.train.trainer import _mean_cosine, fit
 from lvm.util.hardware import bf16_supported
 
 TESTS = Path(__file__).resolve().parent
@@ -397,3 +399,52 @@ def test_auto_threads_share_the_cores_among_running_fits(data, tmp_path, monkeyp
     assert seen == [1, 1] and torch.get_num_threads() == before
     counter.leave()
     assert counter.share() == 2
+
+
+# ---------------------------------------------------------------------------------------------------- fine-tuning
+
+def test_init_starts_from_a_trained_folder_and_records_it(data, tmp_path):
+    """Fine-tuning (TrainConfig.init): the run starts from the folder's weights, so its validation cosine before
+    the first epoch is the folder's best, not an untrained model's; the sizes come from the folder."""
+    path, table, tr, va = data
+    base = fit(tiny(epochs=4), table.vectors, tr, va, tmp_path / "base")
+    cold = fit(tiny(epochs=1), table.vectors, tr, va, tmp_path / "cold")
+    warm = fit(tiny(epochs=1, model={}, init=str(tmp_path / "base")), table.vectors, tr, va, tmp_path / "warm")
+    assert warm["initial_val_cosine"] == pytest.approx(base["best_val_cosine"], abs=1e-5)
+    assert cold["initial_val_cosine"] < base["best_val_cosine"] - 1e-3  # an untrained start is further down
+    config = json.loads((tmp_path / "warm" / "config.json").read_text())
+    assert config["train"]["init"] == str(tmp_path / "base") and config["model"]["hidden"] == 32
+
+
+@pytest.mark.parametrize("change, says", [({"arch": "gru", "model": TINY["gru"]}, "arch 'lstm'"),
+                                          ({"context": 3}, "context 5"),
+                                          ({"model": {"hidden": 16, "layers": 1}}, "model")])
+def test_init_from_a_model_that_does_not_fit_names_the_folder_and_the_mismatch(data, tmp_path, change, says):
+    path, table, tr, va = data
+    fit(tiny(epochs=1), table.vectors, tr, va, tmp_path / "base")
+    with pytest.raises(ValueError, match=f"--init {tmp_path / 'base'}.*{says}"):
+        fit(tiny(epochs=1, init=str(tmp_path / "base"), **change), table.vectors, tr, va, tmp_path / "m")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_lvm_train_init_fine_tunes_from_a_folder(data, tmp_path):
+    path, *_ = data
+    from lvm.cli import app
+
+    base = tmp_path / "base"
+    fit(tiny(arch="gru", epochs=2, article=True), data[1].vectors, data[2], data[3], base, position=data[1].position)
+    res = CliRunner().invoke(app, ["train", "--data", str(path), "--epochs", "1", "--init", str(base),
+                                   "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["arch"] == "gru" and config["train"]["init"] == str(base)
+
+
+def test_a_training_that_ends_worse_than_it_started_says_so(data, tmp_path):
+    """--lr 1e9 trained silently to val cosine 0.004: no NaN, just a ruined model (#28)."""
+    path, table, tr, va = data
+    base = fit(tiny(epochs=4), table.vectors, tr, va, tmp_path / "base")
+    with pytest.warns(UserWarning, match="training made the model worse.*learning rate"):
+        fit(tiny(epochs=2, lr=50.0, init=str(tmp_path / "base"), precision="fp32"), table.vectors, tr, va,
+            tmp_path / "m")
+    assert base["best_val_cosine"] > 0

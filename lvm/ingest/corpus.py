@@ -38,10 +38,18 @@ class Document:
     paragraphs: list[str]
     source: str = ""
     sentences: list[str] = field(default_factory=list)
+    overlong: int = 0  # runs of text too long to be a sentence, left out (see sentencize)
+
+
+MAX_SENTENCE_CHARS = 5_000  # the longest true sentence in the shared corpora has 2,855 characters
 
 
 def sentencize(doc: Document) -> Document:
-    doc.sentences = [s for p in doc.paragraphs for s in split_sentences(p)]
+    """The document's sentences; a "sentence" over MAX_SENTENCE_CHARS is text without sentence ends (a transcript
+    without punctuation, a table dump), not a sentence: it is left out and counted in `doc.overlong`."""
+    found = [s for p in doc.paragraphs for s in split_sentences(p)]
+    doc.sentences = [s for s in found if len(s) <= MAX_SENTENCE_CHARS]
+    doc.overlong = len(found) - len(doc.sentences)
     return doc
 
 
@@ -60,7 +68,16 @@ def _read_utf8(path: Path) -> str:
             f"{path}: not valid UTF-8 (rule: text files must be UTF-8): byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}, line {line}. Convert it first, e.g. `iconv -f latin1 -t utf-8`."
         ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return _without_controls(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]+")
+
+
+def _without_controls(text: str) -> str:
+    """Control characters (NUL and the like) out of the text, as spaces; a form feed (a page break) is a line end.
+    A sentence holding them would reach the encoder, the table and the server's replies."""
+    return _CONTROLS.sub(" ", text.replace("\x0c", "\n"))
 
 
 def read_text_file(path: Path, detok: bool | None = None) -> Document:
@@ -122,6 +139,7 @@ def read_jsonl(path: Path, detok: bool | None = None) -> list[Document]:
             doc_id, body = str(rec["id"]), rec["text"]
             if not isinstance(body, str):
                 raise TypeError("text is not a string")
+            body = _without_controls(body)
         except (ValueError, KeyError, TypeError) as exc:
             bad.append(f"line {n}: {exc.__class__.__name__}: {exc}")
             continue
@@ -210,6 +228,11 @@ def read_corpus(path: str | Path, fmt: str = "auto", detokenize: bool | None = N
         p = Path(path)
         docs = read_text_folder(p, detokenize) if p.is_dir() else [read_text_file(p, detokenize)]
     docs = [sentencize(d) for d in docs]
+    overlong = {d.doc_id: d.overlong for d in docs if d.overlong}
+    if overlong:
+        warnings.warn(f"{path}: {sum(overlong.values())} runs of text over {MAX_SENTENCE_CHARS:,} characters without "
+                      f"a sentence end are left out (rule: a sentence ends with . ! or ?), in "
+                      f"{len(overlong)} documents: {list(overlong)[:5]}", stacklevel=2)
     empty = [d.doc_id for d in docs if not d.sentences]
     if empty:
         warnings.warn(f"{path}: {len(empty)} documents have no sentences and are skipped: {empty[:5]}", stacklevel=2)

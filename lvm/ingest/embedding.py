@@ -114,6 +114,7 @@ def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences
     missing = [i for i, v in enumerate(vectors) if v is None]
     sizes = [len(docs[i].sentences) for i in missing]
     done, total = 0, sum(sizes)
+    caching = True
     for group in (groups(sizes, group_sentences) if group_sentences > 0 else [[j] for j in range(len(missing))]):
         members = [missing[j] for j in group]
         sentences = [s for i in members for s in docs[i].sentences]
@@ -123,8 +124,13 @@ def embed_documents(docs: list, encoder, cache_dir: Path | None, group_sentences
             n = len(docs[i].sentences)
             vectors[i] = np.ascontiguousarray(flat[start:start + n], dtype=np.float32)
             start += n
-            if paths[i] is not None:
-                write_cached(paths[i], vectors[i])
+            if paths[i] is not None and caching:
+                try:
+                    write_cached(paths[i], vectors[i])
+                except OSError as exc:  # the cache only saves time: the build goes on without it, as an import's
+                    caching = False
+                    warnings.warn(f"{paths[i].parent}: the embedding cache cannot be written ({exc}); going on "
+                                  "without it (a re-run embeds these documents again)", stacklevel=2)
         done += start
         if progress:
             progress(done, total)

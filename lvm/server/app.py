@@ -308,10 +308,11 @@ def create_app(
     routes = _Routes(holder, registry, alias, token=token, bank=bank, encoder=encoder, max_batch=max_batch,
                      max_body_bytes=max_body_bytes, body_timeout=body_timeout, dtype=dtype)
 
-    app = FastAPI(
+    public = {} if token is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(  # with a token (a public bind) the API pages are off: they would be the one door left open
         title="LVM server",
         description="Predicts the embedding of the next sentence from the embeddings of the last few sentences.",
-        version="1",
+        version="1", **public,
     )
     app.state.holder = holder
     app.state.registry = registry

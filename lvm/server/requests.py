@@ -177,8 +177,25 @@ def parse_contexts(body: bytes, state: LoadedModel, max_batch: int) -> tuple[np.
     """A /predict body as (float32 [B, C, D] contexts, float32 [B, D] article or None) for ``state``'s model, or
     an HTTPException saying what is wrong."""
     payload = _require_object(parse_json(body), '{"contexts": [[[...]]]}')
+    if b"true" in body or b"false" in body:  # numpy reads a true among numbers as 1.0: find it (rare, so slow is fine)
+        for field in ("contexts", "article"):
+            at = _first_bool(payload.get(field))
+            if at is not None:
+                raise HTTPException(422, f"'{field}' must contain only numbers, found a boolean at {field}{at}")
     ctx = _contexts_array(payload.get("contexts"), state, max_batch)
     return ctx, _article_array(payload.get("article"), state, len(ctx))
+
+
+def _first_bool(raw: Any, at: str = "") -> str | None:
+    """The index path ("[0][2][7]") of the first true/false in nested lists, or None."""
+    if isinstance(raw, bool):
+        return at
+    if isinstance(raw, list):
+        for i, v in enumerate(raw):
+            found = _first_bool(v, f"{at}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 async def read_contexts(request: Request, state: LoadedModel, max_batch: int, limit: int,

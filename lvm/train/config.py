@@ -52,6 +52,8 @@ class TrainConfig:
                                     # the cores shared among the fits running in this process, re-balanced every
                                     # epoch (the flow's threads runner: the last training left running gets them all)
     eval_batch_size: int = 2048
+    init: str | None = None         # a trained model folder whose weights start the run (fine-tuning,
+                                    # lvm.train.init): same arch, context and inputs; its sizes when `model` is empty
 
     def __post_init__(self):
         if self.model is None:
@@ -90,6 +92,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.model, dict):
             raise ValueError(f"model must be a dict of build_model kwargs, got {self.model!r}")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init.strip()):
+            raise ValueError(f"init must be None or a model folder's path, got {self.init!r}")
         if self.loss is not None and not isinstance(self.loss, (dict, str)):
             raise ValueError(f"loss must be a dict of weights, a preset name or None, got {self.loss!r}")
 

@@ -10,7 +10,7 @@ with exactly the weights of an uninterrupted run (same seed, device and thread c
 bit for bit).
 
 The model folder (docs/ARCHITECTURE.md): model.safetensors + config.json (lvm.models.io), history.json,
-metrics.json (validation, and the held-out scores against the baselines when `train_on_table` runs alone),
+metrics.json (validation, and the held-out scores against the baselines when `lvm.train.on_table` runs alone),
 checkpoint/.
 """
 
@@ -29,12 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
-from lvm.data.table import article_so_far, window_targets
-from lvm.evaluation.baselines import cached_baselines
-from lvm.evaluation.compare import held_out_scores
-from lvm.evaluation.metrics import article_starts
-from lvm.evaluation.predictors import windows_predict
+from lvm.data.table import article_so_far
 from lvm.models import count_parameters
 from lvm.models.io import save_model
 from lvm.train.checkpoint import (
@@ -48,6 +43,7 @@ from lvm.train.checkpoint import (
     save_checkpoint,
 )
 from lvm.train.config import TrainConfig
+from lvm.train.init import resolve_init
 from lvm.train.schedule import LRSchedule
 from lvm.util.allocator import keep_freed_memory
 from lvm.util.atomic import write_json
@@ -179,8 +175,11 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         train_t = _check_targets("training", train_targets, n_rows, cfg.context)
         val_t = _check_targets("validation", val_targets, n_rows, cfg.context)
 
+        cfg, start = resolve_init(cfg, dim)
         torch.manual_seed(cfg.seed)
         model = cfg.build(dim).to(device)
+        if start is not None:
+            model.load_state_dict({k: v.to(device) for k, v in start.items()})
         loss_fn = cfg.loss_fn()
         opt = _make_optimizer(model, cfg)
         n_batches = math.ceil(len(train_t) / cfg.batch_size)
@@ -189,6 +188,10 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         state, best_state = _start_or_resume(cfg, ckdir, model, opt, sched, fingerprint, precision, resume)
         val_dev = torch.from_numpy(val_t).to(device)
         offs = torch.arange(-cfg.context, 0, device=device)
+        if state["epoch"] == 0:  # where training starts from: a run that ends below it made the model worse
+            model.eval()
+            state["initial_val_cosine"] = _mean_cosine(model, V, A, val_dev, offs, device, precision,
+                                                       cfg.eval_batch_size)
 
         while not state["finished"]:
             epoch = state["epoch"] + 1
@@ -225,9 +228,20 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
             if callback is not None:
                 callback(dict(record))
 
+        _warn_if_worse(cfg, state)
         model.load_state_dict({k: v.to(device) for k, v in best_state.items()})  # the best weights become the model
         model.eval()
         return model, _write_model_folder(out_dir, cfg, model, loss_fn, state, precision, device, train_t, val_t, meta)
+
+
+def _warn_if_worse(cfg: TrainConfig, state: dict) -> None:
+    """A training whose best epoch is below where it started (a diverged learning rate ends at val cosine ~0 without
+    a single NaN) says so: the model it saves is worse than the untrained one."""
+    start, best = state.get("initial_val_cosine"), state["best_val_cosine"]
+    if start is not None and best is not None and best < start - 0.01:
+        warnings.warn(f"training made the model worse: validation cosine {start:.4f} before the first epoch, "
+                      f"{best:.4f} at best (epoch {state['best_epoch']}); is the learning rate ({cfg.lr:g}) too high?",
+                      stacklevel=3)
 
 
 @contextlib.contextmanager
@@ -335,6 +349,7 @@ def _write_model_folder(out_dir: Path, cfg, model, loss_fn, state: dict, precisi
                         meta: dict | None) -> dict:
     """The finished run's model folder (weights, config, history, validation metrics); returns the summary."""
     training = {"best_epoch": state["best_epoch"], "best_val_cosine": state["best_val_cosine"],
+                "initial_val_cosine": state.get("initial_val_cosine"), "init": cfg.init,
                 "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
                 "seconds": state["elapsed"], "precision": precision, "device": device.type,
                 "parameters": count_parameters(model), "train_windows": int(len(train_t)),
@@ -345,56 +360,3 @@ def _write_model_folder(out_dir: Path, cfg, model, loss_fn, state: dict, precisi
     write_json(out_dir / "history.json", state["history"])
     write_json(out_dir / "metrics.json", {"val_cosine": state["best_val_cosine"], "training": training})
     return {"arch": cfg.arch, "model_dir": str(out_dir), "val_cosine": state["best_val_cosine"], **training}
-
-
-# ------------------------------------------------------------------------------------- a table in, a folder out
-
-def train_on_table(table_path, cfg: TrainConfig, out_dir, split_seed: int = 0, fractions=DEFAULT_FRACTIONS,
-                   callback: Callable[[dict], None] | None = None, resume: bool = False,
-                   split_path=None, baselines: bool | dict = True, held_out: bool = True) -> dict:
-    """Read a sentence table, split it by article (or use the split saved at `split_path`), fit on train with
-    early stopping on val, then evaluate the best model on val and the held-out test split against the baselines
-    fitted on train only. Writes the model folder (metrics.json: the test metrics at top level, then best
-    baseline, margin, `held_out` {val, test} with every baseline, training summary, split record, data hash,
-    encoder) and returns a small JSON-able summary.
-
-    baselines: True = fit them here (memoised per process; the ridge fit is the slow part at D=768),
-    a dict of fitted `lvm.evaluation.baselines.Baseline`s to reuse, or False to leave them out of metrics.json.
-    held_out=False: validation only (the flow scores the test split once, for every model, in its evaluate stage)."""
-    table_path = Path(table_path)
-    table = read_table(table_path)
-    split = load_split(split_path) if split_path is not None else split_articles(table, tuple(fractions), split_seed)
-    C = cfg.context
-    parts = {p: window_targets(table.article_id, table.position, C, split.part(p)) for p in ("train", "val", "test")}
-    for p in ("train", "val"):
-        if len(parts[p]) == 0:
-            raise ValueError(f"{table_path}: the {p} split has no windows of context {C} "
-                             f"({len(split.articles[p])} articles); use more data or other fractions")
-    data_hash = file_hash(table_path)
-    encoder = table.meta.get("encoder")
-    record = split.record()
-    meta = {"data_hash": data_hash, "encoder": encoder, "split": record, "dataset": str(table_path)}
-    with folder_lock(out_dir, "model folder", ModelFolderBusy):
-        model, summary = _fit(cfg, table.vectors, parts["train"], parts["val"], out_dir, callback, resume, meta,
-                              table.position)
-        model = model.to("cpu")
-        if not held_out:
-            return {"arch": cfg.arch, "model_dir": str(out_dir), "part": "val", "cosine": summary["best_val_cosine"],
-                    **{k: v for k, v in summary.items() if k not in ("arch", "model_dir")}, "data_hash": data_hash}
-        if baselines is True:
-            baselines = cached_baselines(table.vectors, parts["train"], C, data_hash, record,
-                                         article_starts(table.position))
-        held = held_out_scores(lambda w: windows_predict(model, w), table, split, C, baselines=baselines or None,
-                               arch=cfg.arch)
-        head = "test" if "test" in held else "val"
-        metrics = {"part": head, **held[head]["model"], "arch": cfg.arch, "context": C,
-                   **{k: v for k, v in held[head].items() if k not in ("model", "baselines")},
-                   "held_out": held, "training": {k: v for k, v in summary.items() if k not in ("arch", "model_dir")},
-                   "split": record, "data_hash": data_hash, "encoder": encoder}
-        write_json(Path(out_dir) / "metrics.json", metrics)
-    return {"arch": cfg.arch, "model_dir": str(out_dir), "part": head, "cosine": metrics["cosine"],
-            "val_cosine": held["val"]["model"]["cosine"], "best_val_cosine": summary["best_val_cosine"],
-            "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
-            "stopped_early": summary["stopped_early"], "seconds": summary["seconds"],
-            "precision": summary["precision"], "best_baseline": metrics.get("best_baseline"),
-            "beats_all_baselines": metrics.get("beats_all_baselines"), "data_hash": data_hash}
