@@ -35,6 +35,7 @@ from lvm.decision import (
 from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
+from lvm.train.init import init_sources, weights_sha256
 from lvm.util.paths import runs_dir
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
@@ -75,11 +76,11 @@ class TrainLVMResult(BaseModel):
     split: Optional[dict] = None               # the split record (method, seed, articles per part) and its path
 
 
-def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads) -> dict:
+def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads, init) -> dict:
     """One architecture's TrainConfig fields: the flow's option groups as the plain dicts the library takes."""
     model = given(model_options.get(arch, model_options.get("*")))
     return {"arch": arch, "epochs": epochs, "context": context, "seed": seed, "loss": given(loss) or None,
-            "model": model, "threads": threads, **given(train_options)}
+            "model": model, "threads": threads, **given(train_options), **({"init": init} if init else {})}
 
 
 def _train_all(dataset, split, configs, runner, workers, dask_address):
@@ -88,9 +89,10 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:
         code = code_version("tasks.training")  # the training code the task imports, followed transitively
-        futures = {c["arch"]: task_runner.submit(train_architecture, {"dataset": dataset, "split": split, "config": c,
-                                                                      "code_version": code})
-                   for c in configs}
+        futures = {c["arch"]: task_runner.submit(train_architecture, {
+            "dataset": dataset, "split": split, "config": c,
+            "code_version": code + (f"+init:{weights_sha256(c['init'])[:16]}" if c.get("init") else "")})
+            for c in configs}
         for arch, fut in futures.items():
             fut.wait()
             state = fut.state
@@ -108,7 +110,7 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
 
 
 def check_parameters(data: str, architectures: list[str], epochs: int, context: int, fractions,
-                     baseline_threshold: float, deploy_threshold: float) -> None:
+                     baseline_threshold: float, deploy_threshold: float, init: str | None = None) -> None:
     """Refuse parameters that cannot give a run, before any work, each naming the parameter and the rule."""
     from lvm.models import MODEL_NAMES
 
@@ -129,6 +131,9 @@ def check_parameters(data: str, architectures: list[str], epochs: int, context: 
     if data != "builtin" and not os.path.exists(data):
         raise FileNotFoundError(f"{data}: no such table or corpus (data must be a sentence table, a corpus file or "
                                 "folder, or builtin)")
+    if init is not None and not os.path.isfile(os.path.join(init, "config.json")):
+        raise FileNotFoundError(f"{init}: not a model folder (init must be a trained model's folder, with "
+                                "config.json)")
 
 
 @flow(name="lvm-train", log_prints=True)
@@ -159,6 +164,7 @@ def train_lvm(
     challenge_production: bool = True,
     min_improvement: float = MIN_IMPROVEMENT,
     ensemble: bool = True,
+    init: Optional[str] = None,
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
@@ -182,11 +188,13 @@ def train_lvm(
     A production model of another encoder, D or context is refused before training; False skips the comparison.
     ensemble: with two or more trained architectures, their ensemble (the mean of their unit predictions,
     lvm.models.ensemble) is one more candidate, compared, decided and deployed like the others.
+    init: a trained model folder to fine-tune from (e.g. one trained at scale): a single model starts its own
+    architecture, an ensemble each of its members'; the other architectures train from scratch (logged).
     """
     logger = get_run_logger()
     ctx = get_run_context()
     run_name, run_id = ctx.flow_run.name, str(ctx.flow_run.id)
-    check_parameters(data, architectures, epochs, context, fractions, baseline_threshold, deploy_threshold)
+    check_parameters(data, architectures, epochs, context, fractions, baseline_threshold, deploy_threshold, init)
     table_path = data
     if not is_table_path(data):  # a corpus: embedded first
         from flows.build_dataset import build_dataset_flow
@@ -204,8 +212,12 @@ def train_lvm(
         threads = "auto"     # left running is not stuck on one core
     else:                    # one process per training: a fixed share each
         threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
-    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options, threads)
-               for a in architectures]
+    inits = init_sources(init, architectures) if init else {}
+    if init:
+        logger.info("fine-tuning from %s: %s; from scratch: %s", init, ", ".join(inits) or "none",
+                    ", ".join(a for a in architectures if a not in inits) or "none")
+    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options, threads,
+                             inits.get(a)) for a in architectures]
     trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)
     if ensemble and len(trained) >= 2:  # one more candidate: the mean of the trained models' predictions
         trained["ensemble"] = assemble_ensemble(dataset, split, {a: t["model_dir"] for a, t in trained.items()},
@@ -308,12 +320,13 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
                    help="cosine the best model must gain over production (interval above zero too)")
     p.add_argument("--no-challenge", action="store_true", help="ignore production: today's decision alone")
     p.add_argument("--no-ensemble", action="store_true", help="leave out the ensemble of the trained models")
+    p.add_argument("--init", default=None, help="a trained model folder to fine-tune from (an ensemble: each member)")
     args = p.parse_args(argv)
     if args.dask_address:
         args.runner = "dask"
     try:
         check_parameters(args.data, args.arch.split(","), args.epochs, args.context, DEFAULT_FRACTIONS,
-                         args.baseline_threshold, args.deploy_threshold)  # before Prefect starts a server
+                         args.baseline_threshold, args.deploy_threshold, args.init)  # before a server starts
         if not os.environ.get("LVM_DEBUG"):
             for name in ("prefect.task_runs", "prefect.flow_runs"):
                 logging.getLogger(name).addFilter(_no_traceback_for_mistakes)
@@ -351,7 +364,7 @@ def _run(args) -> TrainLVMResult:
                        deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,
                        ood_data=args.ood_data, require_forward=not args.no_require_forward,
                        split_method=args.split_method, min_improvement=args.min_improvement,
-                       challenge_production=not args.no_challenge, ensemble=not args.no_ensemble)
+                       challenge_production=not args.no_challenge, ensemble=not args.no_ensemble, init=args.init)
     print(f"\n{result.table}\n\n{result.champion_table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
     if result.failed:
         print(f"failed: {result.failed}")

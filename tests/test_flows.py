@@ -197,3 +197,20 @@ def test_bad_data_found_inside_a_running_flow_is_one_error_line_without_a_traceb
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and str(npz) in errors[0], out[-3000:]
     assert "Traceback" not in out and "holds Python objects (a pickle)" in out
+
+
+def test_a_run_fine_tunes_from_a_model_folder_and_the_others_train_from_scratch(sotu_table, harness):
+    """init (#29 item 7): the lstm starts from the given lstm's weights (its validation cosine before the first
+    epoch is that model's best, on the same split), the gru from scratch; a different init folder is a new cache
+    key and a new model folder."""
+    first = _run(sotu_table, architectures=["lstm"], ensemble=False, challenge_production=False)
+    base = first.models[0].model_dir
+    tuned = _run(sotu_table, architectures=["lstm", "gru"], ensemble=False, challenge_production=False, init=base)
+    dirs = {m.arch: m.model_dir for m in tuned.models}
+    lstm = json.loads((Path(dirs["lstm"]) / "metrics.json").read_text())["training"]
+    gru = json.loads((Path(dirs["gru"]) / "metrics.json").read_text())["training"]
+    base_val = json.loads((Path(base) / "metrics.json").read_text())["val_cosine"]
+    assert lstm["init"] == base and gru["init"] is None and dirs["lstm"] != base
+    assert lstm["initial_val_cosine"] == pytest.approx(base_val, abs=1e-5)
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        _run(sotu_table, architectures=["lstm"], init=str(harness / "nowhere"))
