@@ -20,13 +20,12 @@ from pydantic import BaseModel, Field
 
 from lvm.data.dataset import DEFAULT_FRACTIONS, is_table_path
 from lvm.decision import (
-    BASELINE_THRESHOLD,
-    DEPLOY_THRESHOLD,
     MAX_PARAPHRASE_RATIO,
     MIN_FORWARD_MARGIN,
     MIN_IMPROVEMENT,
     MIN_LAST_INPUT_GAIN,
     MIN_SHUFFLE_DROP,
+    SEED_DEPLOY_MARGIN,
     challenge,
     champion_table,
     decide,
@@ -110,7 +109,8 @@ def _train_all(dataset, split, configs, runner, workers, dask_address):
 
 
 def check_parameters(data: str, architectures: list[str], epochs: int, context: int, fractions,
-                     baseline_threshold: float, deploy_threshold: float, init: str | None = None) -> None:
+                     baseline_threshold: float | None, deploy_threshold: float | None, init: str | None = None
+                     ) -> None:
     """Refuse parameters that cannot give a run, before any work, each naming the parameter and the rule."""
     from lvm.models import MODEL_NAMES
 
@@ -125,9 +125,11 @@ def check_parameters(data: str, architectures: list[str], epochs: int, context: 
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6 or fractions[0] <= 0:
         raise ValueError(f"fractions must be three shares (train, val, test) >= 0 summing to 1, train > 0; got "
                          f"{tuple(fractions)}")
-    if not 0 <= baseline_threshold <= deploy_threshold <= 1:
-        raise ValueError(f"need 0 <= baseline_threshold <= deploy_threshold <= 1, got {baseline_threshold}, "
-                         f"{deploy_threshold}")
+    for name, v in (("baseline_threshold", baseline_threshold), ("deploy_threshold", deploy_threshold)):
+        if v is not None and not -1 <= v <= 1:
+            raise ValueError(f"{name} must be a cosine from -1 to 1 (or left out: derived from the run), got {v}")
+    if baseline_threshold is not None and deploy_threshold is not None and baseline_threshold > deploy_threshold:
+        raise ValueError(f"need baseline_threshold <= deploy_threshold, got {baseline_threshold}, {deploy_threshold}")
     if data != "builtin" and not os.path.exists(data):
         raise FileNotFoundError(f"{data}: no such table or corpus (data must be a sentence table, a corpus file or "
                                 "folder, or builtin)")
@@ -145,8 +147,8 @@ def train_lvm(
     loss: Optional[LossWeights] = None,
     model_options: Optional[dict[str, ModelOptions]] = None,
     train_options: Optional[TrainOptions] = None,
-    baseline_threshold: float = BASELINE_THRESHOLD,
-    deploy_threshold: float = DEPLOY_THRESHOLD,
+    baseline_threshold: Optional[float] = None,
+    deploy_threshold: Optional[float] = None,
     seed: int = 0,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     encoder: Optional[str] = None,
@@ -228,7 +230,7 @@ def train_lvm(
            "encoder": dataset.encoder, "split_path": split.path, "context": context,
            "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
            "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
-           "baseline_threshold": baseline_threshold, "deploy_threshold": deploy_threshold}
+           "thresholds_given": {"baseline": baseline_threshold, "deploy": deploy_threshold}}
     ood = load_and_validate(ood_data, context) if ood_data else None
     if ood:
         run["ood_data_path"], run["ood_data_sha256"] = ood.path, ood.sha256
@@ -246,6 +248,7 @@ def train_lvm(
                                      trained[decision.best_arch]["model_dir"], decision.best_arch, context,
                                      code_version=code_version("tasks.evaluation"))
     decision = challenge(decision, versus, min_improvement)
+    run["baseline_threshold"], run["deploy_threshold"] = decision.baseline_threshold, decision.deploy_threshold
     run["champion"] = champion
     write_run(run_dir, run, comparison, decision.to_dict())
 
@@ -280,7 +283,7 @@ def train_lvm(
     create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
         f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{champion_table(decision)}\n\n"
         f"{gate_table(decision)}\n\n"
-        f"Thresholds: baseline {baseline_threshold:.2f}, deploy {deploy_threshold:.2f}. "
+        f"Thresholds: {decision.thresholds.get('said', '(none: no model)')}. "
         f"Dataset `{dataset.path}` ({dataset.articles} articles, {dataset.sentences} sentences, "
         f"D={dataset.dim}, {dataset.encoder}); {split.method} split, seed {seed}, {split.articles}.\n\n{table}\n\n"
         + (f"Failed: {failed}\n\n" if failed else "")
@@ -309,8 +312,11 @@ def main(argv: list[str] | None = None) -> TrainLVMResult:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--context", type=int, default=TrainConfig.context)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD)
-    p.add_argument("--deploy-threshold", type=float, default=DEPLOY_THRESHOLD)
+    p.add_argument("--baseline-threshold", type=float, default=None,
+                   help="investigate below this held-out cosine (default: the global-mean vector's cosine here)")
+    p.add_argument("--deploy-threshold", type=float, default=None,
+                   help=f"deploy at or above it (default: the baseline threshold + {SEED_DEPLOY_MARGIN:.4f}, the "
+                        "seed's margin)")
     p.add_argument("--runner", default="threads", choices=["threads", "processes", "dask"])
     p.add_argument("--dask-address", default=None)
     p.add_argument("--ood-data", default=None, help="a second sentence table scored whole (out of distribution)")

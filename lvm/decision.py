@@ -17,9 +17,34 @@ from lvm.evaluation.baselines import best_baseline
 
 BRANCHES = ("deploy", "hold", "investigate")
 
-#: Cosine thresholds of the original project, set for GTR-T5 768-D vectors (README: how to choose them per encoder).
-BASELINE_THRESHOLD = 0.48    # below it: investigate
+#: Cosine thresholds of the original project, set for GTR-T5 768-D vectors, where the global-mean vector scored
+#: SEED_GLOBAL_MEAN: investigate at "no better than the average sentence", deploy SEED_DEPLOY_MARGIN above it.
+#: Cosines do not carry over between encoders, so by default a run derives both in its own units
+#: (``thresholds``): baseline = the global-mean baseline's cosine on its test windows, deploy = that + the margin.
+BASELINE_THRESHOLD = 0.48    # below it: investigate (the seed's number; used when a run has no global_mean score)
 DEPLOY_THRESHOLD = 0.55      # at or above it (and above every baseline, forward gates passed): deploy
+SEED_GLOBAL_MEAN = 0.4816
+SEED_DEPLOY_MARGIN = DEPLOY_THRESHOLD - SEED_GLOBAL_MEAN  # 0.0684
+
+
+def thresholds(baselines: dict[str, dict], baseline_threshold: float | None = None,
+               deploy_threshold: float | None = None) -> dict:
+    """The run's two thresholds: {"baseline", "deploy", "derived": [names derived], "said": one line for a reason}.
+    A number given explicitly wins; a None is derived from the global_mean baseline's held-out cosine (baseline =
+    it, deploy = it + SEED_DEPLOY_MARGIN, never below the baseline threshold): the seed's meaning in this encoder's
+    units (with GTR-T5 768-D the seed's own numbers). Without a global_mean score the seed's numbers stand in."""
+    gm = (baselines.get("global_mean") or {}).get("cosine")
+    known = isinstance(gm, (int, float)) and math.isfinite(gm)
+    bt = baseline_threshold if baseline_threshold is not None else (float(gm) if known else BASELINE_THRESHOLD)
+    dt = deploy_threshold if deploy_threshold is not None else \
+        max(bt, (float(gm) if known else SEED_GLOBAL_MEAN) + SEED_DEPLOY_MARGIN)
+    derived = [n for n, v in (("baseline", baseline_threshold), ("deploy", deploy_threshold)) if v is None]
+    how = {"baseline": f"baseline threshold {bt:.4f}" + (" = the global-mean vector's cosine here" if known else
+                                                          " (the seed's; no global_mean score)"),
+           "deploy": f"deploy {dt:.4f}" + (f" = that + {SEED_DEPLOY_MARGIN:.4f}, the seed's margin" if known else "")}
+    said = "; ".join(how[n] if n in derived else f"{n} threshold {v:g} (given)"
+                     for n, v in (("baseline", bt), ("deploy", dt)))
+    return {"baseline": bt, "deploy": dt, "derived": derived, "said": said}
 
 #: Gate defaults (flow parameters; the README explains the measurements behind them).
 MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-bootstrap interval must exceed it
@@ -79,6 +104,7 @@ class Decision:
     beats_all_baselines: bool = False
     baseline_threshold: float = BASELINE_THRESHOLD
     deploy_threshold: float = DEPLOY_THRESHOLD
+    thresholds: dict = field(default_factory=dict)  # lvm.decision.thresholds: which were derived, and how
     scores: dict = field(default_factory=dict)  # arch -> held-out cosine, for every model with finite predictions
     gates: dict = field(default_factory=dict)   # the best model's forward gates (value, threshold, passed)
     passes_gates: bool | None = None
@@ -94,17 +120,20 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float = BASELINE_THRESHOLD,
-           deploy_threshold: float = DEPLOY_THRESHOLD, metric: str = "cosine", require_forward: bool = True,
+def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_threshold: float | None = None,
+           deploy_threshold: float | None = None, metric: str = "cosine", require_forward: bool = True,
            min_forward_margin: float = MIN_FORWARD_MARGIN, min_shuffle_drop: float = MIN_SHUFFLE_DROP,
            min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
            max_paraphrase_ratio: float | None = MAX_PARAPHRASE_RATIO) -> Decision:
     """`models` and `baselines` map a name to its metrics dict (at least `metric`; for the gates the flat forward
-    columns, e.g. ``forward_margin``; ``nonfinite``: the share of non-finite predictions)."""
-    if not 0.0 <= baseline_threshold <= deploy_threshold <= 1.0:
-        raise ValueError(f"need 0 <= baseline_threshold ({baseline_threshold}) <= deploy_threshold "
-                         f"({deploy_threshold}) <= 1")
-    common = dict(baseline_threshold=baseline_threshold, deploy_threshold=deploy_threshold,
+    columns, e.g. ``forward_margin``; ``nonfinite``: the share of non-finite predictions). A threshold left None
+    is derived from the baselines (``thresholds``)."""
+    th = thresholds(baselines, baseline_threshold, deploy_threshold)
+    baseline_threshold, deploy_threshold = th["baseline"], th["deploy"]
+    if not -1.0 <= baseline_threshold <= deploy_threshold <= 1.0:
+        raise ValueError(f"need baseline_threshold ({baseline_threshold}) <= deploy_threshold "
+                         f"({deploy_threshold}), both cosines in [-1, 1]")
+    common = dict(baseline_threshold=baseline_threshold, deploy_threshold=deploy_threshold, thresholds=th,
                   require_forward=require_forward)
     invalid = {}
     for k, v in models.items():
@@ -133,24 +162,25 @@ def decide(models: dict[str, dict], baselines: dict[str, dict], baseline_thresho
     if score >= deploy_threshold and beats and (passes or not require_forward):
         gate_note = "passes every forward gate" if passes else "forward gates not required"
         return Decision("deploy", f"{best} scores {score:.4f} held-out cosine, at or above the deploy threshold "
-                                  f"{deploy_threshold:.2f}, beats every baseline ({versus}) and {gate_note}."
-                        + bad, **common)
+                                  f"{deploy_threshold:.4f}, beats every baseline ({versus}) and {gate_note}. "
+                                  f"Thresholds: {th['said']}." + bad, **common)
     if score >= deploy_threshold and beats:
         failed = "; ".join(f"{n} {_fmt(g['value'])} (rule: {g['rule']})" for n, g in gates.items()
                            if not g["passed"])
-        return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.2f}, "
+        return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.4f}, "
                                 f"and beats every baseline ({versus}), but fails the forward gates: {failed}. "
-                                f"Kept as a candidate, not deployed." + bad, **common)
+                                f"Kept as a candidate, not deployed. Thresholds: {th['said']}." + bad, **common)
     if score >= deploy_threshold:
-        return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.2f}, but "
+        return Decision("hold", f"{best} scores {score:.4f}, above the deploy threshold {deploy_threshold:.4f}, but "
                                 f"{versus}: a model that does not beat every baseline is kept as a candidate, "
-                                f"not deployed." + bad, **common)
+                                f"not deployed. Thresholds: {th['said']}." + bad, **common)
     if score >= baseline_threshold:
-        return Decision("hold", f"{best} scores {score:.4f}, between the baseline threshold {baseline_threshold:.2f} "
-                                f"and the deploy threshold {deploy_threshold:.2f} ({versus}): kept as a candidate."
-                        + bad, **common)
+        return Decision("hold", f"{best} scores {score:.4f}, between the baseline threshold {baseline_threshold:.4f} "
+                                f"and the deploy threshold {deploy_threshold:.4f} ({versus}): kept as a candidate. "
+                                f"Thresholds: {th['said']}." + bad, **common)
     return Decision("investigate", f"{best} scores {score:.4f}, below the baseline threshold "
-                                   f"{baseline_threshold:.2f} ({versus}): see the diagnostic report." + bad, **common)
+                                   f"{baseline_threshold:.4f} ({versus}): see the diagnostic report. "
+                                   f"Thresholds: {th['said']}." + bad, **common)
 
 
 def challenge(decision: Decision, versus: dict | None, min_improvement: float = MIN_IMPROVEMENT) -> Decision:

@@ -4,7 +4,8 @@ import pytest
 
 from lvm.decision import decide
 
-BASE = {"global_mean": {"cosine": 0.27}, "context_mean": {"cosine": 0.42}, "ridge": {"cosine": 0.46}}
+# global_mean at the seed's 0.48: the derived thresholds are then 0.48 and 0.5484, the seed's in all but rounding
+BASE = {"global_mean": {"cosine": 0.48}, "context_mean": {"cosine": 0.42}, "ridge": {"cosine": 0.46}}
 FORWARD = {"forward_margin": 0.05, "forward_margin_lo": 0.03, "shuffle_drop": 0.04, "shuffle_drop_lo": 0.03,
            "paraphrase_ratio": 1.1, "last_input_gain": 0.1, "last_input_gain_lo": 0.05}
 
@@ -19,6 +20,28 @@ def test_thresholds(score, branch):
     d = decide({"lstm": _m(score - 0.01), "gru": _m(score)}, BASE)
     assert d.branch == branch and d.best_arch == "gru" and d.best_cosine == score
     assert f"{score:.4f}" in d.reason
+
+
+def test_thresholds_are_derived_in_the_encoders_units_and_given_numbers_win():
+    """#27: the seed's 0.48/0.55 were GTR-T5 cosines (global mean 0.4816); with MiniLM the global mean scores ~0.38
+    and 0.55 is above anything measured. Left out, they are the global-mean vector's cosine on this run's test
+    windows and that + 0.0684; the decision says so."""
+    from lvm.decision import SEED_DEPLOY_MARGIN, thresholds
+
+    minilm = {"global_mean": {"cosine": 0.3812}, "context_mean": {"cosine": 0.42}, "article_blend": {"cosine": 0.44}}
+    d = decide({"lstm": _m(0.46)}, minilm)
+    assert d.branch == "deploy" and d.baseline_threshold == 0.3812
+    assert d.deploy_threshold == pytest.approx(0.3812 + SEED_DEPLOY_MARGIN)
+    assert "baseline threshold 0.3812 = the global-mean vector's cosine here; deploy 0.4496" in d.reason
+    assert decide({"lstm": _m(0.445)}, minilm).branch == "hold"          # beats every baseline, below 0.4496
+    assert decide({"lstm": _m(0.37)}, minilm).branch == "investigate"    # no better than the average sentence
+    gtr = thresholds({"global_mean": {"cosine": 0.4816}})
+    assert gtr["baseline"] == 0.4816 and round(gtr["deploy"], 4) == 0.55 and gtr["derived"] == ["baseline", "deploy"]
+    given = decide({"lstm": _m(0.46)}, minilm, baseline_threshold=0.48, deploy_threshold=0.55)
+    assert given.branch == "investigate" and "(given)" in given.reason and given.thresholds["derived"] == []
+    half = thresholds(minilm, baseline_threshold=0.47)
+    assert half["baseline"] == 0.47 and half["deploy"] == 0.47 and half["derived"] == ["deploy"]  # never below
+    assert thresholds({})["baseline"] == 0.48  # no global_mean score: the seed's numbers
 
 
 def test_above_threshold_but_losing_to_a_baseline_is_held():

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lvm.decision import BASELINE_THRESHOLD, DEPLOY_THRESHOLD, MIN_FORWARD_MARGIN, MIN_SHUFFLE_DROP
+from lvm.decision import MIN_FORWARD_MARGIN, MIN_SHUFFLE_DROP
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
@@ -284,9 +284,8 @@ def _notes(models: dict, data: dict, baselines: dict, best_base: dict, eval_part
             "thresholds", f"even the best baseline ({bname}) is below the baseline threshold {bt:.2f}",
             {"best_baseline": bname, "best_baseline_cosine": best_base["cosine"],
              "baseline_threshold": bt, "deploy_threshold": thresholds.get("deploy_threshold")},
-            [f"the {BASELINE_THRESHOLD:.2f}/{DEPLOY_THRESHOLD:.2f} thresholds come from GTR-T5 768-D data: "
-             "set them for this encoder and corpus "
-             "(e.g. relative to the best baseline)"], problem=False))
+            ["cosines do not carry over between encoders: leave the thresholds out and the run derives them from "
+             "its own global-mean baseline (lvm.decision.thresholds)"], problem=False))
     for arch, m in models.items():
         if m.history.get("still_improving"):
             notes.append(Finding("still_improving", f"{arch}: validation cosine was still rising at the last epoch",
