@@ -185,8 +185,9 @@ def train(
                                            help="Also read the article so far (the mean of every earlier sentence) "
                                                 "[default: TrainConfig's]."),
     seed: int = typer.Option(0),
-    out: Optional[Path] = typer.Option(None, help="Model folder (default data/runs/models/<arch>-cli)."),
-    resume: bool = typer.Option(False, help="Continue from the folder's last checkpoint."),
+    out: Optional[Path] = typer.Option(None, help="Model folder (default: a new data/runs/models/<arch>-<time> "
+                                                  "each run)."),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint of --out."),
     init: Optional[Path] = typer.Option(None, help="A trained model folder to start from (fine-tuning, e.g. a model "
                                                    "trained at scale): same architecture, context and inputs."),
 ):
@@ -194,7 +195,7 @@ def train(
     from lvm.models.io import read_config
     from lvm.train.config import TrainConfig
     from lvm.train.on_table import train_on_table
-    from lvm.util.paths import check_output, runs_dir
+    from lvm.util.paths import check_output, new_model_folder, runs_dir
 
     arch = arch or (read_config(init)["arch"] if init else "lstm")
 
@@ -208,7 +209,9 @@ def train(
         fields["loss"] = _json_option("--loss", loss) if loss.strip().startswith("{") else loss
     if init:
         fields["init"] = str(init)
-    out = check_output(out or runs_dir() / "models" / f"{arch}-cli", [data], folder=True)
+    if resume and out is None:
+        raise ValueError("--resume continues a folder: give it with --out (lvm train prints each run's folder)")
+    out = check_output(out or new_model_folder(runs_dir() / "models", arch), [data], folder=True)
 
     cfg = TrainConfig.from_dict(fields)
 
@@ -217,8 +220,10 @@ def train(
                    f"train_cos {r['train_cosine']:.4f}  "
                    f"val_cos {r['val_cosine']:.4f}  {r['seconds']:.1f}s", err=True)
 
+    typer.echo(f"model folder: {out}", err=True)
     summary = train_on_table(data, cfg, out, callback=on_epoch, resume=resume)
     typer.echo(json.dumps(summary, indent=2, default=str))
+    typer.echo(f"model folder: {out}  (next: lvm registry register {out}, or lvm serve --model {out})", err=True)
 
 
 @app.command()
@@ -283,6 +288,18 @@ def registry_show(ref: str = typer.Argument("production", help="Version (v3 or 3
     for key, value in lineage.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         typer.echo(f"  {key}: {text if len(text) <= 200 else text[:197] + '...'}")
+
+
+@registry_app.command("register")
+def registry_register(model_dir: Path = typer.Argument(..., help="A trained model folder (from `lvm train`)."),
+                      alias: Optional[str] = typer.Option(None, help="Point this alias at it, e.g. production "
+                                                                     "(a running server follows production)."),
+                      root: Optional[Path] = _ROOT):
+    """Register a trained model folder as a new version, with its evaluation, lineage and forward gates."""
+    from lvm.store.by_hand import register_model_folder
+
+    v = register_model_folder(_registry(root), model_dir, alias)
+    typer.echo(f"registered {model_dir} as v{v}" + (f"; {alias} -> v{v}" if alias else ""))
 
 
 @registry_app.command("promote")

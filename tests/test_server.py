@@ -417,3 +417,64 @@ def test_bfloat16_serving_every_arch(tmp_path):
             np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="dtype must be one of"):
         create_app(reg.root, dtype="float16")
+
+
+# ------------------------------------------------------------------------------ the loop by hand (#27 item 2)
+
+def test_train_then_register_then_serve_a_folder_answers_predict(tmp_path, monkeypatch):
+    """`lvm train` writes a new folder each run and says where; `lvm registry register DIR` makes it a version with
+    its lineage; `lvm serve --model DIR` serves it without any registry; /predict answers with its prediction."""
+    from typer.testing import CliRunner
+
+    from conftest import make_table
+    from lvm import cli
+    from lvm.data.dataset import write_table
+    from lvm.server import app as server_app
+
+    runner = CliRunner()
+    monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path / "data"))
+    table = write_table(make_table(n_articles=8, length=14, dim=16), tmp_path / "t.parquet")
+    folders = []
+    for _ in range(2):
+        res = runner.invoke(cli.app, ["train", "--data", str(table), "--epochs", "1"])
+        assert res.exit_code == 0, res.output
+        folders.append(Path(json.loads(res.stdout[res.stdout.index("{"):])["model_dir"]))
+    assert folders[0] != folders[1] and all((f / "model.safetensors").is_file() for f in folders)  # never overwritten
+    assert f"model folder: {folders[1]}" in res.stderr
+
+    res = runner.invoke(cli.app, ["registry", "register", str(folders[1]), "--alias", "production",
+                                  "--root", str(tmp_path / "reg")])
+    assert res.exit_code == 0 and "as v1; production -> v1" in res.output, res.output
+    info = Registry(tmp_path / "reg").show("production")
+    assert info["lineage"]["registered_from"] == str(folders[1].resolve()) and info["metrics"]["cosine"] > 0
+    assert info["lineage"]["data_hash"] and "forward_margin" in info["lineage"]["gates"]
+
+    served = []
+    monkeypatch.setattr(server_app, "run_server", lambda app, host, port, **kw: served.append(app) or
+                        _predict_once(app, folders[0], served))
+    res = runner.invoke(cli.app, ["serve", "--model", str(folders[0])])
+    assert res.exit_code == 0, res.output
+    body, expected = served[1]
+    assert body["version"] == 1 and np.allclose(body["vectors"], expected, atol=1e-6)
+
+
+def _predict_once(app, folder, out):
+    from lvm.evaluation.predictors import default_article, predict
+    from lvm.models.io import load_model
+
+    ctx = np.random.default_rng(0).normal(size=(2, 5, 16)).astype(np.float32)
+    with TestClient(app) as client:
+        body = client.post("/predict", json={"contexts": ctx.tolist()}).json()
+    model, _ = load_model(folder)  # the default lstm reads the article; the server's stand-in is the context mean
+    out.append((body, predict(model, ctx, article=default_article(ctx))))
+
+
+def test_serve_model_refuses_a_folder_that_is_not_a_model_and_a_registry_beside_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from lvm import cli
+
+    res = CliRunner().invoke(cli.app, ["serve", "--model", str(tmp_path)])
+    assert res.exit_code == 2 and "not a model folder" in res.output
+    res = CliRunner().invoke(cli.app, ["serve", "--model", str(tmp_path), "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "give one of them" in res.output

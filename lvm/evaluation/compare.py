@@ -16,15 +16,13 @@ import numpy as np
 from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
 from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
-from lvm.evaluation.heldout import HeldOutSet, article_groups
+from lvm.evaluation.heldout import HeldOutSet
 from lvm.evaluation.metrics import (
     article_starts,
-    evaluate_baselines,
     on_context,
     paired_difference,
     per_example_cosine,
     predict_rows,
-    score,
 )
 from lvm.evaluation.predictors import model_predictor
 from lvm.evaluation.suite import score_predictors
@@ -114,39 +112,27 @@ def _lead(cosines: dict, models, name: str, groups: np.ndarray) -> dict:
             "models": {a: paired_difference(cosines[a], cosines[name], groups) for a in models}}
 
 
-def vs_best_baseline(preds: dict[str, np.ndarray], fitted: dict, baselines: dict, table, eval_t,
-                     context: int) -> dict:
-    """Each model's cosine (its predictions `preds[arch]` for windows `eval_t`) minus the best baseline's, window by
-    window, with a 95% interval from resampling the evaluation articles: is "beats the baseline" more than the luck
-    of which articles were held out?"""
-    name = best_baseline(baselines)["name"]
-    base = predict_rows(fitted[name], table.vectors, eval_t, context, article_starts(table.position))
-    tgt = table.vectors[eval_t]
-    cosines = {a: per_example_cosine(p, tgt) for a, p in {**preds, name: base}.items()}
-    return _lead(cosines, preds, name, article_groups(table.article_id)[eval_t])
-
-
-def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model") -> dict:
-    """Model (and baselines, when given, with the model's paired difference to the best) on each part; the
-    retrieval bank is the part's rows. `fn` maps a ``Windows`` batch to predictions (a network's, through
+def held_out_scores(fn, table, split, context: int, parts=("val", "test"), baselines=None, arch: str = "model",
+                    log=None) -> dict:
+    """Model (and baselines, when given, with the model's paired difference to the best) on each part, through the
+    one-pass suite (forward columns included; the order tests on the test part only); the retrieval bank is the
+    part's rows. `fn` maps a ``Windows`` batch to predictions (a network's, through
     ``lvm.evaluation.predictors.windows_predict``: it may read the article before each window)."""
-    vectors = table.vectors
-    starts = article_starts(table.position)
     out = {}
     for part in parts:
-        rows = split.part(part)
-        eval_t = window_targets(table.article_id, table.position, context, rows)
-        if len(eval_t) == 0:
+        try:
+            held = HeldOutSet.of(table, split.part(part), context, part)
+        except ValueError:  # no window in this part
             continue
-        pred = predict_rows(fn, vectors, eval_t, context, starts)
-        m = score(pred, vectors, eval_t, rows, context)
+        metrics, cosines = score_all({arch: fn, **(baselines or {})}, held, order_tests=part == "test", log=log)
+        m = metrics[arch]
         out[part] = {"model": m}
         if baselines:
-            b = evaluate_baselines(baselines, vectors, eval_t, rows, context, starts=starts)
+            b = {k: metrics[k] for k in baselines}
             best = best_baseline(b)
             out[part].update(baselines=b, best_baseline=best, margin_over_best_baseline=m["cosine"] - best["cosine"],
                              beats_all_baselines=all(m["cosine"] > v["cosine"] for v in b.values()),
-                             vs_best_baseline=vs_best_baseline({arch: pred}, baselines, b, table, eval_t, context))
+                             vs_best_baseline=_lead(cosines, [arch], best["name"], held.target_groups))
     return out
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +24,8 @@ def _on_off(value: Optional[str], option: str) -> Optional[bool]:
 
 def serve(
     root: Optional[Path] = typer.Option(None, "--root", "--registry", help="Registry folder (default: data/registry)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Serve this trained model folder instead (from `lvm "
+                                                              "train`; no registry needed)."),
     host: str = typer.Option(DEFAULT_HOST, help="Bind address (a token is required for anything but loopback)."),
     port: int = typer.Option(DEFAULT_PORT),
     token: Optional[str] = typer.Option(None, help="Bearer token (or set LVM_SERVER_TOKEN)."),
@@ -47,8 +52,31 @@ def serve(
                         dtype=dtype, max_batch=max_batch,
                         torch_threads=torch_threads, log_level=log_level, insecure_no_token=insecure_no_token)
     use_onednn = _on_off(onednn, "--onednn")
+    if model is not None and root is not None:
+        raise ValueError("--model serves one folder, --root a registry: give one of them")
+    if model is not None and not (model / "config.json").is_file():
+        raise FileNotFoundError(f"{model}: not a model folder (no config.json); train one with `lvm train`")
     from lvm.server.app import serve as run
 
-    run(root or registry_dir(), host, port, token, bank, encoder, alias=alias, max_batch=max_batch,
-        torch_threads=torch_threads, dtype=dtype, onednn=use_onednn, log_level=log_level,
-        insecure_no_token=insecure_no_token)
+    with _served_folder(model) as one:
+        run(one or root or registry_dir(), host, port, token, bank, encoder, alias="production" if one else alias,
+            max_batch=max_batch, torch_threads=torch_threads, dtype=dtype, onednn=use_onednn, log_level=log_level,
+            insecure_no_token=insecure_no_token)
+
+
+@contextlib.contextmanager
+def _served_folder(model: Optional[Path]):
+    """For --model: a throw-away registry holding that folder as `production` (the server's one way to load a
+    model: the same checks, warm-up and /model answers), removed when the server stops."""
+    if model is None:
+        yield None
+        return
+    from lvm.store.by_hand import register_model_folder
+    from lvm.store.registry import Registry
+
+    tmp = Path(tempfile.mkdtemp(prefix="lvm-serve-"))
+    try:
+        register_model_folder(Registry(tmp), model, alias="production")
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -80,3 +80,16 @@ def check_output(out: str | Path, inputs=(), option: str = "--out", folder: bool
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{option} {out}: cannot write into {parent} (read-only or no permission)")
     return out
+
+
+def new_model_folder(parent: Path, arch: str) -> Path:
+    """A model folder name not used yet under `parent`: <arch>-<UTC time>, with -2, -3, ... on a clash (two runs
+    in the same second). `lvm train` writes each run into a new one, never over an earlier model."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, n = parent / f"{arch}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = parent / f"{arch}-{stamp}-{n}"
+    return path
