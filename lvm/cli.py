@@ -326,15 +326,20 @@ app.command()(serve)
 # ---------------------------------------------------------------------------------------------------- diagnosis
 
 @app.command()
-def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (data/runs/<name>)."),
+def diagnose(run_dir: Path = typer.Argument(..., help="A training run folder (data/runs/<name>) or a model folder "
+                                                      "(from lvm train)."),
              out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report).")):
-    """Diagnose a finished training run: memorisation, collapse, copying, baselines; report with plots."""
+    """Diagnose a finished training run or model: memorisation, collapse, copying, baselines; report with plots."""
     from lvm.diagnosis.evidence import diagnose as run
     from lvm.diagnosis.render import to_markdown, write_report
-    from lvm.util.paths import check_output
+    from lvm.store.runs import run_of_model
+    from lvm.util.paths import check_output, runs_dir
 
     if out is not None:
         check_output(out, [run_dir], folder=True)
+    if not (run_dir / "run.json").is_file() and (run_dir / "config.json").is_file():  # a model folder
+        run_dir = run_of_model(run_dir, runs_dir() / f"diagnose-{run_dir.name}")
+        typer.echo(f"a run folder for this model: {run_dir}", err=True)
     d = run(run_dir)
     write_report(d, out)
     typer.echo(to_markdown(d, images="none"))

@@ -248,3 +248,25 @@ def test_the_report_judges_with_the_runs_own_gates_and_agrees_with_the_decision(
     bias = [f for f in d.findings if f.kind == "backward_bias" and f.model == "lstm"]
     assert not gate["passed"] and bias and f"{margin + 0.01:+.4f}" in bias[0].title
     assert d.forward["lstm"] == default.forward["lstm"]  # the same numbers, judged by the run's gate
+
+
+def test_lvm_diagnose_takes_a_model_folder_from_lvm_train(tmp_path, monkeypatch):
+    """#27: `lvm diagnose MODEL_DIR` refused a model folder ("has no run.json"). It now writes a run folder for that
+    model (the table, the split re-drawn from config.json's record) and diagnoses it like a flow run's."""
+    from typer.testing import CliRunner
+
+    from lvm.cli import app
+
+    monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path / "data"))
+    data = write_table(quadratic_table(40, dim=16, seed=0), tmp_path / "t.parquet")
+    model = tmp_path / "m"
+    train_on_table(data, cfg(arch="lstm", epochs=2, model={"hidden": 16, "layers": 1}, article=False), model)
+    res = CliRunner().invoke(app, ["diagnose", str(model)])
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "data" / "runs" / "diagnose-m"
+    assert (run_dir / "run.json").is_file() and (run_dir / "report" / "report.md").is_file()
+    assert "lstm" in res.stdout and str(run_dir) in res.stderr
+    moved = tmp_path / "other.parquet"
+    data.rename(moved)
+    res = CliRunner().invoke(app, ["diagnose", str(model)])
+    assert res.exit_code == 2 and "names no training table that is still there" in res.output

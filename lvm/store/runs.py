@@ -64,3 +64,32 @@ def read_decision(run_dir: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return {}
+
+
+def run_of_model(model_dir: str | Path, run_dir: str | Path) -> Path:
+    """A run folder for one model trained by hand (`lvm train`), so that `lvm diagnose MODEL_DIR` reads what a
+    flow run's diagnosis reads: run.json (the table, its hash, encoder, context, the model) and the split
+    re-drawn from the record in config.json (checked against its article-id hash). ValueError names what is
+    missing or changed."""
+    from lvm.data.dataset import file_hash, read_table, save_split, split_articles
+    from lvm.models.io import read_config
+
+    model_dir, run_dir = Path(model_dir), Path(run_dir)
+    config = read_config(model_dir)
+    data = config.get("dataset")
+    if not data or not Path(data).exists():
+        raise ValueError(f"{model_dir}/config.json names no training table that is still there ({data!r}): the "
+                         "diagnosis needs the table the model was trained on")
+    rec = config.get("split") or {}
+    table = read_table(data, validate=False)
+    split = split_articles(table, tuple(rec.get("fractions", (0.8, 0.1, 0.1))), int(rec.get("seed", 0)),
+                           method=rec.get("method", "permutation"))
+    if rec.get("article_ids_sha256") and split.record()["article_ids_sha256"] != rec["article_ids_sha256"]:
+        raise ValueError(f"{data} no longer splits into the articles {model_dir} was trained on (the table "
+                         "changed since): diagnose with the table it was trained on")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split_path = save_split(split, run_dir / "split.json")
+    return write_run(run_dir, {"run_name": run_dir.name, "data_path": str(data), "data_sha256": file_hash(data),
+                               "encoder": config.get("encoder"), "split_path": str(split_path),
+                               "context": int(config["context"]), "models": {config["arch"]: str(model_dir)},
+                               "failed": {}, "from_model_folder": str(model_dir)})
