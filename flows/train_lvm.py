@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Literal, Optional
 
 from prefect import flow, get_run_logger
@@ -73,6 +74,7 @@ class TrainLVMResult(BaseModel):
     champion: dict = Field(default_factory=dict)  # production against the best model: lvm.decision.challenge
     champion_table: str = ""
     split: Optional[dict] = None               # the split record (method, seed, articles per part) and its path
+    flow_run_id: Optional[str] = None
 
 
 def _train_config(arch, epochs, context, seed, loss, model_options, train_options, threads, init) -> dict:
@@ -298,6 +300,7 @@ def train_lvm(
         dataset=dataset, registry=registry_out, report=report, table=table, gates=decision.gates,
         ood={k: comparison["ood"][k] for k in ("data", "n", "val_minus_ood")} if comparison.get("ood") else None,
         champion=decision.champion, champion_table=champion_table(decision), split=split.model_dump(),
+        flow_run_id=run_id,
         models=[ModelResult(arch=a, model_dir=t["model_dir"], cosine=comparison["models"][a]["cosine"],
                             metrics=comparison["models"][a]) for a, t in trained.items()])
 
@@ -376,9 +379,27 @@ def _run(args) -> TrainLVMResult:
         print(f"failed: {result.failed}")
     print(f"run folder: {result.run_dir}" + (f"\nregistry: {result.registry}" if result.registry else "")
           + (f"\nreport: {result.report}" if result.report else ""))
-    print("artifacts: lvm-decision, lvm-models-vs-baselines and per-training progress in the Prefect UI "
-          "(`make server`, then http://127.0.0.1:4200)")
+    print(where_in_the_ui(result.flow_run_id))
     return result
+
+
+def where_in_the_ui(flow_run_id: str | None) -> str:
+    """The run's page in the Prefect UI, as it really is: the server the run used, or, after a temporary server
+    (gone now), where `make server` will show it (the same Prefect home)."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    api = settings.api.url
+    page = f"/runs/flow-run/{flow_run_id}" if flow_run_id else ""
+    what = "artifacts lvm-decision, lvm-models-vs-baselines and each training's progress"
+    if api:
+        return f"in the Prefect UI ({what}): {str(api).rstrip('/').removesuffix('/api')}{page}"
+    port = os.environ.get("PREFECT_PORT", "4200")
+    project_home = Path(__file__).resolve().parents[1] / "data" / "prefect-home"  # scripts/serve_deployments.sh's
+    home = Path(settings.home).resolve()
+    server = "make server" if home == project_home else f"PREFECT_HOME={home} make server"
+    return (f"this run used a temporary Prefect server, stopped now; its records ({what}) are in the Prefect home "
+            f"{settings.home}: `{server}` shows them at http://127.0.0.1:{port}{page}")
 
 
 if __name__ == "__main__":

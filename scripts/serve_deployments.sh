@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT=${PREFECT_PORT:-4200}
-export PREFECT_HOME=${PREFECT_HOME:-$PWD/data/prefect-home}
+export PREFECT_HOME=${PREFECT_HOME:-$PWD/data/prefect-home}  # the Makefile's: make run's runs are in this UI
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 export LVM_PROJECT_DIR=$PWD
-mkdir -p "$PREFECT_HOME" data data/corpus  # data/corpus: your text, read by the lvm-train deployment
+mkdir -p "$PREFECT_HOME" data
+# data/corpus: your text, read by the deployments; on first use it is empty, so a sample goes there (said below)
+n=$($BIN/python -c "from lvm.ingest.corpus import write_sample_corpus; print(write_sample_corpus('data/corpus'))")
+[ "$n" = 0 ] || echo "data/corpus was empty: wrote the built-in corpus there as a sample ($n .txt files; replace them with your text)"
 log=data/prefect-server.log
 
 $BIN/prefect server start --host 127.0.0.1 --port "$PORT" >"$log" 2>&1 &

@@ -115,3 +115,27 @@ def test_text_without_sentence_ends_is_left_out_with_a_warning_naming_the_docume
         docs = read_corpus(tmp_path)
     assert [d.doc_id for d in docs] == ["prose"] and len(docs[0].sentences) == 2
     assert all(len(s) <= MAX_SENTENCE_CHARS for d in docs for s in d.sentences)
+
+
+def test_make_server_puts_a_sample_in_an_empty_corpus_folder_and_leaves_text_alone(tmp_path):
+    """#27: on first use data/corpus is empty and both deployments failed ("no .txt files found"); the sample is
+    the built-in corpus as files, read back as a corpus; a folder with text is never touched."""
+    from lvm.ingest.corpus import write_sample_corpus
+
+    n = write_sample_corpus(tmp_path / "corpus")
+    docs = read_corpus(tmp_path / "corpus")
+    assert n > 50 and len(docs) >= n - 5 and sum(len(d.sentences) for d in docs) > 2000
+    assert "sample" in (tmp_path / "corpus" / "README.md").read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("My own text.")
+    assert write_sample_corpus(tmp_path / "mine") == 0 and [p.name for p in (tmp_path / "mine").iterdir()] == ["a.txt"]
+    assert write_sample_corpus(tmp_path / "corpus") == 0  # the second start leaves the sample as it is
+
+
+def test_the_server_script_writes_the_sample_and_make_run_shares_its_prefect_home():
+    from conftest import ROOT
+
+    script = (ROOT / "scripts" / "serve_deployments.sh").read_text()
+    make = (ROOT / "Makefile").read_text()
+    assert "write_sample_corpus('data/corpus')" in script and "data/prefect-home" in script
+    assert "export PREFECT_HOME ?= $(CURDIR)/data/prefect-home" in make

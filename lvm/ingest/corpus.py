@@ -23,6 +23,7 @@ from lvm.ingest.sentences import (
     split_sentences,
     wikitext_paragraphs,
 )
+from lvm.util.atomic import write_atomic
 
 FORMATS = ("auto", "text", "wikitext", "jsonl", "builtin")
 
@@ -162,6 +163,26 @@ def read_jsonl(path: Path, detok: bool | None = None) -> list[Document]:
         shown = "; ".join(f"id {k!r} on lines {', '.join(map(str, v[:5]))}" for k, v in list(dup.items())[:5])
         raise CorpusError(f"{path}: {len(dup)} duplicate ids (rule: each JSONL record's \"id\" is unique): {shown}")
     return docs
+
+
+def write_sample_corpus(folder: str | Path) -> int:
+    """The built-in corpus as .txt files (one per article, its paragraphs) in an empty or missing `folder`, with a
+    README saying it is a sample to replace: what `make server` puts in data/corpus on first use, so the deployments
+    that read it have text. Returns the files written; a folder that already holds text is left alone (0)."""
+    folder = Path(folder)
+    if folder.is_dir() and any(p.is_file() and not p.name.startswith(".") and p.name.lower() != "readme.md"
+                               for p in folder.rglob("*")):
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = read_builtin()
+    for d in docs:
+        text = "\n\n".join(d.paragraphs) + "\n"
+        write_atomic(folder / f"{d.doc_id}.txt", lambda tmp, text=text: Path(tmp).write_text(text))
+    note = ("A sample: CPython's Language Reference, the built-in corpus, one .txt per article, put here because "
+            "this folder was empty.\nReplace these files with your own text (.txt files, or one .jsonl); the next "
+            "lvm-build-dataset run embeds it.\n")
+    write_atomic(folder / "README.md", lambda tmp: Path(tmp).write_text(note))
+    return len(docs)
 
 
 def read_builtin() -> list[Document]:
