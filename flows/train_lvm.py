@@ -33,6 +33,7 @@ from lvm.decision import (
     gate_table,
 )
 from lvm.evaluation.compare import markdown_table, table_rows
+from lvm.store.run_records import decided, decision_markdown, lineage, run_record
 from lvm.store.runs import write_run
 from lvm.train.config import TrainConfig
 from lvm.train.init import init_sources, weights_sha256
@@ -84,12 +85,12 @@ def _train_config(arch, epochs, context, seed, loss, model_options, train_option
             "model": model, "threads": threads, **given(train_options), **({"init": init} if init else {})}
 
 
-def _train_all(dataset, split, configs, runner, workers, dask_address):
-    """Submit every training to the chosen task runner; returns (trained records, failures)."""
+def _train_all(dataset, split, configs, runner, workers, dask_address, code: str):
+    """Submit every training to the chosen task runner; returns (trained records, failures). `code`: the training
+    code's version (tasks.caching.code_version), part of each training's cache key and model folder."""
     logger = get_run_logger()
     trained, failed = {}, {}
     with make_runner(runner, workers, dask_address) as task_runner:
-        code = code_version("tasks.training")  # the training code the task imports, followed transitively
         futures = {c["arch"]: task_runner.submit(train_architecture, {
             "dataset": dataset, "split": split, "config": c,
             "code_version": code + (f"+init:{weights_sha256(c['init'])[:16]}" if c.get("init") else "")})
@@ -196,113 +197,123 @@ def train_lvm(
     architecture, an ensemble each of its members'; the other architectures train from scratch (logged).
     """
     logger = get_run_logger()
-    ctx = get_run_context()
-    run_name, run_id = ctx.flow_run.name, str(ctx.flow_run.id)
+    run = get_run_context().flow_run
+    run_name, run_id = run.name, str(run.id)
     check_parameters(data, architectures, epochs, context, fractions, baseline_threshold, deploy_threshold, init)
-    table_path = data
-    if not is_table_path(data):  # a corpus: embedded first
-        from flows.build_dataset import build_dataset_flow
-
-        table_path = build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
-                                        workers=workers, dask_address=dask_address, notify=False)
-    dataset = load_and_validate(table_path, context)
+    code = {"training": code_version("tasks.training"), "evaluation": code_version("tasks.evaluation")}
+    dataset = load_and_validate(_table_of(data, encoder, runner, workers, dask_address), context)
     logger.info("dataset %s: %d articles, %d sentences, D=%d, encoder %s", dataset.path, dataset.articles,
                 dataset.sentences, dataset.dim, dataset.encoder)
     split = split_dataset(dataset, tuple(fractions), seed, split_method)
     champion = find_champion(dataset, split, context, registry) if challenge_production else None
 
     n_workers = workers or min(len(architectures), os.cpu_count() or 1)
-    if runner == "threads":  # the trainings share the cores, re-balanced every epoch (lvm.train): the last one
-        threads = "auto"     # left running is not stuck on one core
-    else:                    # one process per training: a fixed share each
-        threads = max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
-    inits = init_sources(init, architectures) if init else {}
-    if init:
-        logger.info("fine-tuning from %s: %s; from scratch: %s", init, ", ".join(inits) or "none",
-                    ", ".join(a for a in architectures if a not in inits) or "none")
-    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options, threads,
-                             inits.get(a)) for a in architectures]
-    trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address)
+    configs = [_train_config(a, epochs, context, seed, loss, model_options or {}, train_options,
+                             _threads(runner, n_workers, architectures), start)
+               for a, start in _init_of(init, architectures).items()]
+    trained, failed = _train_all(dataset, split, configs, runner, n_workers, dask_address, code["training"])
     if ensemble and len(trained) >= 2:  # one more candidate: the mean of the trained models' predictions
         trained["ensemble"] = assemble_ensemble(dataset, split, {a: t["model_dir"] for a, t in trained.items()},
-                                                code_version=code_version("tasks.training"))
+                                                code_version=code["training"])
 
-    run_dir = runs_dir() / run_name
-    run = {"run_name": run_name, "flow_run_id": run_id, "data_path": dataset.path, "data_sha256": dataset.sha256,
-           "encoder": dataset.encoder, "split_path": split.path, "context": context,
-           "models": {a: t["model_dir"] for a, t in trained.items()}, "failed": failed,
-           "ran_on": {a: t.get("ran_on") for a, t in trained.items()},
-           "thresholds_given": {"baseline": baseline_threshold, "deploy": deploy_threshold}}
-    ood = load_and_validate(ood_data, context) if ood_data else None
-    if ood:
-        run["ood_data_path"], run["ood_data_sha256"] = ood.path, ood.sha256
-    comparison = evaluate_models(dataset, split, run["models"], context,
-                                 code_version=code_version("tasks.evaluation"), ood=ood) if trained else \
-        {"part": "test", "n": 0, "models": {}, "baselines": {}}
     gates = dict(require_forward=require_forward, min_forward_margin=min_forward_margin,
                  min_shuffle_drop=min_shuffle_drop, min_last_input_gain=min_last_input_gain,
                  max_paraphrase_ratio=max_paraphrase_ratio)
-    run["gates"] = gates
+    ood = load_and_validate(ood_data, context) if ood_data else None
+    run = run_record(run_name, run_id, dataset, split, context, trained, failed,
+                     {"baseline": baseline_threshold, "deploy": deploy_threshold}, gates, ood)
+    comparison = evaluate_models(dataset, split, run["models"], context, code_version=code["evaluation"],
+                                 ood=ood) if trained else {"part": "test", "n": 0, "models": {}, "baselines": {}}
     decision = decide(comparison["models"], comparison["baselines"], baseline_threshold, deploy_threshold, **gates)
-    versus = None
-    if champion and decision.best_arch:
-        versus = score_champion_task(dataset, split, {k: v for k, v in champion.items() if k != "changes"},
-                                     trained[decision.best_arch]["model_dir"], decision.best_arch, context,
-                                     code_version=code_version("tasks.evaluation"))
+    versus = score_champion_task(dataset, split, {k: v for k, v in champion.items() if k != "changes"},
+                                 trained[decision.best_arch]["model_dir"], decision.best_arch, context,
+                                 code_version=code["evaluation"]) if champion and decision.best_arch else None
     decision = challenge(decision, versus, min_improvement)
-    run["baseline_threshold"], run["deploy_threshold"] = decision.baseline_threshold, decision.deploy_threshold
-    run["champion"] = champion
-    write_run(run_dir, run, comparison, decision.to_dict())
+    run = decided(run, decision, champion)
+    run_dir = write_run(runs_dir() / run_name, run, comparison, decision.to_dict())
 
-    registry_out, report = None, None
-    best = decision.best_arch
-    lineage = {"data_hash": dataset.sha256, "data_path": dataset.path, "split": split.model_dump(),
-               "articles": dataset.articles, "previous_production": champion["version"] if champion else None,
-               "code_version": code_version("tasks.training"),
-               "vs_production": (decision.champion or {}).get("difference"),
-               **(champion["changes"] if champion else {"articles_added_count": dataset.articles,
-                                                         "previous_known": False})}
-    if decision.champion.get("same_model"):
-        pass  # the best model is production already: nothing to register
-    elif decision.branch == "deploy":
-        registry_out = deploy(trained[best]["model_dir"], dataset, comparison["models"][best], run_id, registry,
-                              lineage, split.path)
-    elif decision.branch == "hold" and best:
-        registry_out = hold(trained[best]["model_dir"], dataset, comparison["models"][best], decision.reason, run_id,
-                            registry, lineage, split.path)
-    elif decision.branch == "investigate":
-        if trained:
-            evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context", "gates",
-                                            "baseline_threshold", "deploy_threshold")}
-            diagnosis = diagnose_run(str(run_dir), evidence)
-            report = diagnosis["report"]
-            create_markdown_artifact(markdown=diagnosis["markdown"], key="lvm-diagnosis",
-                                     description=f"Diagnosis: {diagnosis['verdict']}")
-
-    table = markdown_table(comparison) if trained else "(no model finished)"
-    create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
-                          description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
-    create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=(
-        f"# Decision: **{decision.branch.upper()}**\n\n{decision.reason}\n\n{champion_table(decision)}\n\n"
-        f"{gate_table(decision)}\n\n"
-        f"Thresholds: {decision.thresholds.get('said', '(none: no model)')}. "
-        f"Dataset `{dataset.path}` ({dataset.articles} articles, {dataset.sentences} sentences, "
-        f"D={dataset.dim}, {dataset.encoder}); {split.method} split, seed {seed}, {split.articles}.\n\n{table}\n\n"
-        + (f"Failed: {failed}\n\n" if failed else "")
-        + (f"Registry: {registry_out}\n\n" if registry_out else "")
-        + (f"Report: `{report}`\n\n" if report else "") + f"Run folder: `{run_dir}`\n"))
+    registry_out, report = _act(decision, trained, comparison, dataset, split, run, run_dir, registry,
+                                lineage(dataset, split.model_dump(), champion, decision, code["training"]))
+    table = _publish(decision, comparison, dataset, split, seed, failed, registry_out, report, run_dir)
     if not trained:  # recorded above (run folder, artifacts); the run itself fails, so automation sees it
         raise RuntimeError(f"no architecture finished training ({', '.join(f'{a}: {m}' for a, m in failed.items())});"
                            f" run folder {run_dir}")
+    return _result(decision, comparison, trained, failed, run_dir, dataset, split, registry_out, report, table,
+                   run_id)
+
+
+def _result(decision, comparison, trained, failed, run_dir, dataset, split, registry_out, report, table,
+            run_id) -> TrainLVMResult:
+    ood = comparison.get("ood")
     return TrainLVMResult(
         decision=decision.branch, reason=decision.reason, best_arch=decision.best_arch,
         best_cosine=decision.best_cosine, baselines=comparison["baselines"], failed=failed, run_dir=str(run_dir),
         dataset=dataset, registry=registry_out, report=report, table=table, gates=decision.gates,
-        ood={k: comparison["ood"][k] for k in ("data", "n", "val_minus_ood")} if comparison.get("ood") else None,
-        champion=decision.champion, champion_table=champion_table(decision), split=split.model_dump(),
-        flow_run_id=run_id,
+        ood={k: ood[k] for k in ("data", "n", "val_minus_ood")} if ood else None, champion=decision.champion,
+        champion_table=champion_table(decision), split=split.model_dump(), flow_run_id=run_id,
         models=[ModelResult(arch=a, model_dir=t["model_dir"], cosine=comparison["models"][a]["cosine"],
                             metrics=comparison["models"][a]) for a, t in trained.items()])
+
+
+def _table_of(data: str, encoder, runner: str, workers, dask_address) -> str:
+    """The sentence table of `data`: itself, or for a corpus the table the dataset flow builds (a subflow)."""
+    if is_table_path(data):
+        return data
+    from flows.build_dataset import build_dataset_flow
+
+    return build_dataset_flow(corpus=data, encoder=encoder, runner="dask" if runner == "dask" else "local",
+                              workers=workers, dask_address=dask_address, notify=False)
+
+
+def _threads(runner: str, n_workers: int, architectures: list[str]):
+    """Torch threads per training: with threads the trainings share the cores, re-balanced every epoch (the last
+    one left running is not stuck on one core); one process per training gets a fixed share."""
+    if runner == "threads":
+        return "auto"
+    return max(1, (os.cpu_count() or 1) // max(1, min(n_workers, len(architectures))))
+
+
+def _init_of(init: str | None, architectures: list[str]) -> dict[str, str | None]:
+    """Each architecture's starting weights: a model folder for those `init` can start, else None (logged)."""
+    inits = init_sources(init, architectures) if init else {}
+    if init:
+        get_run_logger().info("fine-tuning from %s: %s; from scratch: %s", init, ", ".join(inits) or "none",
+                              ", ".join(a for a in architectures if a not in inits) or "none")
+    return {a: inits.get(a) for a in architectures}
+
+
+def _act(decision, trained: dict, comparison: dict, dataset, split, run: dict, run_dir, registry, lineage: dict):
+    """(registry record, report path): deploy registers the best model as production, hold as candidate,
+    investigate writes the diagnosis; a best model that is production already registers nothing."""
+    best, run_id = decision.best_arch, run["flow_run_id"]
+    if decision.champion.get("same_model"):
+        return None, None
+    if decision.branch == "deploy":
+        return deploy(trained[best]["model_dir"], dataset, comparison["models"][best], run_id, registry, lineage,
+                      split.path), None
+    if decision.branch == "hold" and best:
+        return hold(trained[best]["model_dir"], dataset, comparison["models"][best], decision.reason, run_id,
+                    registry, lineage, split.path), None
+    if decision.branch == "investigate" and trained:
+        evidence = {k: run[k] for k in ("data_sha256", "split_path", "models", "context", "gates",
+                                        "baseline_threshold", "deploy_threshold")}
+        diagnosis = diagnose_run(str(run_dir), evidence)
+        create_markdown_artifact(markdown=diagnosis["markdown"], key="lvm-diagnosis",
+                                 description=f"Diagnosis: {diagnosis['verdict']}")
+        return None, diagnosis["report"]
+    return None, None
+
+
+def _publish(decision, comparison: dict, dataset, split, seed: int, failed: dict, registry_out, report,
+             run_dir) -> str:
+    """The run's artifacts in the Prefect UI (models against baselines, the decision); returns the Markdown table."""
+    table = markdown_table(comparison) if comparison["models"] else "(no model finished)"
+    create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
+                          description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
+    create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=decision_markdown(
+        decision, dataset, split, seed, table, champion_table(decision), gate_table(decision), failed, registry_out,
+        report, run_dir))
+    return table
 
 
 def main(argv: list[str] | None = None) -> TrainLVMResult:
