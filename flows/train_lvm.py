@@ -115,11 +115,11 @@ def check_parameters(data: str, architectures: list[str], epochs: int, context: 
                      baseline_threshold: float | None, deploy_threshold: float | None, init: str | None = None
                      ) -> None:
     """Refuse parameters that cannot give a run, before any work, each naming the parameter and the rule."""
-    from lvm.models import MODEL_NAMES
+    from lvm.models import MODELS
 
-    unknown = [a for a in architectures if a not in MODEL_NAMES]
+    unknown = [a for a in architectures if a not in MODELS]
     if not architectures or unknown:
-        raise ValueError(f"architectures must name at least one of {', '.join(MODEL_NAMES)}; unknown: "
+        raise ValueError(f"architectures must name at least one of {', '.join(MODELS)}; unknown: "
                          f"{unknown or '(none given)'}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")

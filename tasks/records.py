@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from lvm.models import option_defaults
 
 
 class DatasetRecord(BaseModel):
@@ -58,24 +60,20 @@ class LossWeights(BaseModel):
     hard_negatives: Optional[int] = None
 
 
-class ModelOptions(BaseModel):
-    """Build options of one architecture (lvm.models); unset fields keep the architecture's own default, and an
-    option the architecture does not have is refused by it when the model is built."""
+def _model_options() -> type[BaseModel]:
+    """ModelOptions, one optional field per build option of any registered architecture (lvm.models), described by
+    the architectures that take it and their defaults: a new architecture's options appear here by themselves."""
+    fields = {}
+    for key, by_arch in option_defaults().items():
+        kind = float if any(isinstance(v, float) for v in by_arch.values()) else int
+        said = ", ".join(f"{a} {v}" for a, v in by_arch.items())
+        fields[key] = (Optional[kind], Field(None, description=f"default: {said}"))
+    return create_model("ModelOptions", __config__=ConfigDict(extra="forbid"), __doc__=(
+        "Build options of one architecture (lvm.models); unset fields keep the architecture's own default, and an "
+        "option the architecture does not have is refused by it when the model is built."), **fields)
 
-    model_config = ConfigDict(extra="forbid")
 
-    hidden: Optional[int] = None
-    layers: Optional[int] = None
-    dropout: Optional[float] = None
-    heads: Optional[int] = None         # transformer
-    ffn: Optional[int] = None           # transformer
-    max_context: Optional[int] = None   # transformer
-    d_state: Optional[int] = None       # mamba2
-    d_conv: Optional[int] = None        # mamba2
-    expand: Optional[int] = None        # mamba2
-    headdim: Optional[int] = None       # mamba2
-    ngroups: Optional[int] = None       # mamba2
-    chunk_size: Optional[int] = None    # mamba2
+ModelOptions = _model_options()
 
 
 class TrainOptions(BaseModel):

@@ -57,6 +57,18 @@ def corpus_dir() -> Path:
     return CORPUS
 
 
+#: tiny values for the build options the architectures have (lvm.models.option_defaults): a test that runs every
+#: registered architecture takes its sizes from here, so a new architecture is tested without a hand-kept list
+SHRINK = {"hidden": 32, "layers": 2, "heads": 4, "ffn": 64, "headdim": 16, "d_state": 8}
+
+
+def tiny_options(arch: str, **over) -> dict:
+    """Small build options for `arch`: SHRINK's values, then `over`'s, for the options it has."""
+    from lvm.models import MODELS
+
+    return {k: v for k, v in {**SHRINK, **over}.items() if k in MODELS[arch].defaults}
+
+
 def make_table(n_articles=6, length=12, dim=16, seed=0):
     """A small valid sentence table with smooth within-article drift (so the next vector is predictable)."""
     from lvm.data.table import SentenceTable

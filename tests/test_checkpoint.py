@@ -4,16 +4,14 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_options
 
 from lvm.models import MODEL_NAMES, build_model
 from lvm.models.io import CONFIG, WEIGHTS, load_model, save_model
 
 torch.set_num_threads(1)
 
-TINY = {"lstm": {"hidden": 32, "layers": 1},
-        "gru": {"hidden": 32, "layers": 2},
-        "mamba2": {"hidden": 32, "layers": 2, "headdim": 16, "d_state": 8},
-        "transformer": {"hidden": 32, "layers": 2, "heads": 4, "ffn": 64}}
+TINY = {a: tiny_options(a) for a in MODEL_NAMES}
 
 
 def _config(name, dim=16, context=5, residual=False):

@@ -9,18 +9,14 @@ from tasks.records import DatasetRecord, LossWeights, ModelOptions, SplitRecord,
 
 
 def test_option_groups_name_exactly_what_the_library_accepts():
-    from lvm.models import gru, lstm, mamba2, transformer
+    from lvm.models import MODELS
     from lvm.train.config import TrainConfig
     from lvm.train.losses import CompositeLoss
 
-    flow_owned = {"arch", "epochs", "context", "seed", "model", "loss"}  # the flow's own parameters
+    flow_owned = {"arch", "epochs", "context", "seed", "model", "loss", "init"}  # the flow's own parameters
     assert set(TrainOptions.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - flow_owned
     assert set(LossWeights.model_fields) == set(inspect.signature(CompositeLoss.__init__).parameters) - {"self"}
-    arch_options = set()
-    for module in (gru, lstm, mamba2, transformer):
-        for cls in vars(module).values():
-            if isinstance(cls, type) and isinstance(getattr(cls, "defaults", None), dict):
-                arch_options |= set(cls.defaults)
+    arch_options = set().union(*(cls.defaults for cls in MODELS.values()))
     assert set(ModelOptions.model_fields) == arch_options
 
 

@@ -424,9 +424,9 @@ def test_bfloat16_serving_every_arch(tmp_path):
 def test_train_then_register_then_serve_a_folder_answers_predict(tmp_path, monkeypatch):
     """`lvm train` writes a new folder each run and says where; `lvm registry register DIR` makes it a version with
     its lineage; `lvm serve --model DIR` serves it without any registry; /predict answers with its prediction."""
+    from conftest import make_table
     from typer.testing import CliRunner
 
-    from conftest import make_table
     from lvm import cli
     from lvm.data.dataset import write_table
     from lvm.server import app as server_app

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import sigkill_when
+from conftest import sigkill_when, tiny_options
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lvm.evaluation.compare import evaluate_model
 from lvm.evaluation.metrics import per_example_cosine
 from lvm.evaluation.predictors import predict
+from lvm.models import MODEL_NAMES
 from lvm.models.io import load_model
 from lvm.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_JSON, read_checkpoint_info
 from lvm.train.config import TrainConfig
@@ -26,8 +27,7 @@ from lvm.util.hardware import bf16_supported
 
 TESTS = Path(__file__).resolve().parent
 TIMING = ("seconds", "train_seconds", "samples_per_s")
-TINY = {"lstm": {"hidden": 32, "layers": 1}, "gru": {"hidden": 32, "layers": 1},
-        "mamba2": {"hidden": 32, "layers": 1}, "transformer": {"hidden": 32, "layers": 1, "heads": 2, "ffn": 64}}
+TINY = {a: tiny_options(a, layers=1, heads=2) for a in MODEL_NAMES}
 
 
 def tiny(arch="lstm", **over) -> TrainConfig:

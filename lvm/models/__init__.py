@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .base import LVM, PredictionHead
+from . import gru, lstm, mamba2, transformer  # noqa: F401  one line per architecture: each registers itself
+from .base import ARCHITECTURES, LVM, PredictionHead
 from .ensemble import Ensemble
-from .gru import GRUModel
-from .lstm import LSTMModel
-from .mamba2 import Mamba2Model
-from .transformer import TransformerModel
 
-MODELS = {"lstm": LSTMModel, "gru": GRUModel, "mamba2": Mamba2Model, "transformer": TransformerModel}
+MODELS = ARCHITECTURES  # name -> class (lvm.models.base.LVM.__init_subclass__)
 MODEL_NAMES = tuple(MODELS)
 
 
@@ -29,7 +26,7 @@ def build_model(name: str, dim: int, context: int = 5, residual: bool = False, a
     if name == Ensemble.arch:
         return _build_ensemble(dim, context, article, **config)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     for key, value in (("dim", dim), ("context", context)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
@@ -55,9 +52,19 @@ def _build_ensemble(dim: int, context: int, article: bool, members=None, **rest)
     return ensemble
 
 
+def option_defaults() -> dict[str, dict[str, object]]:
+    """{build option: {arch: its default}} over every architecture: what a form of model options offers."""
+    out: dict[str, dict[str, object]] = {}
+    for name, cls in MODELS.items():
+        for key, value in cls.defaults.items():
+            out.setdefault(key, {})[name] = value
+    return out
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (each shared tensor once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODEL_NAMES", "MODELS", "LVM", "Ensemble", "PredictionHead", "build_model", "count_parameters"]
+__all__ = ["ARCHITECTURES", "MODEL_NAMES", "MODELS", "LVM", "Ensemble", "PredictionHead", "build_model",
+           "count_parameters", "option_defaults"]

@@ -40,6 +40,9 @@ class PredictionHead(nn.Module):
         return self.out(self.norm(F.gelu(self.fc(h))))
 
 
+ARCHITECTURES: dict[str, type] = {}  # name -> LVM subclass, filled as each model module is imported
+
+
 class LVM(nn.Module):
     """Base class: features(x) -> [B, H], then the head; residual=True adds mean(ctx over C) (the blend above with
     article=True) and zero-initialises the head's output layer (the model starts as that baseline).
@@ -51,6 +54,16 @@ class LVM(nn.Module):
     arch: str = ""
     #: build kwargs this architecture accepts, with their seed defaults
     defaults: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        """An architecture registers itself by naming its `arch`: adding one is its file and the line in
+        lvm/models/__init__.py that imports it (MODELS, the CLI choices, the flow's check, ModelOptions and the
+        tests that run every architecture all read ARCHITECTURES)."""
+        super().__init_subclass__(**kwargs)
+        if cls.arch:
+            if cls.arch in ARCHITECTURES and ARCHITECTURES[cls.arch] is not cls:
+                raise ValueError(f"two architectures are named {cls.arch!r}: {ARCHITECTURES[cls.arch]} and {cls}")
+            ARCHITECTURES[cls.arch] = cls
 
     def __init__(self, dim: int, context: int, residual: bool, hparams: dict, article: bool = False):
         super().__init__()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lvm.data.table import DEFAULT_CONTEXT
-from lvm.models import MODEL_NAMES, build_model
+from lvm.models import MODELS, build_model
 from lvm.train.losses import CompositeLoss
 
 PRECISIONS = ("bf16", "fp32")
@@ -58,8 +58,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.model is None:
             self.model = {}
-        if self.arch not in MODEL_NAMES:
-            raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(MODEL_NAMES)}")
+        if self.arch not in MODELS:
+            raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(MODELS)}")
         for name in ("epochs", "batch_size", "context", "eval_batch_size", "plateau_patience"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
