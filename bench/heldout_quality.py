@@ -161,7 +161,9 @@ def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, 
 def _ci(d: dict | None) -> str:
     if not d or d.get("diff") is None:
         return "-"
-    return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+    from lvm.evaluation.interval import Interval
+
+    return str(Interval.of(d))
 
 
 def set_table(s: dict) -> str:

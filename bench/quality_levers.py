@@ -83,7 +83,9 @@ ENSEMBLES: dict[str, tuple] = {
 def _ci(d: dict | None) -> str:
     if not d or d.get("diff") is None:
         return "-"
-    return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+    from lvm.evaluation.interval import Interval
+
+    return str(Interval.of(d))
 
 
 class Data:

@@ -201,7 +201,9 @@ def score_size(table, split, n: int, recs: dict, sets: list, out: Path, C: int) 
 
 
 def _ci(d: dict) -> str:
-    return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+    from lvm.evaluation.interval import Interval
+
+    return str(Interval.of(d))
 
 
 def report(out: Path) -> str:

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from lvm.evaluation.baselines import best_baseline
+from lvm.evaluation.interval import Interval
 
 BRANCHES = ("deploy", "hold", "investigate")
 
@@ -240,8 +241,8 @@ def champion_table(decision: Decision) -> str:
     d = c["difference"]
     won = "challenger (promoted)" if c["verdict"] == "challenger" else "champion (production stays)"
     return ("| on the same test windows | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols) + "\n"
-            + "\n".join(rows) + f"\n\nchallenger − champion cosine: {d['diff']:+.4f} [95% {d['ci95'][0]:+.4f}, "
-            f"{d['ci95'][1]:+.4f}] over {d['groups']} articles, {d['n']} windows. Verdict: **{won}**.")
+            + "\n".join(rows) + f"\n\nchallenger − champion cosine: {Interval.of(d).format(label='95% ')} over "
+            f"{d['groups']} articles, {d['n']} windows. Verdict: **{won}**.")
 
 
 def _fmt(v) -> str:

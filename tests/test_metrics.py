@@ -288,3 +288,19 @@ def test_windows_scattered_over_a_big_table_sum_their_article_per_article():
     scattered = window_batch(vectors, sample, 3, starts)
     assert np.allclose(scattered.before_sum, np.concatenate([w.before_sum for w in one_by_one]))
     assert np.array_equal(scattered.before_n, np.concatenate([w.before_n for w in one_by_one]))
+
+
+def test_an_interval_reads_every_stored_form_and_formats_itself():
+    from lvm.evaluation.interval import Interval
+
+    lead = Interval.of({"diff": 0.0089, "ci95": [0.0083, 0.0097], "groups": 118, "n": 37794})
+    assert str(lead) == "+0.0089 [+0.0083, +0.0097]" and lead.above(0.0) and not lead.above(0.009)
+    drop = Interval.of({"drop": -0.002, "ci95": [-0.004, 0.001], "groups": 9, "n": 300})
+    assert drop.format(3, "95% ") == "-0.002 [95% -0.004, +0.001]" and not drop.above()
+    assert str(Interval.of(None)) == "-" and not Interval.of({"diff": None, "ci95": [None, None]}).known
+    assert Interval.of(lead.to_dict()) == lead
+    from lvm.evaluation.metrics import paired_difference
+
+    d = paired_difference(np.array([0.5, 0.6, 0.7, 0.4]), np.array([0.4, 0.5, 0.5, 0.4]), np.array([0, 0, 1, 1]),
+                          n_boot=50)
+    assert Interval.of(d).diff == pytest.approx(0.1) and Interval.of(d).groups == 2

@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 
 from lvm.diagnosis.rules import COLLAPSE_SPREAD_RATIO, MAX_TRAIN_EVAL, Diagnosis, finite, loss_label
 from lvm.evaluation.baselines import best_baseline
+from lvm.evaluation.interval import Interval
 
 PLOT_DPI = 80
 #: the folder of a run that holds its report when no other is named (docs/ARCHITECTURE.md, run folder).
@@ -261,8 +262,7 @@ def to_markdown(d: Diagnosis, images: str = "link") -> str:
             ab, fm, lg = f["ablations"], f["forward_margin"], f["gain_over_last_input"]
             roll = f["rollout"]["cosine"]
             rows.append([k if k.endswith("(baseline)") else f"**{k}**", _f(f["cosine"]),
-                         _f(fm["diff"]) + (f" [{fm['ci95'][0]:+.3f}, {fm['ci95'][1]:+.3f}]"
-                                           if fm["diff"] is not None else ""),
+                         Interval.of(fm).format(3),
                          _f(lg["diff"]), _f(ab["shuffled"]["drop"]), _f(ab["reversed"]["drop"]),
                          _f(ab["mean"]["drop"]), _f(roll[-1] if roll else None),
                          _f(f["contrastive_accuracy"]), _f(f["paraphrase_ratio"], 3)])

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvm.decision import MIN_FORWARD_MARGIN, MIN_SHUFFLE_DROP
+from lvm.evaluation.interval import Interval
 
 # ------------------------------------------------------------------------------------------------- thresholds
 
@@ -318,6 +319,7 @@ def forward_findings(forward: dict, scored: dict, best: str | None, gates: dict 
         if not f:
             continue
         fm, sh = f["forward_margin"], f["ablations"].get("shuffled") or {"drop": 0.0, "ci95": [0.0, 0.0]}
+        fmi, shi = Interval.of(fm), Interval.of(sh)
         sweep = dict(zip(f["offsets"]["k"], f["offsets"]["cosine"]))
         C = f["context"]
         base = {"forward_margin": fm["diff"], "forward_margin_ci95": fm["ci95"], "cos_next": sweep.get(0),
@@ -327,19 +329,19 @@ def forward_findings(forward: dict, scored: dict, best: str | None, gates: dict 
             k: f"[{v[0]:+.4f}, {v[1]:+.4f}]" for k, v in base.items()
             if isinstance(v, list) and None not in v}
         found = False
-        if fm["diff"] is not None and (fm["diff"] <= min_margin or fm["ci95"][0] <= min_margin):
+        if fmi.diff is not None and not fmi.above(min_margin):
             found = True
-            out.append(Finding("backward_bias", f"{arch} leans backwards: forward margin {fm['diff']:+.4f} "
-                               f"(95% [{fm['ci95'][0]:+.4f}, {fm['ci95'][1]:+.4f}]); its prediction is as close "
+            out.append(Finding("backward_bias", f"{arch} leans backwards: forward margin "
+                               f"{fmi.format(label='95% ')}; its prediction is as close "
                                f"to the sentence before its context as to the next one (gate: above "
                                f"{min_margin:+.4f})", base,
                                ["train on targets further ahead or penalise similarity to the inputs; check the "
                                 "offset-sweep plot for where the predictions peak"], model=arch))
-        if sh and (sh["drop"] < min_shuffle or sh["ci95"][0] <= 0):
+        if sh and (shi.diff is None or shi.diff < min_shuffle or not shi.above(0.0)):
             found = True
             out.append(Finding("order_blind", f"{arch} is order-blind: shuffling its context costs "
-                               f"{sh['drop']:+.4f} cosine (95% [{sh['ci95'][0]:+.4f}, {sh['ci95'][1]:+.4f}], "
-                               f"needs >= {min_shuffle:g}): a bag of sentences", base,
+                               f"{shi.format(label='95% ')} cosine (needs >= {min_shuffle:g}): a bag of sentences",
+                               base,
                                ["an order-aware architecture or loss; compare with the context_mean and "
                                 "article_blend baselines, which ignore order by construction"], model=arch))
         if not found:

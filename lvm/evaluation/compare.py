@@ -17,6 +17,7 @@ from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_tabl
 from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.heldout import HeldOutSet
+from lvm.evaluation.interval import Interval
 from lvm.evaluation.metrics import (
     article_starts,
     on_context,
@@ -209,7 +210,7 @@ def markdown_table(comparison: dict) -> str:
             rows.append(f"| {label} | " + " | ".join(_cell(m.get(c)) for c in COLUMNS) + " |")
     paired = comparison.get("vs_best_baseline")
     if paired and paired.get("models"):
-        diffs = ", ".join(f"{arch} {p['diff']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]"
+        diffs = ", ".join(f"{arch} {Interval.of(p)}"
                           for arch, p in sorted(paired["models"].items(), key=lambda kv: -kv[1]["diff"]))
         groups = next(iter(paired["models"].values()))["groups"]
         rows.append(f"\ncosine minus {paired['baseline']} (the best baseline), 95% interval from resampling the "
@@ -243,7 +244,7 @@ def forward_table(comparison: dict) -> str:
     def ci(d):
         if d.get("diff") is None:
             return "-"
-        return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+        return str(Interval.of(d))
 
     rows = []
     for name, f, kind in items:
