@@ -23,8 +23,8 @@ venv: $(STAMP)
 run: $(STAMP)  ## the whole train flow on the built-in corpus and bundled encoder (on `make server`'s server when it is up)
 	@if curl -fs http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null 2>&1; then \
 	  echo "using the Prefect server of make server (http://127.0.0.1:$(PREFECT_PORT))"; \
-	  PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m flows.train_lvm; \
-	else $(BIN)/python -m flows.train_lvm; fi
+	  PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/lvm run; \
+	else $(BIN)/lvm run; fi
 
 dataset: $(STAMP)  ## only build the default dataset
 	$(BIN)/lvm build-dataset --corpus builtin --out data/builtin.all-MiniLM-L6-v2.parquet

@@ -8,7 +8,6 @@ does no work again, and changing one parameter re-runs only what depends on it.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
+import lvm.models as lvm_models
 from lvm.data.dataset import DEFAULT_FRACTIONS, is_table_path
 from lvm.decision import (
     MAX_PARAPHRASE_RATIO,
@@ -26,7 +26,6 @@ from lvm.decision import (
     MIN_IMPROVEMENT,
     MIN_LAST_INPUT_GAIN,
     MIN_SHUFFLE_DROP,
-    SEED_DEPLOY_MARGIN,
     challenge,
     champion_table,
     decide,
@@ -46,7 +45,7 @@ from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions
 from tasks.runners import make_runner
 from tasks.training import assemble_ensemble, train_architecture
 
-DEFAULT_ARCHS = ["lstm", "mamba2", "transformer"]
+DEFAULT_ARCHS = list(lvm_models.DEFAULT_ARCHS)
 
 
 class ModelResult(BaseModel):
@@ -316,82 +315,11 @@ def _publish(decision, comparison: dict, dataset, split, seed: int, failed: dict
     return table
 
 
-def main(argv: list[str] | None = None) -> TrainLVMResult:
-    """`python -m flows.train_lvm [--data ...] [--epochs N] [--arch a,b]`: run once and print the summary."""
-    import argparse
+def main(argv: list[str] | None = None):
+    """`python -m flows.train_lvm [OPTIONS]`: the same as `lvm run [OPTIONS]` (flows.cli)."""
+    from flows.cli import app
 
-    p = argparse.ArgumentParser(description=train_lvm.__doc__.split("\n")[0])
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--arch", default=",".join(DEFAULT_ARCHS))
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--context", type=int, default=TrainConfig.context)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baseline-threshold", type=float, default=None,
-                   help="investigate below this held-out cosine (default: the global-mean vector's cosine here)")
-    p.add_argument("--deploy-threshold", type=float, default=None,
-                   help=f"deploy at or above it (default: the baseline threshold + {SEED_DEPLOY_MARGIN:.4f}, the "
-                        "seed's margin)")
-    p.add_argument("--runner", default="threads", choices=["threads", "processes", "dask"])
-    p.add_argument("--dask-address", default=None)
-    p.add_argument("--ood-data", default=None, help="a second sentence table scored whole (out of distribution)")
-    p.add_argument("--no-require-forward", action="store_true", help="deploy on cosine alone (not recommended)")
-    p.add_argument("--split-method", default="hash", choices=["hash", "permutation"])
-    p.add_argument("--min-improvement", type=float, default=MIN_IMPROVEMENT,
-                   help="cosine the best model must gain over production (interval above zero too)")
-    p.add_argument("--no-challenge", action="store_true", help="ignore production: today's decision alone")
-    p.add_argument("--no-ensemble", action="store_true", help="leave out the ensemble of the trained models")
-    p.add_argument("--init", default=None, help="a trained model folder to fine-tune from (an ensemble: each member)")
-    args = p.parse_args(argv)
-    if args.dask_address:
-        args.runner = "dask"
-    try:
-        check_parameters(args.data, args.arch.split(","), args.epochs, args.context, DEFAULT_FRACTIONS,
-                         args.baseline_threshold, args.deploy_threshold, args.init)  # before a server starts
-        if not os.environ.get("LVM_DEBUG"):
-            for name in ("prefect.task_runs", "prefect.flow_runs"):
-                logging.getLogger(name).addFilter(_no_traceback_for_mistakes)
-        result = _run(args)
-    except Exception as exc:  # a user's mistake (exit 2) or a run that failed (exit 1): one message
-        if os.environ.get("LVM_DEBUG") or not isinstance(exc, (*_MISTAKES, RuntimeError)):
-            raise  # anything else is a bug: its traceback is what a report needs
-        print(f"error: {str(exc).strip() or type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(1 if isinstance(exc, RuntimeError) else 2) from None
-    return result
-
-
-def _mistakes() -> tuple[type[BaseException], ...]:
-    from lvm.data.schema import DataValidationError
-    from lvm.ingest.corpus import CorpusError
-    from lvm.store.registry import RegistryError
-
-    return (CorpusError, DataValidationError, RegistryError, OSError, ValueError)
-
-
-_MISTAKES = _mistakes()
-
-
-def _no_traceback_for_mistakes(record: logging.LogRecord) -> bool:
-    """A logging filter: Prefect logs a failed task or flow run with its traceback; for a user's mistake (bad data,
-    a missing file) the message is the whole story, and main() ends with it as one `error:` line."""
-    if record.exc_info and isinstance(record.exc_info[1], _MISTAKES):
-        record.exc_info, record.exc_text = None, None
-    return True
-
-
-def _run(args) -> TrainLVMResult:
-    result = train_lvm(data=args.data, architectures=args.arch.split(","), epochs=args.epochs, context=args.context,
-                       seed=args.seed, baseline_threshold=args.baseline_threshold,
-                       deploy_threshold=args.deploy_threshold, runner=args.runner, dask_address=args.dask_address,
-                       ood_data=args.ood_data, require_forward=not args.no_require_forward,
-                       split_method=args.split_method, min_improvement=args.min_improvement,
-                       challenge_production=not args.no_challenge, ensemble=not args.no_ensemble, init=args.init)
-    print(f"\n{result.table}\n\n{result.champion_table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
-    if result.failed:
-        print(f"failed: {result.failed}")
-    print(f"run folder: {result.run_dir}" + (f"\nregistry: {result.registry}" if result.registry else "")
-          + (f"\nreport: {result.report}" if result.report else ""))
-    print(where_in_the_ui(result.flow_run_id))
-    return result
+    return app(["run", *(sys.argv[1:] if argv is None else argv)])
 
 
 def where_in_the_ui(flow_run_id: str | None) -> str:

@@ -214,3 +214,45 @@ def test_a_run_fine_tunes_from_a_model_folder_and_the_others_train_from_scratch(
     assert lstm["initial_val_cosine"] == pytest.approx(base_val, abs=1e-5)
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         _run(sotu_table, architectures=["lstm"], init=str(harness / "nowhere"))
+
+
+def test_lvm_run_is_the_flow_with_a_config_file_and_options_that_win(sotu_table, harness, tmp_path):
+    """#27 item 4: `lvm run` takes every flow parameter (typed options, the rest from --config TOML or YAML); an
+    option on the command line wins over the file; an unknown key names the file; nothing trained exits 1. Run as
+    the program a user runs (a subprocess on the module's Prefect server)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import ROOT
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+    def lvm(*args):
+        return subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"data": sotu_table, "architectures": ["gru"], "epochs": 3, "model_options": TINY,
+                                   "challenge_production": False, "ensemble": False}))
+    res = lvm("run", "--config", str(cfg), "--epochs", "1", "--arch", "lstm")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "DECISION:" in res.stdout and "run folder:" in res.stdout
+    run_dir = next(line.split(": ", 1)[1] for line in res.stdout.splitlines() if line.startswith("run folder:"))
+    run = json.loads((Path(run_dir) / "run.json").read_text())
+    assert list(run["models"]) == ["lstm"]  # --arch won over the file's gru
+    history = json.loads((Path(run["models"]["lstm"]) / "history.json").read_text())
+    assert len(history) == 1  # --epochs 1 won over the file's 3
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data = "builtin"\nepochz = 3\n')
+    res = lvm("run", "--config", str(bad))
+    assert res.returncode == 2 and f"{bad}: unknown flow parameters ['epochz']" in res.stderr
+
+    cfg.write_text(yaml.safe_dump({"data": sotu_table, "architectures": ["transformer"], "challenge_production": False,
+                                   "model_options": {"transformer": {"hidden": 30, "heads": 4}}}))
+    res = lvm("run", "--config", str(cfg))
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 1 and len(errors) == 1 and "no architecture finished training" in errors[0]

@@ -17,6 +17,7 @@ from .ensemble import Ensemble
 
 MODELS = ARCHITECTURES  # name -> class (lvm.models.base.LVM.__init_subclass__)
 MODEL_NAMES = tuple(MODELS)
+DEFAULT_ARCHS = ("lstm", "mamba2", "transformer")  # what the train flow trains unless told otherwise
 
 
 def build_model(name: str, dim: int, context: int = 5, residual: bool = False, article: bool = False,
@@ -66,5 +67,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ARCHITECTURES", "MODEL_NAMES", "MODELS", "LVM", "Ensemble", "PredictionHead", "build_model",
-           "count_parameters", "option_defaults"]
+__all__ = ["ARCHITECTURES", "DEFAULT_ARCHS", "MODEL_NAMES", "MODELS", "LVM", "Ensemble", "PredictionHead",
+           "build_model", "count_parameters", "option_defaults"]
