@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
 from bench.time_to_quality import default_table  # noqa: E402
+from lvm import defaults  # noqa: E402
 from lvm.data.dataset import read_table, split_articles  # noqa: E402
 from lvm.data.table import article_so_far, window_targets  # noqa: E402
 from lvm.train.config import TrainConfig  # noqa: E402
@@ -47,7 +48,7 @@ from lvm.train.schedule import LRSchedule  # noqa: E402
 from lvm.train.trainer import _make_optimizer, _mean_cosine, _train_epoch, batch_bounds  # noqa: E402
 from lvm.util.hardware import resolve_precision  # noqa: E402
 
-ARCHS = ("lstm", "mamba2", "transformer")
+ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
 MAKE_RUN_EPOCHS = {"lstm": 17, "mamba2": 13, "transformer": 15}  # patience 3 on make run's data (BENCHMARKS.md)
 
 
@@ -127,7 +128,7 @@ def main() -> None:
 
     path = args.data or default_table()
     table = read_table(path)
-    split = split_articles(table, (0.8, 0.1, 0.1), 0)
+    split = split_articles(table, (0.8, 0.1, 0.1), 0, method="permutation")
     precision = resolve_precision(args.precision, torch.device("cpu"))
     print(describe_machine(), flush=True)
     print(f"torch {torch.__version__}; data {path} ({len(table)} sentences, D={table.dim}); precision {precision}; "

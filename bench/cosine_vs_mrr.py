@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     print(describe_machine(), flush=True)
     table = read_table(args.data)
     V, C = table.vectors, args.context
-    split = split_articles(table, (0.8, 0.1, 0.1), args.split_seed)
+    split = split_articles(table, (0.8, 0.1, 0.1), args.split_seed, method="permutation")
     windows = {part: window_targets(table.article_id, table.position, C, getattr(split, part))
                for part in ("train", "val", "test")}
     base = fit_baselines(V, windows["train"], C)

@@ -23,9 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine  # noqa: E402
+from lvm import defaults  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"  # --corpus-root: another folder with the same layout
-ARCHS = ("lstm", "mamba2", "transformer")
+ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
+
+
+def protocol_split(path):
+    """The split these numbers were published with: permutation, (0.8, 0.1, 0.1), seed 0."""
+    from lvm.data.dataset import read_table, split_articles
+
+    return split_articles(read_table(path, validate=False), (0.8, 0.1, 0.1), 0, method="permutation")
 
 
 def table(name: str, corpora: list[Path], out_dir: Path, encoder: str | None) -> Path:
@@ -58,7 +66,7 @@ def train(data: Path, split_path: Path, arch: str, out: Path, epochs: int) -> Pa
 
 
 def main(argv=None) -> dict:
-    from lvm.data.dataset import read_table, save_split, split_articles
+    from lvm.data.dataset import save_split
     from lvm.decision import decide, gate_table
     from lvm.evaluation.compare import compare, evaluate_model, markdown_table
     from lvm.util.paths import data_dir
@@ -79,7 +87,7 @@ def main(argv=None) -> dict:
     root = args.corpus_root
     wiki, sotu, gut = root / "wikitext2" / "wiki.valid.raw", root / "sotu", root / "gutenberg"
     full = table("shared", [wiki, sotu, gut], out, args.encoder)
-    split = save_split(split_articles(read_table(full, validate=False), (0.8, 0.1, 0.1), 0), out / "shared.split.json")
+    split = save_split(protocol_split(full), out / "shared.split.json")
     models = {a: str(train(full, split, a, out / "models" / f"{full.stem}-{a}", args.epochs))
               for a in args.archs.split(",")}
     t0 = time.perf_counter()
@@ -94,7 +102,7 @@ def main(argv=None) -> dict:
     if not args.skip_ood:
         part_a = table("wikitext2-sotu", [wiki, sotu], out, args.encoder)
         part_b = table("gutenberg", [gut], out, args.encoder)
-        split_a = save_split(split_articles(read_table(part_a, validate=False), (0.8, 0.1, 0.1), 0),
+        split_a = save_split(protocol_split(part_a),
                              out / "wikitext2-sotu.split.json")
         m = train(part_a, split_a, "lstm", out / "models" / f"{part_a.stem}-lstm", args.epochs)
         same = evaluate_model(m, part_a, "test")

@@ -42,9 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine  # noqa: E402
+from lvm import defaults  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
-ARCHS = ("lstm", "mamba2", "transformer")     # flows/train_lvm.py DEFAULT_ARCHS
+ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
 NONFICTION = tuple("abcdefghij")              # brown ca..cj
 FICTION = tuple("klmnopqr")                   # brown ck..cr
 BLOCK = 100
@@ -209,7 +210,7 @@ def run_protocol(train_path: Path, fiction_path: Path, archs: list, epochs: int 
 
     C = DEFAULT_CONTEXT
     table = read_table(train_path, validate=False)
-    split = split_articles(table, DEFAULT_FRACTIONS, 0)
+    split = split_articles(table, DEFAULT_FRACTIONS, 0, method="permutation")  # the protocol, as published
     split_path = save_split(split, out / "train.split.json")
     trained = {a: train(train_path, split_path, a, epochs, out) for a in archs}
     t0 = time.perf_counter()

@@ -31,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
+from lvm import defaults  # noqa: E402
 
-ARCHS = ("lstm", "mamba2", "transformer")
+ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
 
 
 def _data(pairs: int, dim: int, context: int):

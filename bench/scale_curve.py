@@ -149,7 +149,7 @@ def eval_sets(table, split, protocol: Path, C: int) -> list:
     tr_path = next(protocol.glob("train.*.parquet"))
     tr = read_table(tr_path, validate=False)
     check_compatible(tr, tr_path, table.dim, table.meta.get("encoder"), "gutenberg-large")
-    test = np.asarray(split_articles(tr, DEFAULT_FRACTIONS, 0).test)  # the protocol's split (permutation, seed 0)
+    test = np.asarray(split_articles(tr, DEFAULT_FRACTIONS, 0, method="permutation").test)  # the protocol's
     corpus = corpus_of(tr)
     for name, prefix in (("wiki.valid test", "wiki.valid"), ("brown-nonfiction test", "brown-nonfiction")):
         sets.append((name, tr, test[corpus[test] == prefix], block_groups(tr, 100, ()), False))

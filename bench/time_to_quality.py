@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe_machine  # noqa: E402
+from lvm import defaults  # noqa: E402
 from lvm.data.dataset import read_table, split_articles  # noqa: E402
 from lvm.data.table import article_so_far, window_targets  # noqa: E402
 from lvm.evaluation.metrics import cosine  # noqa: E402
@@ -44,7 +45,7 @@ from lvm.train.config import TrainConfig
 from lvm.train.trainer import fit
 from lvm.util.hardware import resolve_precision
 
-ARCHS = ("lstm", "mamba2", "transformer")
+ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
 PATIENCES = (1, 2, 3, 4, 5)
 
 
@@ -141,7 +142,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = args.data or default_table()
     table = read_table(path)
-    split = split_articles(table, (0.8, 0.1, 0.1), 0)
+    split = split_articles(table, (0.8, 0.1, 0.1), 0, method="permutation")
     precision = resolve_precision(args.precision, torch.device("cpu"))
     print(describe_machine(), flush=True)
     peak = matmul_gflops()

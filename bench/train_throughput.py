@@ -132,7 +132,7 @@ def main(argv=None):
     if args.data:
         table = read_table(args.data)
         vectors = table.vectors
-        split = split_articles(table, (0.8, 0.1, 0.1), 0)
+        split = split_articles(table, (0.8, 0.1, 0.1), 0, method="permutation")
         all_train = window_targets(table.article_id, table.position, args.context, split.train)
         val_t = window_targets(table.article_id, table.position, args.context, split.val)[:1024]
         source = f"{args.data} (D={table.dim}, {len(all_train)} train windows)"

@@ -16,19 +16,11 @@ from typing import Optional
 
 import typer
 
+from lvm import defaults as D  # plain values: `lvm --help` loads no torch
 from lvm.cli import app
-from lvm.data.dataset import DEFAULT_FRACTIONS
-from lvm.decision import (
-    MAX_PARAPHRASE_RATIO,
-    MIN_FORWARD_MARGIN,
-    MIN_IMPROVEMENT,
-    MIN_LAST_INPUT_GAIN,
-    MIN_SHUFFLE_DROP,
-    SEED_DEPLOY_MARGIN,
-)
-from lvm.models import DEFAULT_ARCHS, MODELS
-from lvm.train.config import TrainConfig
 from lvm.util.user_errors import user_errors
+
+SEED_DEPLOY_MARGIN = D.SEED_DEPLOY_THRESHOLD - D.SEED_GLOBAL_MEAN
 
 
 def _default(value) -> str:
@@ -64,15 +56,15 @@ def read_config(path: Path) -> dict:
 def run(
     data: Optional[str] = typer.Option(None, help="A sentence table, a corpus (file or folder) or builtin.",
                                        show_default="builtin"),
-    arch: Optional[str] = typer.Option(None, help=f"Architectures, comma-separated: {', '.join(MODELS)}.",
-                                       show_default=_default(DEFAULT_ARCHS)),
-    epochs: Optional[int] = typer.Option(None, show_default=str(TrainConfig.epochs)),
-    context: Optional[int] = typer.Option(None, help="Sentences a model reads.", show_default=str(TrainConfig.context)),
-    seed: Optional[int] = typer.Option(None, show_default="0"),
+    arch: Optional[str] = typer.Option(None, help="Architectures, comma-separated (lvm models lists them).",
+                                       show_default=_default(D.ARCHITECTURES)),
+    epochs: Optional[int] = typer.Option(None, show_default=str(D.EPOCHS)),
+    context: Optional[int] = typer.Option(None, help="Sentences a model reads.", show_default=str(D.CONTEXT)),
+    seed: Optional[int] = typer.Option(None, show_default=str(D.SEED)),
     fractions: Optional[str] = typer.Option(None, help="train,val,test shares of the articles.",
-                                            show_default=_default(DEFAULT_FRACTIONS)),
+                                            show_default=_default(D.FRACTIONS)),
     split_method: Optional[str] = typer.Option(None, help="hash (a grown corpus keeps its test articles) or "
-                                               "permutation.", show_default="hash"),
+                                               "permutation.", show_default=D.SPLIT_METHOD),
     encoder: Optional[str] = typer.Option(None, help="For a corpus: the encoder that embeds it.",
                                           show_default="the bundled MiniLM"),
     baseline_threshold: Optional[float] = typer.Option(None, help="Investigate below this held-out cosine.",
@@ -83,20 +75,20 @@ def run(
     require_forward: Optional[bool] = typer.Option(None, "--require-forward/--no-require-forward",
                                                    help="Deploy only a model that passes the forward gates.",
                                                    show_default="on"),
-    min_forward_margin: Optional[float] = typer.Option(None, show_default=str(MIN_FORWARD_MARGIN)),
-    min_shuffle_drop: Optional[float] = typer.Option(None, show_default=str(MIN_SHUFFLE_DROP)),
-    min_last_input_gain: Optional[float] = typer.Option(None, show_default=str(MIN_LAST_INPUT_GAIN)),
-    max_paraphrase_ratio: Optional[float] = typer.Option(None, show_default=str(MAX_PARAPHRASE_RATIO)),
+    min_forward_margin: Optional[float] = typer.Option(None, show_default=str(D.MIN_FORWARD_MARGIN)),
+    min_shuffle_drop: Optional[float] = typer.Option(None, show_default=str(D.MIN_SHUFFLE_DROP)),
+    min_last_input_gain: Optional[float] = typer.Option(None, show_default=str(D.MIN_LAST_INPUT_GAIN)),
+    max_paraphrase_ratio: Optional[float] = typer.Option(None, show_default=str(D.MAX_PARAPHRASE_RATIO)),
     challenge: Optional[bool] = typer.Option(None, "--challenge/--no-challenge",
                                              help="Score production on the same test windows; replace it only "
                                                   "when beaten.", show_default="on"),
     min_improvement: Optional[float] = typer.Option(None, help="Cosine a challenger must gain over production.",
-                                                    show_default=str(MIN_IMPROVEMENT)),
+                                                    show_default=str(D.MIN_IMPROVEMENT)),
     ensemble: Optional[bool] = typer.Option(None, "--ensemble/--no-ensemble",
                                             help="Their ensemble as one more candidate.", show_default="on"),
     init: Optional[str] = typer.Option(None, help="A trained model folder to fine-tune from (an ensemble: each "
                                                   "member's architecture).", show_default="from scratch"),
-    runner: Optional[str] = typer.Option(None, help="threads, processes or dask.", show_default="threads"),
+    runner: Optional[str] = typer.Option(None, help="threads, processes or dask.", show_default=D.RUNNER),
     workers: Optional[int] = typer.Option(None, show_default="min(architectures, cores)"),
     dask_address: Optional[str] = typer.Option(None, help="A Dask scheduler (implies --runner dask).",
                                                show_default="a temporary LocalCluster with --runner dask"),

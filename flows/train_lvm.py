@@ -18,14 +18,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
-import lvm.models as lvm_models
-from lvm.data.dataset import DEFAULT_FRACTIONS, is_table_path
+from lvm import defaults as D
+from lvm.data.dataset import is_table_path
 from lvm.decision import (
-    MAX_PARAPHRASE_RATIO,
-    MIN_FORWARD_MARGIN,
-    MIN_IMPROVEMENT,
-    MIN_LAST_INPUT_GAIN,
-    MIN_SHUFFLE_DROP,
     challenge,
     champion_table,
     decide,
@@ -34,7 +29,6 @@ from lvm.decision import (
 from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.store.run_records import decided, decision_markdown, lineage, run_record
 from lvm.store.runs import write_run
-from lvm.train.config import TrainConfig
 from lvm.train.init import init_sources, weights_sha256
 from lvm.util.paths import runs_dir
 from tasks.branches import deploy, diagnose_run, hold
@@ -44,8 +38,6 @@ from tasks.evaluation import evaluate_models, find_champion, score_champion_task
 from tasks.records import DatasetRecord, LossWeights, ModelOptions, TrainOptions, given
 from tasks.runners import make_runner
 from tasks.training import assemble_ensemble, train_architecture
-
-DEFAULT_ARCHS = list(lvm_models.DEFAULT_ARCHS)
 
 
 class ModelResult(BaseModel):
@@ -143,30 +135,30 @@ def check_parameters(data: str, architectures: list[str], epochs: int, context: 
 @flow(name="lvm-train", log_prints=True)
 def train_lvm(
     data: str = "builtin",
-    architectures: list[str] = DEFAULT_ARCHS,
-    epochs: int = TrainConfig.epochs,
-    context: int = TrainConfig.context,
+    architectures: list[str] = list(D.ARCHITECTURES),
+    epochs: int = D.EPOCHS,
+    context: int = D.CONTEXT,
     loss: Optional[LossWeights] = None,
     model_options: Optional[dict[str, ModelOptions]] = None,
     train_options: Optional[TrainOptions] = None,
     baseline_threshold: Optional[float] = None,
     deploy_threshold: Optional[float] = None,
-    seed: int = 0,
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    seed: int = D.SEED,
+    fractions: tuple[float, float, float] = D.FRACTIONS,
     encoder: Optional[str] = None,
-    runner: Literal["threads", "processes", "dask"] = "threads",
+    runner: Literal["threads", "processes", "dask"] = D.RUNNER,
     workers: Optional[int] = None,
     dask_address: Optional[str] = None,
     registry: Optional[str] = None,
     ood_data: Optional[str] = None,
     require_forward: bool = True,
-    min_forward_margin: float = MIN_FORWARD_MARGIN,
-    min_shuffle_drop: float = MIN_SHUFFLE_DROP,
-    min_last_input_gain: float = MIN_LAST_INPUT_GAIN,
-    max_paraphrase_ratio: Optional[float] = MAX_PARAPHRASE_RATIO,
-    split_method: Literal["hash", "permutation"] = "hash",
+    min_forward_margin: float = D.MIN_FORWARD_MARGIN,
+    min_shuffle_drop: float = D.MIN_SHUFFLE_DROP,
+    min_last_input_gain: float = D.MIN_LAST_INPUT_GAIN,
+    max_paraphrase_ratio: Optional[float] = D.MAX_PARAPHRASE_RATIO,
+    split_method: Literal["hash", "permutation"] = D.SPLIT_METHOD,
     challenge_production: bool = True,
-    min_improvement: float = MIN_IMPROVEMENT,
+    min_improvement: float = D.MIN_IMPROVEMENT,
     ensemble: bool = True,
     init: Optional[str] = None,
 ) -> TrainLVMResult:

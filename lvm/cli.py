@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from lvm import defaults as D
 from lvm.server.command import serve  # no torch: see lvm.server.command
 from lvm.util.user_errors import UserErrorsGroup
 
@@ -85,11 +86,11 @@ def build_dataset_cmd(
 @app.command()
 def inspect(
     file: Path = typer.Argument(..., help=_TABLE),
-    context: Optional[int] = typer.Option(None, help="Context length used to count windows [default: 5].",
-                                          show_default=False),
+    context: Optional[int] = typer.Option(None, help="Context length used to count windows.",
+                                          show_default=str(D.CONTEXT)),
     seed: int = typer.Option(0, help="Split seed."),
-    fractions: Optional[str] = typer.Option(None, help="train,val,test fractions of articles [default: 0.8,0.1,0.1].",
-                                            show_default=False),
+    fractions: Optional[str] = typer.Option(None, help="train,val,test fractions of articles.",
+                                            show_default=",".join(map(str, D.FRACTIONS))),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Articles, sentences, D, norm stats, mean-vector norm, duplicates and windows per split."""
@@ -141,7 +142,7 @@ def import_npz_cmd(
 def export_npz_cmd(
     file: Path = typer.Argument(..., help=_TABLE),
     out: Path = typer.Option(..., help=".npz to write."),
-    context: Optional[int] = typer.Option(None, help="Context length of the windows [default: 5]."),
+    context: Optional[int] = typer.Option(None, help="Context length of the windows.", show_default=str(D.CONTEXT)),
 ):
     """Write every in-article window of a sentence table in the original project's .npz format."""
     from lvm.data.dataset import read_table
@@ -158,7 +159,7 @@ def export_npz_cmd(
 
 @app.command()
 def models(dim: int = typer.Option(768, help="Embedding width D."),
-           context: Optional[int] = typer.Option(None, help="Context length C [default: 5].")):
+           context: Optional[int] = typer.Option(None, help="Context length C.", show_default=str(D.CONTEXT))):
     """Architectures with their parameter counts at the given D (seed configurations)."""
     from lvm.models import MODEL_NAMES, build_model, count_parameters
     from lvm.models.io import check_bounds
@@ -172,18 +173,20 @@ def models(dim: int = typer.Option(768, help="Embedding width D."),
 
 @app.command()
 def train(
-    arch: Optional[str] = typer.Option(None, help="lstm, gru, mamba2 or transformer [default: lstm, or --init's]."),
+    arch: Optional[str] = typer.Option(None, help="lstm, gru, mamba2 or transformer.",
+                                       show_default="lstm, or --init's"),
     data: Path = typer.Option(..., help=_TABLE),
-    epochs: Optional[int] = typer.Option(None, help="Default: TrainConfig's (20)."),
-    batch_size: Optional[int] = typer.Option(None, help="Default: the engine's measured default."),
-    lr: Optional[float] = typer.Option(None),
-    context: Optional[int] = typer.Option(None, help="Default: TrainConfig's (5)."),
-    device: Optional[str] = typer.Option(None, help="auto|cpu|cuda [default: auto]."),
-    precision: Optional[str] = typer.Option(None, help="bf16 (autocast where supported) or fp32 [default: bf16]."),
+    epochs: Optional[int] = typer.Option(None, show_default=str(D.EPOCHS)),
+    batch_size: Optional[int] = typer.Option(None, show_default=str(D.BATCH_SIZE)),
+    lr: Optional[float] = typer.Option(None, help="AdamW's learning rate.", show_default=str(D.LR)),
+    context: Optional[int] = typer.Option(None, show_default=str(D.CONTEXT)),
+    device: Optional[str] = typer.Option(None, help="auto|cpu|cuda.", show_default="auto"),
+    precision: Optional[str] = typer.Option(None, help="bf16 (autocast where supported) or fp32.",
+                                            show_default="bf16"),
     loss: Optional[str] = typer.Option(None, help="Loss preset name or JSON weights, e.g. '{\"cosine\": 1}'."),
     article: Optional[bool] = typer.Option(None, "--article/--no-article",
-                                           help="Also read the article so far (the mean of every earlier sentence) "
-                                                "[default: TrainConfig's]."),
+                                           help="Also read the article so far (the mean of every earlier "
+                                                "sentence).", show_default="on"),
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="Model folder (default: a new data/runs/models/<arch>-<time> "
                                                   "each run)."),

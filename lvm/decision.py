@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from lvm import defaults
 from lvm.evaluation.baselines import best_baseline
 from lvm.evaluation.interval import Interval
 
@@ -22,9 +23,9 @@ BRANCHES = ("deploy", "hold", "investigate")
 #: SEED_GLOBAL_MEAN: investigate at "no better than the average sentence", deploy SEED_DEPLOY_MARGIN above it.
 #: Cosines do not carry over between encoders, so by default a run derives both in its own units
 #: (``thresholds``): baseline = the global-mean baseline's cosine on its test windows, deploy = that + the margin.
-BASELINE_THRESHOLD = 0.48    # below it: investigate (the seed's number; used when a run has no global_mean score)
-DEPLOY_THRESHOLD = 0.55      # at or above it (and above every baseline, forward gates passed): deploy
-SEED_GLOBAL_MEAN = 0.4816
+BASELINE_THRESHOLD = defaults.SEED_BASELINE_THRESHOLD  # below: investigate (when a run has no global_mean score)
+DEPLOY_THRESHOLD = defaults.SEED_DEPLOY_THRESHOLD      # at or above (every baseline beaten, gates passed): deploy
+SEED_GLOBAL_MEAN = defaults.SEED_GLOBAL_MEAN
 SEED_DEPLOY_MARGIN = DEPLOY_THRESHOLD - SEED_GLOBAL_MEAN  # 0.0684
 
 
@@ -48,16 +49,16 @@ def thresholds(baselines: dict[str, dict], baseline_threshold: float | None = No
     return {"baseline": bt, "deploy": dt, "derived": derived, "said": said}
 
 #: Gate defaults (flow parameters; the README explains the measurements behind them).
-MIN_FORWARD_MARGIN = 0.0     # forward margin and the low end of its article-bootstrap interval must exceed it
-MIN_SHUFFLE_DROP = 0.005     # shuffling the context must cost at least this much cosine (and its interval > 0)
-MIN_LAST_INPUT_GAIN = 0.0    # cos(pred, next) - cos(last input, next), and its interval's low end, must exceed it
-MAX_PARAPHRASE_RATIO = 2.0   # the prediction may not sit closer to its context than real next sentences do x this
+MIN_FORWARD_MARGIN = defaults.MIN_FORWARD_MARGIN      # the forward margin and its interval's low end exceed it
+MIN_SHUFFLE_DROP = defaults.MIN_SHUFFLE_DROP          # shuffling the context costs at least this (interval > 0)
+MIN_LAST_INPUT_GAIN = defaults.MIN_LAST_INPUT_GAIN    # cos(pred, next) - cos(last input, next), low end above it
+MAX_PARAPHRASE_RATIO = defaults.MAX_PARAPHRASE_RATIO  # no closer to its context than real next sentences, x this
 #: Champion/challenger (``challenge``): a retrain replaces production only when its held-out cosine beats
 #: production's on the same windows by at least this much AND the 95% article-bootstrap interval of the difference
 #: lies above zero. The interval guards against luck; this guards against churn: 0.002 is the smallest gain the
 #: four-digit tables show as more than rounding and is small next to the 0.07 between the hold and deploy
 #: thresholds. A judgement, not a measurement: set it per encoder (flow parameter `min_improvement`).
-MIN_IMPROVEMENT = 0.002
+MIN_IMPROVEMENT = defaults.MIN_IMPROVEMENT
 
 
 def forward_gates(fwd: dict, min_forward_margin: float = MIN_FORWARD_MARGIN,

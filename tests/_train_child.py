@@ -20,7 +20,7 @@ from lvm.train.trainer import fit
 
 
 def windows(table, context):
-    split = split_articles(table, (0.8, 0.1, 0.1), 0)
+    split = split_articles(table, (0.8, 0.1, 0.1), 0, method="permutation")  # as tests/conftest.train_windows
     return (window_targets(table.article_id, table.position, context, split.train),
             window_targets(table.article_id, table.position, context, split.val))
 

@@ -32,14 +32,14 @@ def test_windows_never_cross_an_article_boundary():
 
 def test_split_is_article_disjoint_seeded_and_recorded():
     t = make_table(n_articles=20, length=8)
-    s1, s2 = split_articles(t, (0.6, 0.2, 0.2), seed=3), split_articles(t, (0.6, 0.2, 0.2), seed=3)
+    s1, s2 = (split_articles(t, (0.6, 0.2, 0.2), seed=3, method="permutation") for _ in range(2))
     assert all(np.array_equal(s1.part(k), s2.part(k)) for k in ("train", "val", "test"))
     sets = [set(t.article_id[s1.part(k)]) for k in ("train", "val", "test")]
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
     assert [len(x) for x in sets] == [12, 4, 4]
     assert len(s1.train) + len(s1.val) + len(s1.test) == len(t)
     assert s1.record()["articles"] == {"train": 12, "val": 4, "test": 4}
-    assert split_articles(t, (0.6, 0.2, 0.2), seed=4).record() != s1.record()
+    assert split_articles(t, (0.6, 0.2, 0.2), seed=4, method="permutation").record() != s1.record()
 
 
 def test_hash_split_keeps_every_article_in_its_part_as_the_table_grows(tmp_path):
@@ -54,8 +54,8 @@ def test_hash_split_keeps_every_article_in_its_part_as_the_table_grows(tmp_path)
         assert set(a.articles[part]) == set(b.articles[part]) & set(small.article_id)
     assert 30 <= len(b.articles["train"]) <= 54 and b.record()["method"] == "hash"
     assert load_split(save_split(b, tmp_path / "s.json")).record() == b.record()
-    perm = [split_articles(t, (0.6, 0.2, 0.2), 7) for t in (small, big)]  # the permutation split does move them
-    assert perm[0].record()["method"] == "permutation"
+    perm = [split_articles(t, (0.6, 0.2, 0.2), 7, method="permutation") for t in (small, big)]  # it moves them
+    assert perm[0].record()["method"] == "permutation" and split_articles(small).method == "hash"  # the default
     assert any(set(perm[0].articles[p]) != set(perm[1].articles[p]) & set(small.article_id)
                for p in ("train", "val", "test"))
     assert split_articles(small, (0.6, 0.2, 0.2), 8, method="hash").articles != a.articles

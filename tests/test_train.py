@@ -273,9 +273,12 @@ def test_resume_of_another_config_starts_afresh(data, tmp_path):
 
 
 def test_no_load_path_unpickles(data, tmp_path, monkeypatch):
+    from lvm.data.dataset import save_split, split_articles
+
     path, table, tr, va = data
     cfg = tiny(epochs=2)
-    train_on_table(path, cfg, tmp_path / "m")
+    fixture_split = save_split(split_articles(table, (0.8, 0.1, 0.1), 0, method="permutation"), tmp_path / "s.json")
+    train_on_table(path, cfg, tmp_path / "m", split_path=fixture_split)  # the split `tr` and `va` come from
     calls = []
     real_load = torch.load
 

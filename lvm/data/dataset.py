@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lvm import defaults
 from lvm.data.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
 from lvm.data.table import (
     DEFAULT_CONTEXT,
@@ -38,7 +39,7 @@ def write_table(table: SentenceTable, path: str | Path, source: str | None = Non
     arrow = to_arrow(table.article_id, table.position, table.text, table.vectors, table.meta)
     return write_atomic(path, lambda tmp: pq.write_table(arrow, tmp, **PARQUET_OPTIONS))
 
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test shares of the articles
+DEFAULT_FRACTIONS = defaults.FRACTIONS  # train, val, test shares of the articles
 
 
 def is_npz(path: str | Path) -> bool:
@@ -170,7 +171,7 @@ class Split:
     seed: int
     fractions: tuple
     by_article: bool = True
-    method: str = "permutation"  # SPLIT_METHODS: how articles were assigned to parts
+    method: str = "permutation"  # SPLIT_METHODS: how articles were assigned to parts (a record without one: this)
 
     def part(self, name: str) -> np.ndarray:
         return getattr(self, name)
@@ -185,6 +186,7 @@ class Split:
 
 
 SPLIT_METHODS = ("hash", "permutation")
+DEFAULT_SPLIT_METHOD = defaults.SPLIT_METHOD  # every command and the flow: a part never moves as the corpus grows
 
 
 def hash_unit(article_id: str, seed: int) -> float:
@@ -228,7 +230,7 @@ def _permutation_parts(n: int, fr: np.ndarray, seed: int) -> dict[str, np.ndarra
 
 
 def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int = 0, min_block: int = 50,
-                   method: str = "permutation") -> Split:
+                   method: str = DEFAULT_SPLIT_METHOD) -> Split:
     """Seeded article-disjoint split. Each part gets at least one article when there are three or more.
 
     method "permutation": a seeded shuffle of the article list cut at the fractions (exact shares; for a fixed

@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lvm import defaults
 from lvm.data.schema import Failure
 
 META_KEY = b"lvm"
-DEFAULT_CONTEXT = 5  # sentences of context per window: the product's default, read by training, flow and CLI
+DEFAULT_CONTEXT = defaults.CONTEXT  # sentences of context per window (lvm.defaults)
 
 
 @dataclass

@@ -147,7 +147,7 @@ def diagnose(run_dir, log=None) -> Diagnosis:
     if split_path and Path(split_path).is_file():
         split = load_split(split_path)
     else:  # an older run: the flow's default split
-        split = split_articles(table, DEFAULT_FRACTIONS, 0)
+        split = split_articles(table, DEFAULT_FRACTIONS, 0, method="permutation")  # what older runs used
     data = table_stats(table, context, split)
     data.pop("meta", None)
     data["encoder"] = run.get("encoder") or table.meta.get("encoder", "unknown")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from lvm import defaults
+
 from . import gru, lstm, mamba2, transformer  # noqa: F401  one line per architecture: each registers itself
 from .base import ARCHITECTURES, LVM, PredictionHead
 from .ensemble import Ensemble
 
 MODELS = ARCHITECTURES  # name -> class (lvm.models.base.LVM.__init_subclass__)
 MODEL_NAMES = tuple(MODELS)
-DEFAULT_ARCHS = ("lstm", "mamba2", "transformer")  # what the train flow trains unless told otherwise
+DEFAULT_ARCHS = defaults.ARCHITECTURES  # what the train flow trains unless told otherwise
 
 
 def build_model(name: str, dim: int, context: int = 5, residual: bool = False, article: bool = False,

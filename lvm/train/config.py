@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lvm import defaults
 from lvm.data.table import DEFAULT_CONTEXT
 from lvm.models import MODELS, build_model
 from lvm.train.losses import CompositeLoss
@@ -23,9 +24,9 @@ class TrainConfig:
     """Everything that decides a training run. `to_dict()` goes into config.json["train"]."""
 
     arch: str = "lstm"
-    epochs: int = 20
-    batch_size: int = 256           # the seed used 32: ~4-8x slower per sample on CPU, see bench/train_throughput.py
-    lr: float = 1e-3
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE  # the seed used 32: 4-8x slower per sample on CPU (bench/train_throughput)
+    lr: float = defaults.LR
     weight_decay: float = 0.01      # AdamW, on matrices only (not biases, norms)
     warmup_frac: float = 0.05       # fraction of all optimizer steps spent ramping the learning rate up linearly
     schedule: str = "cosine"        # "cosine": decay to min_lr_frac * lr at the last step; "plateau": see below
