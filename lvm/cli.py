@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -14,7 +14,29 @@ from lvm.server.command import serve  # no torch: see lvm.server.command
 from lvm.util.user_errors import UserErrorsGroup
 
 app = typer.Typer(help="Latent vector models: build datasets, train, evaluate, register and serve.",
-                  cls=UserErrorsGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  cls=UserErrorsGroup, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lvm-pipeline {version('lvm-pipeline')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("lvm-pipeline (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print the version and exit.")):
+    """Latent vector models: build datasets, train, evaluate, register and serve."""
+
+# fixed-value options are Literal types: a wrong value is refused by the parser (exit 2), before anything loads
+Format = Literal["auto", "text", "wikitext", "jsonl", "builtin"]
+Backend = Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"]
 
 
 def _json_option(flag: str, text: str):
@@ -58,7 +80,7 @@ def _fractions(text: str | None) -> tuple[float, float, float]:
 def build_dataset_cmd(
     corpus: list[str] = typer.Option(["builtin"], help="A text file, a folder of .txt files, WikiText raw, JSONL, "
                                      "or 'builtin'; repeat to combine corpora."),
-    format: str = typer.Option("auto", "--format", help="auto|text|wikitext|jsonl|builtin"),
+    format: Format = typer.Option("auto", "--format", help="The corpus format."),
     encoder: Optional[str] = typer.Option(None, help="sentence-transformers name or path; default: bundled "
                                           "all-MiniLM-L6-v2."),
     out: Optional[Path] = typer.Option(None, help="Where to write the sentence table (a .parquet file, or any other "
@@ -66,13 +88,13 @@ def build_dataset_cmd(
                                        "defaults to ./data.", show_default="$LVM_DATA_DIR/dataset.parquet"),
     cache_dir: Optional[Path] = typer.Option(None, help="Per-document embedding cache, shared with the flows.",
                                              show_default="$LVM_DATA_DIR/cache/embeddings"),
-    no_cache: bool = typer.Option(False, help="Embed everything again, ignoring the cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Embed everything again, ignoring the cache."),
     detokenize: Optional[bool] = typer.Option(None, "--detokenize/--no-detokenize",
                                               help="Undo Moses tokenisation (` , ` ` 's` ` @-@ `).",
                                               show_default="WikiText, and text that looks tokenised"),
-    backend: Optional[str] = typer.Option(None, help="auto | torch (the exact sentence-transformers path) | "
-                                          "torch-bf16 | onnx | onnx-int8; default: auto, the bundled model's "
-                                          "fastest faithful backend measured on this CPU (torch for others)."),
+    backend: Optional[Backend] = typer.Option(None, help="torch is the exact sentence-transformers path; auto, the "
+                                              "bundled model's fastest faithful backend measured on this CPU (torch "
+                                              "for others).", show_default="auto"),
 ):
     """Read a corpus, split it into sentences, embed them and write a validated sentence table."""
     from lvm.ingest.build import DEFAULT_CACHE, build_dataset
@@ -180,9 +202,9 @@ def train(
     batch_size: Optional[int] = typer.Option(None, show_default=str(D.BATCH_SIZE)),
     lr: Optional[float] = typer.Option(None, help="AdamW's learning rate.", show_default=str(D.LR)),
     context: Optional[int] = typer.Option(None, show_default=str(D.CONTEXT)),
-    device: Optional[str] = typer.Option(None, help="auto|cpu|cuda.", show_default="auto"),
-    precision: Optional[str] = typer.Option(None, help="bf16 (autocast where supported) or fp32.",
-                                            show_default="bf16"),
+    device: Optional[Literal["auto", "cpu", "cuda"]] = typer.Option(None, show_default="auto"),
+    precision: Optional[Literal["bf16", "fp32"]] = typer.Option(None, help="bf16: autocast where the CPU runs it "
+                                                                           "natively.", show_default="bf16"),
     loss: Optional[str] = typer.Option(None, help="Loss preset name or JSON weights, e.g. '{\"cosine\": 1}'."),
     article: Optional[bool] = typer.Option(None, "--article/--no-article",
                                            help="Also read the article so far (the mean of every earlier "
@@ -234,29 +256,33 @@ def evaluate(
     model: Path = typer.Option(..., help="A trained model folder (or a registry version folder)."),
     data: Path = typer.Option(..., help=_TABLE + " The model's own (scored on --part) or any other of the same "
                                              "encoder (scored whole, out of distribution)."),
-    part: str = typer.Option("test", help="Which part of the model's split: test, val or train."),
+    part: Literal["test", "val", "train"] = typer.Option("test", help="Which part of the model's split."),
     train_data: Optional[Path] = typer.Option(None, help="The model's training table, for the baselines, when "
                                                          "--data is another table and the recorded path moved."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every number (forward suite "
-                                                                 "included) to this JSON file."),
+    as_json: bool = typer.Option(False, "--json", help="Print every number (forward suite included) as JSON "
+                                                       "instead of the tables."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write them to this JSON file."),
 ):
     """The model against every baseline (fitted on its training split) with the forward-prediction suite."""
     from lvm.evaluation.compare import evaluate_model, markdown_table
     from lvm.util.atomic import write_json
 
     res = evaluate_model(model, data, part, train_data)
+    if json_out:
+        write_json(json_out, res)
+    if as_json:
+        typer.echo(json.dumps(res, default=str))
+        return
     typer.echo(markdown_table(res))
     where = "every article (out of distribution)" if res["out_of_distribution"] else f"{res['part']} windows"
     typer.echo(f"\n{res['n']} windows, {where}; beats every baseline: {res['beats_all_baselines']}; "
                f"same data as training: {res['same_data']}, same split: {res['same_split']}")
-    if json_out:
-        write_json(json_out, res)
 
 
 # ---------------------------------------------------------------------------------------------------- registry
 
 registry_app = typer.Typer(help="The model registry: versions and the production/candidate aliases.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(registry_app, name="registry")
 _ROOT = typer.Option(None, "--root", help="Registry folder (default: data/registry).")
 
@@ -268,10 +294,16 @@ def _registry(root):
     return Registry(root or registry_dir())
 
 
+_JSON = typer.Option(False, "--json", help="Print JSON (machine-readable) instead of text.")
+
+
 @registry_app.command("ls")
-def registry_ls(root: Optional[Path] = _ROOT):
+def registry_ls(root: Optional[Path] = _ROOT, as_json: bool = _JSON):
     """Every version with its architecture, held-out cosine, aliases and creation time."""
     rows = _registry(root).list()
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
     if not rows:
         typer.echo("(empty registry)")
     for r in rows:
@@ -282,10 +314,17 @@ def registry_ls(root: Optional[Path] = _ROOT):
 
 @registry_app.command("show")
 def registry_show(ref: str = typer.Argument("production", help="Version (v3 or 3) or alias."),
-                  root: Optional[Path] = _ROOT):
-    """Everything recorded about one version, then its lineage (where it came from) in short."""
+                  root: Optional[Path] = _ROOT, as_json: bool = _JSON):
+    """One version: architecture, scores, aliases, then its lineage (where it came from) in short."""
     info = _registry(root).show(ref)
-    typer.echo(json.dumps(info, indent=2, default=str))
+    if as_json:
+        typer.echo(json.dumps(info, default=str))
+        return
+    cos = (info.get("metrics") or {}).get("cosine")
+    typer.echo(f"v{info['version']}  {info.get('arch')}  D={info.get('dim')}  context={info.get('context')}  "
+               f"held-out cosine {cos if cos is None else f'{cos:.4f}'}  aliases: "
+               f"{', '.join(info.get('aliases') or []) or '-'}  created {info.get('created_at')}")
+    typer.echo(f"encoder {info.get('encoder')}; data {info.get('data_hash')}; files in {info.get('path', '')}")
     lineage = info.get("lineage") or {}
     typer.echo(f"\nlineage of v{info['version']}:" + ("" if lineage else " (none recorded)"))
     for key, value in lineage.items():

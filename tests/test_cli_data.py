@@ -40,3 +40,25 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path):
     np.savez(tmp_path / "k.npz", context_sequences=np.ones((2, 3, 4), np.float32))
     res = runner.invoke(app, ["import-npz", str(tmp_path / "k.npz"), "--out", str(out)])
     assert res.exit_code == 2 and "required_keys" in res.output and not out.exists()
+
+
+def test_cli_conventions_version_short_help_choices_and_json_on_every_reading_command(tmp_path):
+    """#27 item 5: -h and --version; a fixed-value option is a choice refused by the parser (exit 2, before torch);
+    `--no-cache` is one flag; `--json` prints parseable JSON to stdout on the reading commands."""
+    from lvm.store.registry import Registry
+
+    assert runner.invoke(app, ["-h"]).exit_code == 0 and "build-dataset" in runner.invoke(app, ["-h"]).output
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("lvm-pipeline")
+    for args, says in ((["evaluate", "--model", "m", "--data", "d", "--part", "testt"], "testt"),
+                       (["build-dataset", "--backend", "gpu"], "gpu"), (["train", "--data", "d", "--device", "tpu"],
+                                                                         "tpu"),
+                       (["serve", "--dtype", "float16"], "float16")):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and says in res.output and "not one of" in res.output, (args, res.output)
+    assert "--no-no-cache" not in runner.invoke(app, ["build-dataset", "-h"]).output
+    reg = Registry(tmp_path / "reg")
+    for args in (["registry", "ls", "--json"], ["registry", "ls"]):
+        res = runner.invoke(app, [*args, "--root", str(reg.root)])
+        assert res.exit_code == 0
+    assert json.loads(runner.invoke(app, ["registry", "ls", "--json", "--root", str(reg.root)]).output) == []

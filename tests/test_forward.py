@@ -186,7 +186,7 @@ def test_lvm_evaluate_scores_another_corpus_out_of_distribution(trained):
     d, _ = trained
     other = write_table(_table(7, n_articles=6), d / "other.parquet")
     res = CliRunner().invoke(app, ["evaluate", "--model", str(d / "m"), "--data", str(other),
-                                   "--json", str(d / "ood.json")])
+                                   "--json-out", str(d / "ood.json")])
     assert res.exit_code == 0, res.output
     assert "out of distribution" in res.output and "forward margin" in res.output
     assert "article_blend (baseline)" in res.output
@@ -231,7 +231,7 @@ def test_lvm_evaluate_on_a_nan_model_scores_zero_not_one(trained, tmp_path):
     m = shutil.copytree(d / "m", tmp_path / "nan")
     w = load_file(m / "model.safetensors")
     save_file({k: torch.full_like(v, float("nan")) for k, v in w.items()}, m / "model.safetensors")
-    res = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(path), "--json",
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(m), "--data", str(path), "--json-out",
                                    str(tmp_path / "nan.json")])
     assert res.exit_code == 0, res.output
     import json

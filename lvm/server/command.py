@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -32,7 +32,8 @@ def serve(
     bank: Optional[Path] = typer.Option(None, help="Sentence table whose sentences /next can return."),
     encoder: Optional[str] = typer.Option(None, help="Encoder for /next (default: the model's own)."),
     alias: str = typer.Option("production", help="Alias to follow."),
-    dtype: str = typer.Option("float32", help="float32, or bfloat16 (faster on CPUs with AVX-512 bf16)."),
+    dtype: Literal["float32", "bfloat16"] = typer.Option("float32", help="bfloat16 is faster on CPUs with AVX-512 "
+                                                                         "bf16."),
     max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="Most contexts in one /predict request."),
     torch_threads: Optional[int] = typer.Option(None, help="Torch intra-op threads.",
                                                 show_default="half the CPUs"),
