@@ -20,9 +20,10 @@ from lvm.data.table import gather_windows, window_targets
 runner = CliRunner()
 
 
-def _err(res, *names):
-    """A user error: exit 2, one `error:` line naming every given name, no traceback."""
-    assert res.exit_code == 2, res.output
+def _err(res, *names, code=2):
+    """A user error (exit 2; a failure on good input, such as a read-only disk: exit 1): one `error:` line naming
+    every given name, no traceback."""
+    assert res.exit_code == code, res.output
     assert "error:" in res.output and "Traceback" not in res.output, res.output
     for n in names:
         assert str(n) in res.output, (n, res.output)
@@ -104,9 +105,9 @@ def test_output_that_is_a_folder_or_on_a_read_only_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lvm.util.atomic.tempfile, "mkstemp", read_only)
     out = tmp_path / "ro.parquet"
-    _err(runner.invoke(app, ["import-npz", str(npz), "--out", str(out)]), "ro.parquet", "Read-only")
+    _err(runner.invoke(app, ["import-npz", str(npz), "--out", str(out)]), "ro.parquet", "Read-only", code=1)
     assert not out.exists()
-    _err(runner.invoke(app, ["export-npz", str(npz), "--out", str(tmp_path / "ro.npz")]), "ro.npz")
+    _err(runner.invoke(app, ["export-npz", str(npz), "--out", str(tmp_path / "ro.npz")]), "ro.npz", code=1)
 
 
 @pytest.mark.parametrize("name", ["hash:0", "hash:x", "hash:-3", "no-such-encoder-xyz"])

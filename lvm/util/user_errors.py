@@ -1,5 +1,6 @@
-"""A user's mistake ends as one `error: ...` line and exit code 2, never a traceback: for `lvm` and every
-program that is one of its commands (``python -m lvm.server``)."""
+"""A user's mistake ends as one `error: ...` line and exit code 2, a run that failed on good input (a training that
+diverged, a full disk) as one `error: ...` line and exit code 1, never a traceback: for `lvm` and every program that
+is one of its commands (``python -m lvm.server``)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,17 @@ def fail(exc: Exception) -> None:
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
         msg = f"{msg}: {exc.filename}"
     typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(1 if is_failure(exc) else 2)
+
+
+def is_failure(exc: BaseException) -> bool:
+    """A run that failed (exit 1) rather than a mistake in what was asked (exit 2): the training diverged, the
+    disk is full or unwritable, a run produced nothing. A missing or wrong file, a bad value: exit 2."""
+    from lvm.util.locking import FolderBusy  # a folder another run holds: choose another one
+
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, FolderBusy)):
+        return False
+    return isinstance(exc, (FloatingPointError, RuntimeError, OSError)) and not isinstance(exc, UserError)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
