@@ -270,3 +270,21 @@ def test_lvm_diagnose_takes_a_model_folder_from_lvm_train(tmp_path, monkeypatch)
     data.rename(moved)
     res = CliRunner().invoke(app, ["diagnose", str(model)])
     assert res.exit_code == 2 and "names no training table that is still there" in res.output
+
+
+def test_a_run_on_too_little_data_opens_with_that_verdict_and_never_calls_one_model_two_opposite_things(tmp_path):
+    """#27 item 6: on a 3-article table the diagnosis listed 18 findings, called one model memorising and
+    underfitting, and never said that such numbers mean nothing. It opens with the data-size verdict now (here: a
+    batch larger than the training set, one training article), problems before notes."""
+    table = quadratic_table(3, length=14, dim=16, seed=5)
+    c = cfg(arch="lstm", epochs=3, lr=3e-3, batch_size=256, patience=None, model={"hidden": 16, "layers": 1},
+            article=False)
+    run = make_run(tmp_path / "tiny", table, {"lstm": c}, (0.34, 0.33, 0.33))
+    d = diagnose(run)
+    assert d.verdict == "too_little_data" and d.findings[0].kind == "too_little_data"
+    assert "every epoch is one optimizer step" in d.findings[0].title
+    kinds = [f.kind for f in d.findings if f.model == "lstm"]
+    assert not ({"memorisation", "underfitting"} <= set(kinds)), kinds
+    rest = [f.problem for f in d.findings[1:]]
+    assert rest == sorted(rest, reverse=True)  # after the verdict: every problem, then the notes
+    assert "too little data" in to_markdown(d, images="none")

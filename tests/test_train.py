@@ -451,3 +451,9 @@ def test_a_training_that_ends_worse_than_it_started_says_so(data, tmp_path):
         fit(tiny(epochs=2, lr=50.0, init=str(tmp_path / "base"), precision="fp32"), table.vectors, tr, va,
             tmp_path / "m")
     assert base["best_val_cosine"] > 0
+
+
+def test_a_batch_as_large_as_the_training_set_says_every_epoch_is_one_step(data, tmp_path):
+    path, table, tr, va = data
+    with pytest.warns(UserWarning, match="every epoch is one optimizer step"):
+        fit(tiny(epochs=1, batch_size=len(tr)), table.vectors, tr, va, tmp_path / "m")

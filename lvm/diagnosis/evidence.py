@@ -207,6 +207,9 @@ def diagnose(run_dir, log=None) -> Diagnosis:
         m.parameters = predict.parameters
         m.residual = bool(predict.config.get("residual", False))
         m.loss = dict(predict.config.get("loss") or {})
+        batch = (predict.config.get("train") or {}).get("batch_size")
+        if isinstance(batch, int):  # the largest batch of the run's models: one step an epoch when >= the windows
+            data["batch_size"] = max(batch, data.get("batch_size") or 0)
         # unit vectors: every measure below is a cosine or a spread of unit vectors
         pred = predict_rows(predict, vecs, eval_t, context, starts)
         pe = per_example_cosine(pred, tgt)

@@ -34,56 +34,32 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvm.decision import MIN_FORWARD_MARGIN, MIN_SHUFFLE_DROP
+from lvm.diagnosis.data_notes import data_size_verdict, notes
+from lvm.diagnosis.findings import (  # noqa: F401  the thresholds are read from here by render and tests
+    ANISOTROPY_NORM,
+    COLLAPSE_SPREAD_RATIO,
+    COPY_GAIN,
+    COPY_MARGIN,
+    DUPLICATE_RATE,
+    EARLY_PEAK_FRACTION,
+    MAX_TRAIN_EVAL,
+    MEMORISATION_GAP,
+    NARROW_SPREAD_RATIO,
+    SMALL_DATA_WINDOWS,
+    STILL_IMPROVING_TOL,
+    TINY_EVAL_WINDOWS,
+    TRAIN_RISE,
+    UNDERFIT_MARGIN,
+    Finding,
+)
 from lvm.evaluation.interval import Interval
 
-# ------------------------------------------------------------------------------------------------- thresholds
-
-MEMORISATION_GAP = 0.10  # train-minus-val cosine at or above which a model is said to memorise
-EARLY_PEAK_FRACTION = 0.5  # validation "peaked early" when its best epoch falls in this first fraction ...
-TRAIN_RISE = 0.05  # ... while training cosine rose by at least this much after that epoch
-COLLAPSE_SPREAD_RATIO = 0.25  # mean per-dimension std of unit predictions / that of unit targets below this
-#: below this ratio (but above COLLAPSE_SPREAD_RATIO) predictions are reported as "narrow" (a note, not a verdict).
-NARROW_SPREAD_RATIO = 0.5
-#: direction margin below this counts towards "copying" ...
-COPY_MARGIN = 0.0
-#: ... when the model also gains less than this over the best input-copying baseline.
-COPY_GAIN = 0.01
-#: training-window cosine must exceed the best baseline's test cosine by this much not to be "underfitting".
-UNDERFIT_MARGIN = 0.02
-#: fewer training windows than this: a data note (networks of the seed's size memorise sets this small).
-SMALL_DATA_WINDOWS = 10_000
-#: mean-vector norm at or above this: anisotropic embeddings (the global-mean baseline is strong).
-ANISOTROPY_NORM = 0.5
-#: duplicate-row rate at or above this: a data note.
-DUPLICATE_RATE = 0.05
-#: fewer evaluation windows than this: scores are noisy (a data note).
-TINY_EVAL_WINDOWS = 100
-#: validation cosine within this of its best over the last epochs and still rising: "still improving".
-STILL_IMPROVING_TOL = 0.005
-#: at most this many training windows are scored to measure the gap (a seeded sample).
-MAX_TRAIN_EVAL = 4000
-
-VERDICTS = ("no_model", "collapse", "memorisation", "copying", "underfitting", "below_baselines", "healthy")
+VERDICTS = ("no_model", "too_little_data", "collapse", "memorisation", "copying", "underfitting", "below_baselines",
+            "healthy")
 COPY_BASELINES = ("last_context", "context_mean")
 
 
 # ------------------------------------------------------------------------------------------------- results
-
-@dataclass
-class Finding:
-    """One ranked finding: `kind` (a verdict name or a note such as "small_data"), the model it concerns
-    (None: the run or the data), a one-line `title`, the supporting numbers and what to try."""
-    kind: str
-    title: str
-    evidence: dict
-    recommendations: list[str] = field(default_factory=list)
-    model: str | None = None
-    problem: bool = True  # False: an informational note
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "model": self.model, "title": self.title, "problem": self.problem,
-                "evidence": self.evidence, "recommendations": list(self.recommendations)}
-
 
 @dataclass
 class ModelReport:
@@ -228,9 +204,10 @@ def _model_findings(m: ModelReport, best_base: dict, baselines: dict, data: dict
              "near-identical consecutive sentences make copying a local optimum"],
             model=m.arch))
 
-    # below baselines: underfitting or not
+    # below baselines: underfitting or not (never both memorising and underfitting: the train-val gap says which)
     if m.test_cosine <= base_cos:
-        under = m.train_cosine is not None and m.train_cosine < base_cos + UNDERFIT_MARGIN
+        under = m.train_cosine is not None and m.train_cosine < base_cos + UNDERFIT_MARGIN and \
+            not any(f.kind == "memorisation" for f in out)
         kind = "underfitting" if under else "below_baselines"
         title = (f"{m.arch}: underfits - it fits even its training windows no better than {base_name} does "
                  "the test windows" if under else
@@ -249,61 +226,6 @@ def _model_findings(m: ModelReport, best_base: dict, baselines: dict, data: dict
                                          "margin_to_best_baseline": m.test_cosine - base_cos,
                                          "underfit_margin": UNDERFIT_MARGIN, **common}, recs, model=m.arch))
     return out
-
-
-def _notes(models: dict, data: dict, baselines: dict, best_base: dict, eval_part: str, thresholds: dict,
-           data_changed: bool) -> list[Finding]:
-    notes = []
-    tw = data.get("windows_per_split", {}).get("train")
-    if tw is not None and tw < SMALL_DATA_WINDOWS:
-        notes.append(Finding("small_data", f"small training set: {tw} windows",
-                             {"train_windows": tw, "threshold": SMALL_DATA_WINDOWS,
-                              "articles": data.get("articles_per_split", {}).get("train")},
-                             ["more articles (a bigger corpus): networks of seed size need far more than this"],
-                             problem=False))
-    ew = data.get("windows_per_split", {}).get(eval_part)
-    if ew is not None and ew < TINY_EVAL_WINDOWS:
-        notes.append(Finding("tiny_eval", f"only {ew} {eval_part} windows: held-out scores are noisy",
-                             {f"{eval_part}_windows": ew, "threshold": TINY_EVAL_WINDOWS},
-                             ["a larger test fraction or more articles"], problem=False))
-    if data.get("mean_vector_norm", 0) >= ANISOTROPY_NORM:
-        notes.append(Finding("anisotropy", "anisotropic embeddings: the vectors share a strong common direction",
-                             {"mean_vector_norm": data["mean_vector_norm"], "threshold": ANISOTROPY_NORM,
-                              "global_mean_cosine": baselines.get("global_mean", {}).get("cosine")},
-                             ["read cosines against the global_mean baseline, not against 0",
-                              "consider centring the vectors (subtract the training mean) before training"],
-                             problem=False))
-    if data.get("duplicate_rate", 0) >= DUPLICATE_RATE:
-        notes.append(Finding("duplicates", f"{data['duplicate_rate']:.1%} of the rows repeat an earlier vector",
-                             {"duplicate_rate": data["duplicate_rate"], "duplicate_rows": data.get("duplicate_rows"),
-                              "threshold": DUPLICATE_RATE},
-                             ["deduplicate boilerplate sentences, or check the sentence splitter"], problem=False))
-    bt = thresholds.get("baseline_threshold")
-    if bt is not None and best_base["cosine"] < bt:
-        bname = best_base["name"]
-        notes.append(Finding(
-            "thresholds", f"even the best baseline ({bname}) is below the baseline threshold {bt:.2f}",
-            {"best_baseline": bname, "best_baseline_cosine": best_base["cosine"],
-             "baseline_threshold": bt, "deploy_threshold": thresholds.get("deploy_threshold")},
-            ["cosines do not carry over between encoders: leave the thresholds out and the run derives them from "
-             "its own global-mean baseline (lvm.decision.thresholds)"], problem=False))
-    for arch, m in models.items():
-        if m.history.get("still_improving"):
-            notes.append(Finding("still_improving", f"{arch}: validation cosine was still rising at the last epoch",
-                                 {"final_val_cosine": m.history.get("final_val_cosine"),
-                                  "epochs": m.history.get("epochs")},
-                                 ["train for more epochs"], model=arch, problem=False))
-        r = m.spread.get("spread_ratio")
-        if r is not None and COLLAPSE_SPREAD_RATIO <= r < NARROW_SPREAD_RATIO:
-            notes.append(Finding("narrow", f"{arch}: predictions are narrower than the targets (not collapsed)",
-                                 {"spread_ratio": r, "collapse_below": COLLAPSE_SPREAD_RATIO},
-                                 ["expected with cosine/MSE on hard data (predictions shrink to the conditional "
-                                  "mean); a variance term widens them if retrieval matters"], model=arch,
-                                 problem=False))
-    if data_changed:
-        notes.append(Finding("data_changed", "the dataset file changed since the run (sha256 differs from run.json)",
-                             {}, ["re-run training: these numbers are on the current file"], problem=False))
-    return notes
 
 
 def forward_findings(forward: dict, scored: dict, best: str | None, gates: dict | None = None) -> list[Finding]:
@@ -362,7 +284,11 @@ def judge(models: dict, baselines: dict, best_base: dict, data: dict, forward: d
 
     per_model = {k: _model_findings(m, best_base, baselines, data) for k, m in scored.items()}
     findings: list[Finding] = []
-    if best is None:
+    too_little = data_size_verdict(data, eval_part)
+    if too_little is not None and best is not None:  # first: nothing below means much
+        verdict = too_little.kind
+        findings += [too_little, *per_model[best]]
+    elif best is None:
         verdict = "no_model"
         errs = {k: m.error for k, m in models.items() if m.error}
         findings.append(Finding("no_model", "no model finished training or could be loaded",
@@ -387,8 +313,18 @@ def judge(models: dict, baselines: dict, best_base: dict, data: dict, forward: d
         if k != best:
             findings += per_model[k]
     findings += forward_findings(forward, scored, best, gates)
-    findings += _notes(models, data, baselines, best_base, eval_part, thresholds, data_changed)
+    findings += notes(models, data, baselines, best_base, eval_part, thresholds, data_changed)
+    findings = _problems_first(findings)
     return verdict, best, findings, _summary(verdict, best, scored, best_base, findings)
+
+
+def _problems_first(findings: list) -> list:
+    """Ranked: the verdict's finding, then problems before notes (each in the order found); the report shows the
+    first three as the top findings."""
+    if not findings:
+        return findings
+    head, rest = findings[0], findings[1:]
+    return [head, *[f for f in rest if f.problem], *[f for f in rest if not f.problem]]
 
 
 def _summary(verdict: str, best: str | None, scored: dict, best_base: dict, findings: list) -> str:

@@ -183,6 +183,9 @@ def _fit(cfg, vectors, train_targets, val_targets, out_dir, callback=None, resum
         loss_fn = cfg.loss_fn()
         opt = _make_optimizer(model, cfg)
         n_batches = math.ceil(len(train_t) / cfg.batch_size)
+        if n_batches == 1:
+            warnings.warn(f"batch_size {cfg.batch_size} >= the {len(train_t)} training windows: every epoch is one "
+                          "optimizer step (use a smaller batch or more data)", stacklevel=3)
         sched = LRSchedule(cfg, cfg.epochs * n_batches)
         fingerprint = _fingerprint(vectors, train_t, val_t, position if cfg.article else None)
         state, best_state = _start_or_resume(cfg, ckdir, model, opt, sched, fingerprint, precision, resume)
