@@ -49,7 +49,7 @@ def test_register_copies_files_and_writes_version_json(tmp_path, model_dir):
     path = reg.get(1)
     assert path == tmp_path / "reg" / "versions" / "v1"
     assert sorted(p.name for p in path.iterdir()) == [
-        "config.json", "history.json", "metrics.json", "model.safetensors", "version.json"]
+        "README.md", "config.json", "history.json", "metrics.json", "model.safetensors", "version.json"]
     assert (path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
     info = json.loads((path / "version.json").read_text())
     assert info["version"] == 1 and info["arch"] == "lstm" and info["dim"] == 16 and info["context"] == 5
@@ -280,3 +280,17 @@ def test_lineage_and_articles_are_kept_per_version_and_shown_by_the_cli(tmp_path
     assert out.exit_code == 0, out.output
     assert "lineage of v1:" in out.output and "  flow_run_id: run-7" in out.output
     assert '  articles_added: ["Bush9"]' in out.output
+
+
+def test_every_registered_version_has_a_model_card(tmp_path, model_dir):
+    """#27 item 8: README.md in the version folder: data, encoder, metrics, intended use; read-only like the rest."""
+    reg = Registry(tmp_path / "reg")
+    v = reg.register(model_dir, lineage={"data_path": "/data/t.parquet", "articles": 12,
+                                         "split": {"method": "hash", "seed": 0, "fractions": [0.8, 0.1, 0.1]},
+                                         "gates": {"forward_margin": {"value": 0.01, "threshold": 0.0,
+                                                                      "passed": True}}},
+                     metrics={"cosine": 0.4567}, **reg_kwargs())
+    card = (reg.get(v) / "README.md").read_text()
+    assert card.startswith(f"# Model v{v}: ") and "Intended use" in card and "| cosine | 0.4567 |" in card
+    assert "/data/t.parquet" in card and "hash, seed 0" in card and "| forward_margin | 0.0100 | 0.0 | yes |" in card
+    assert not (reg.get(v) / "README.md").stat().st_mode & stat.S_IWUSR

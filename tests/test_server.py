@@ -478,3 +478,43 @@ def test_serve_model_refuses_a_folder_that_is_not_a_model_and_a_registry_beside_
     assert res.exit_code == 2 and "not a model folder" in res.output
     res = CliRunner().invoke(cli.app, ["serve", "--model", str(tmp_path), "--root", str(tmp_path)])
     assert res.exit_code == 2 and "give one of them" in res.output
+
+
+def test_lvm_load_predicts_what_the_server_serves_and_decodes_to_sentences(tmp_path, monkeypatch):
+    """#27 item 8: lvm.load(MODEL_DIR) and lvm.load("production") give a predictor whose .predict equals the
+    served /predict bit for bit (the same function), and whose .next returns bank sentences, never its input."""
+    from conftest import make_table
+
+    import lvm
+    from lvm.data.dataset import write_table
+    from lvm.store.by_hand import register_model_folder
+    from lvm.train.config import TrainConfig
+    from lvm.train.on_table import train_on_table
+
+    table = make_table(n_articles=8, length=14, dim=16)
+    path = write_table(table, tmp_path / "t.parquet")
+    folder = tmp_path / "m"
+    train_on_table(path, TrainConfig(arch="lstm", epochs=1, model={"hidden": 16, "layers": 1}, threads=1), folder)
+    reg = Registry(tmp_path / "reg")
+    register_model_folder(reg, folder, alias="production")
+    by_folder, by_alias = lvm.load(folder), lvm.load("production", registry=reg.root)
+    ctx = np.random.default_rng(1).normal(size=(3, 5, 16)).astype(np.float32)
+    with TestClient(create_app(reg.root)) as client:
+        served = np.asarray(client.post("/predict", json={"contexts": ctx.tolist()}).json()["vectors"], np.float32)
+    assert np.array_equal(by_folder.predict(ctx), served) and np.array_equal(by_alias.predict(ctx), served)
+    assert by_folder.predict(ctx[0]).shape == (16,)
+    with pytest.raises(ValueError, match=r"\[B, 5, 16\]"):
+        by_folder.predict(ctx[:, :3])
+
+    class Hash16:  # the table's own "encoder": a sentence's row vector, looked up by its text
+        name = "synthetic"
+
+        def encode(self, sentences, **kw):
+            rows = {t: i for i, t in enumerate(table.text)}
+            return table.vectors[[rows[s] for s in sentences]]
+
+    by_folder._encoder = Hash16()
+    said = [str(t) for t in table.text[:6]]
+    got = by_folder.next(said, k=3)
+    assert len(got) == 3 and not {g["text"] for g in got} & set(said)
+    assert [g["score"] for g in got] == sorted((g["score"] for g in got), reverse=True)

@@ -8,7 +8,7 @@ Layout under ``root`` (default ``lvm.util.paths.registry_dir()``: ``data/registr
         metrics.json
         history.json        (when the model folder had one)
         version.json        {version, arch, dim, context, metrics, data_hash, encoder, encoder_dim,
-                             created_at, flow_run_id, files, lineage}
+                             created_at, flow_run_id, files, lineage}; README.md its model card
         articles.json       (when given) the article ids of each split part the model saw: what the next
                             retrain compares its corpus with (new articles) and its split with (no leak)
     versions/.tmp-*         a registration in progress, or left over by a crash: never listed, removed
@@ -33,11 +33,9 @@ Guarantees:
   Each alias keeps its last ``HISTORY_LIMIT`` previous versions (and the file its last ``LOG_LIMIT`` log
   entries), so a registry promoted on every retrain does not grow without bound.
 * A model whose ``model.safetensors`` cannot be parsed or holds NaN/Infinity is refused at ``register``.
-* A tampered ``aliases.json`` or ``version.json`` (invalid JSON, wrong types) is a ``RegistryError`` that names
-  the file, never a ``KeyError`` deep inside.
+* A tampered ``aliases.json`` or ``version.json`` (invalid JSON, wrong types) is a ``RegistryError`` naming the file.
 
-This module only needs the standard library and ``filelock`` (numpy for the weight check): it never imports
-torch.
+This module only needs the standard library and ``filelock`` (numpy for the weight check); never torch.
 """
 
 from __future__ import annotations
@@ -52,6 +50,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from lvm.store.model_card import model_card
 from lvm.store.version_files import (  # noqa: F401  (the errors and checks are part of the registry's API)
     RegistryError,
     UnknownAliasError,
@@ -220,7 +219,8 @@ class Registry:
                     "lineage": lineage or {},
                 }
                 write_json(tmp / "version.json", info, sort_keys=True)  # the folder's rename below is the commit
-                extra = []
+                (tmp / "README.md").write_text(model_card(info, config))
+                extra = ["README.md"]
                 if articles is not None:
                     write_json(tmp / "articles.json", {k: sorted(map(str, v)) for k, v in articles.items()})
                     extra.append("articles.json")
