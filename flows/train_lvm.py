@@ -30,7 +30,7 @@ from lvm.evaluation.compare import markdown_table, table_rows
 from lvm.store.run_records import decided, decision_markdown, lineage, run_record
 from lvm.store.runs import write_run
 from lvm.train.init import init_sources, weights_sha256
-from lvm.util.paths import runs_dir
+from lvm.util.paths import registry_dir, runs_dir
 from tasks.branches import deploy, diagnose_run, hold
 from tasks.caching import code_version
 from tasks.data import load_and_validate, split_dataset
@@ -132,7 +132,19 @@ def check_parameters(data: str, architectures: list[str], epochs: int, context: 
                                 "config.json)")
 
 
-@flow(name="lvm-train", log_prints=True)
+def _run_name() -> str:
+    """The flow run's name, also its run folder's: what it trained on and when (UTC): train-sotu-20261207-0512-3f2a."""
+    import time
+    import uuid
+
+    from prefect.runtime import flow_run
+
+    data = str((flow_run.parameters or {}).get("data", "builtin"))
+    name = Path(data).name.split(".")[0] or "data"
+    return f"train-{name}-{time.strftime('%Y%m%d-%H%M', time.gmtime())}-{uuid.uuid4().hex[:4]}"
+
+
+@flow(name="lvm-train", log_prints=True, flow_run_name=_run_name)
 def train_lvm(
     data: str = "builtin",
     architectures: list[str] = list(D.ARCHITECTURES),
@@ -164,28 +176,40 @@ def train_lvm(
 ) -> TrainLVMResult:
     """Train and compare next-sentence-embedding models and act on the result.
 
-    data: a sentence table (.parquet, a folder of shards, or a seed .npz), a corpus (file or folder, embedded first),
-    or `builtin`.
-    loss: loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; None = the measured default.
-    model_options: per-architecture build kwargs, e.g. {"*": {"hidden": 64, "layers": 1}}.
-    train_options: extra TrainConfig fields (batch_size, lr, patience, precision, ...).
-    runner: threads (default: measured as fast as processes on 2 cores at 2 and 5 epochs, see
-    bench/parallel_training.py, and no interpreter start-up), processes, or dask (`dask_address` or a temporary
-    LocalCluster). Local runners run
-    min(architectures, cores) trainings at a time; with threads they share the cores among the trainings still
-    running (re-balanced every epoch), with processes each gets cores // workers torch threads.
-    ood_data: a second sentence table (.parquet, same encoder) scored whole: the validation − OOD gap per model.
-    require_forward and the four gate parameters: deploy only a model that predicts forward (lvm.decision,
-    README "The forward gate"); max_paraphrase_ratio None leaves that gate out.
-    split_method: hash (default: an article's part depends on its id and the seed only, so a retrain on a grown
-    corpus never trains on a test article of the model in production) or permutation (exact shares, fixed tables).
-    challenge_production: score the registry's production model on this run's test windows and deploy only a
-    challenger that beats it by `min_improvement` cosine with the 95% interval above zero (lvm.decision.challenge).
-    A production model of another encoder, D or context is refused before training; False skips the comparison.
-    ensemble: with two or more trained architectures, their ensemble (the mean of their unit predictions,
-    lvm.models.ensemble) is one more candidate, compared, decided and deployed like the others.
-    init: a trained model folder to fine-tune from (e.g. one trained at scale): a single model starts its own
-    architecture, an ensemble each of its members'; the other architectures train from scratch (logged).
+    Args:
+        data: A sentence table (.parquet, a folder of shards, or a seed .npz), a corpus (file or folder, embedded
+            first), or `builtin`.
+        architectures: The architectures to train (lvm models lists them).
+        epochs: Most epochs per training (early stopping on validation cosine usually ends sooner).
+        context: Sentences of context a model reads.
+        loss: Loss weights, e.g. {"cosine": 1.0, "infonce": 0.1}; empty: the measured default.
+        model_options: Build options per architecture ("*" for all), e.g. {"*": {"hidden": 64, "layers": 1}}.
+        train_options: Other training settings (batch_size, lr, patience, precision, ...).
+        baseline_threshold: Investigate below this held-out cosine; empty: the global-mean vector's cosine on this
+            run's test articles.
+        deploy_threshold: Deploy at or above it (and every other rule); empty: the baseline threshold + 0.0684.
+        seed: The split's and the trainings' seed.
+        fractions: Train, validation and test shares of the articles.
+        encoder: For a corpus: the encoder that embeds it (default: the bundled MiniLM).
+        runner: threads (measured as fast as processes on 2 cores), processes, or dask.
+        workers: Trainings at a time (default: min(architectures, cores)).
+        dask_address: A Dask scheduler's address (with runner dask; default: a temporary LocalCluster).
+        registry: The model registry folder (default: data/registry).
+        ood_data: A second sentence table of the same encoder, scored whole (the validation minus OOD gap).
+        require_forward: Deploy only a model that passes the forward gates (README "The forward gate").
+        min_forward_margin: cos(pred, next) - cos(pred, sentence before the window) and its interval must exceed it.
+        min_shuffle_drop: Shuffling the context must cost at least this much cosine (interval above zero).
+        min_last_input_gain: The prediction must beat copying the last input by this much.
+        max_paraphrase_ratio: The prediction may not sit closer to its context than real next sentences do times
+            this; empty leaves the gate out.
+        split_method: hash (an article's part depends on its id and the seed only: a grown corpus never moves a
+            test article into training) or permutation (exact shares, fixed tables).
+        challenge_production: Score production on this run's test windows; replace it only when beaten by
+            min_improvement with the interval above zero.
+        min_improvement: The cosine a challenger must gain over production.
+        ensemble: With two or more trained architectures, their ensemble is one more candidate.
+        init: A trained model folder to fine-tune from (an ensemble: each member's architecture); the others train
+            from scratch.
     """
     logger = get_run_logger()
     run = get_run_context().flow_run
@@ -225,7 +249,7 @@ def train_lvm(
 
     registry_out, report = _act(decision, trained, comparison, dataset, split, run, run_dir, registry,
                                 lineage(dataset, split.model_dump(), champion, decision, code["training"]))
-    table = _publish(decision, comparison, dataset, split, seed, failed, registry_out, report, run_dir)
+    table = _publish(decision, comparison, dataset, split, seed, failed, registry_out, report, run_dir, registry)
     if not trained:  # recorded above (run folder, artifacts); the run itself fails, so automation sees it
         raise RuntimeError(f"no architecture finished training ({', '.join(f'{a}: {m}' for a, m in failed.items())});"
                            f" run folder {run_dir}")
@@ -296,8 +320,18 @@ def _act(decision, trained: dict, comparison: dict, dataset, split, run: dict, r
 
 
 def _publish(decision, comparison: dict, dataset, split, seed: int, failed: dict, registry_out, report,
-             run_dir) -> str:
-    """The run's artifacts in the Prefect UI (models against baselines, the decision); returns the Markdown table."""
+             run_dir, registry) -> str:
+    """The run's artifacts in the Prefect UI (models against baselines, the decision, the registry's versions);
+    returns the Markdown table."""
+    from lvm.store.registry import Registry
+
+    versions = Registry(registry or registry_dir()).list()
+    if versions:
+        create_table_artifact(key="lvm-registry", description="Registered versions: aliases and held-out scores",
+                              table=[{"version": f"v{v['version']}", "arch": v.get("arch"),
+                                      "aliases": ", ".join(v.get("aliases") or []) or "-",
+                                      "cosine": round(float((v.get("metrics") or {}).get("cosine") or 0.0), 4),
+                                      "created": v.get("created_at")} for v in reversed(versions)])
     table = markdown_table(comparison) if comparison["models"] else "(no model finished)"
     create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
                           description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")

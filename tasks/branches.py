@@ -23,7 +23,7 @@ def _register(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id
     return {"registry": str(reg.root), "version": version, "alias": alias}
 
 
-@task(name="deploy", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
+@task(name="deploy", cache_policy=by_inputs() - "flow_run_id", persist_result=True, task_run_name="deploy")
 def deploy(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: str | None = None,
            registry_root: str | None = None, lineage: dict | None = None, split_path: str | None = None) -> dict:
     """Register the best model and point `production` at it; a running LVM server follows the alias. `lineage`
@@ -33,7 +33,7 @@ def deploy(model_dir: str, dataset: DatasetRecord, metrics: dict, flow_run_id: s
     return out
 
 
-@task(name="hold", cache_policy=by_inputs() - "flow_run_id", persist_result=True)
+@task(name="hold", cache_policy=by_inputs() - "flow_run_id", persist_result=True, task_run_name="hold")
 def hold(model_dir: str, dataset: DatasetRecord, metrics: dict, reason: str, flow_run_id: str | None = None,
          registry_root: str | None = None, lineage: dict | None = None, split_path: str | None = None) -> dict:
     """Register the best model as `candidate` only: production is left as it is."""
@@ -42,7 +42,7 @@ def hold(model_dir: str, dataset: DatasetRecord, metrics: dict, reason: str, flo
     return {**out, "reason": reason}
 
 
-@task(name="diagnose", cache_policy=by_inputs() - "run_dir", persist_result=True)
+@task(name="diagnose", cache_policy=by_inputs() - "run_dir", persist_result=True, task_run_name="diagnose")
 def diagnose_run(run_dir: str, evidence: dict) -> dict:
     """Diagnose the run from its evidence and write the report into the run folder. Cached by the evidence
     (data, split, model folders), not by the run folder: the same evidence gives the same diagnosis, so a cache hit

@@ -29,7 +29,7 @@ from tasks.caching import by_file_content, by_inputs
 from tasks.records import DatasetRecord, SplitRecord
 
 
-@task(name="read-corpus", cache_policy=by_inputs(), persist_result=True)
+@task(name="read-corpus", cache_policy=by_inputs(), persist_result=True, task_run_name="read-corpus")
 def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "",
                      reader_version: str = "") -> list[dict]:
     """Documents as small records (id, title, sentences). `corpus_fingerprint` makes the cache follow the files,
@@ -37,7 +37,7 @@ def read_corpus_task(corpus: str, fmt: str = "auto", corpus_fingerprint: str = "
     return [{"doc_id": d.doc_id, "title": d.title, "sentences": d.sentences} for d in read_corpus(corpus, fmt)]
 
 
-@task(name="assemble-table", cache_policy=by_inputs(), persist_result=True)
+@task(name="assemble-table", cache_policy=by_inputs(), persist_result=True, task_run_name="assemble-table")
 def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, meta: dict) -> str:
     """The cached vectors of every document as one table. An entry that went missing or corrupt since its
     embed task ran (that task's result is cached) is embedded again here, with a warning."""
@@ -56,7 +56,7 @@ def assemble_table_task(docs: list[dict], vector_paths: list[str], out: str, met
 DATASET_UPDATED = "lvm.dataset.updated"  # the event prefect.yaml's retrain trigger expects
 
 
-@task(name="announce-table", cache_policy=NO_CACHE)
+@task(name="announce-table", cache_policy=NO_CACHE, task_run_name="announce-table")
 def announce_table(table: str, previous_sha256: str | None, corpus: str, documents: int) -> bool:
     """Emit DATASET_UPDATED when the table's content changed (new, changed or removed documents were embedded
     into it): a deployment trigger can then start a retrain without waiting for the weekly schedule."""
@@ -71,7 +71,7 @@ def announce_table(table: str, previous_sha256: str | None, corpus: str, documen
     return True
 
 
-@task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True)
+@task(name="load-and-validate", cache_policy=by_file_content(), persist_result=True, task_run_name="load-and-validate")
 def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecord:
     """Validate a sentence table; returns its path, content hash and stats (the cache key of everything after)."""
     table = read_table(path)
@@ -83,7 +83,7 @@ def load_and_validate(path: str, context: int = DEFAULT_CONTEXT) -> DatasetRecor
                          duplicate_rate=stats["duplicate_rate"], short_articles=len(short))
 
 
-@task(name="split-by-article", cache_policy=by_inputs(), persist_result=True)
+@task(name="split-by-article", cache_policy=by_inputs(), persist_result=True, task_run_name="split-by-article")
 def split_dataset(dataset: DatasetRecord, fractions: tuple = DEFAULT_FRACTIONS, seed: int = 0,
                   method: str = "permutation") -> SplitRecord:
     """Article-disjoint split written as row indices beside the runs; returns its path and record."""

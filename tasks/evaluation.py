@@ -14,7 +14,7 @@ from tasks.caching import by_inputs
 from tasks.records import DatasetRecord, SplitRecord
 
 
-@task(name="evaluate", cache_policy=by_inputs(), persist_result=True)
+@task(name="evaluate", cache_policy=by_inputs(), persist_result=True, task_run_name="evaluate")
 def evaluate_models(dataset: DatasetRecord, split: SplitRecord, trained: dict, context: int, part: str = "test",
                     code_version: str = "", ood: DatasetRecord | None = None) -> dict:
     """`trained` maps arch → model folder; `code_version` is only part of the cache key; `ood` a second validated
@@ -24,7 +24,7 @@ def evaluate_models(dataset: DatasetRecord, split: SplitRecord, trained: dict, c
                    log=get_run_logger().info)
 
 
-@task(name="find-champion", cache_policy=NO_CACHE)
+@task(name="find-champion", cache_policy=NO_CACHE, task_run_name="find-champion")
 def find_champion(dataset: DatasetRecord, split: SplitRecord, context: int,
                   registry_root: str | None = None) -> dict | None:
     """The registry's `production` model, when there is one, checked against this run's encoder, D and context
@@ -42,7 +42,7 @@ def find_champion(dataset: DatasetRecord, split: SplitRecord, context: int,
     return {**champion, "changes": changes}
 
 
-@task(name="score-champion", cache_policy=by_inputs(), persist_result=True)
+@task(name="score-champion", cache_policy=by_inputs(), persist_result=True, task_run_name="score-champion")
 def score_champion_task(dataset: DatasetRecord, split: SplitRecord, champion: dict, challenger_dir: str,
                         challenger_arch: str, context: int, code_version: str = "") -> dict:
     """Production and the run's best model on the same test windows, with the paired difference

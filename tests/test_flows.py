@@ -256,3 +256,29 @@ def test_lvm_run_is_the_flow_with_a_config_file_and_options_that_win(sotu_table,
     res = lvm("run", "--config", str(cfg))
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert res.returncode == 1 and len(errors) == 1 and "no architecture finished training" in errors[0]
+
+
+def test_the_ui_shows_clean_names_described_parameters_and_the_registry(sotu_table, harness):
+    """#27 item 7: every task run is named without a hash suffix, the flow run by what it trained on, every
+    parameter of the run form has a description, and a registered model leaves an lvm-registry artifact."""
+    import re
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.train_lvm import train_lvm
+
+    described = train_lvm.parameters.model_dump()["properties"]
+    assert all(p.get("description") for p in described.values()), [k for k, p in described.items()
+                                                                    if not p.get("description")]
+    r = _run(sotu_table, architectures=["lstm"], ensemble=False, challenge_production=False,
+             baseline_threshold=0.0, deploy_threshold=0.0, require_forward=False)
+    run_id = json.loads((Path(r.run_dir) / "run.json").read_text())["flow_run_id"]
+    with get_client(sync_client=True) as c:
+        flow_run = c.read_flow_run(run_id)
+        tasks = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        artifacts = c.read_artifacts()
+    assert flow_run.name.startswith("train-sotu12-") and Path(r.run_dir).name == flow_run.name
+    hashed = [t.name for t in tasks if re.search(r"-[0-9a-f]{3}$", t.name)]
+    assert tasks and not hashed, hashed
+    assert r.registry and "lvm-registry" in {a.key for a in artifacts}  # deployed or held: registered either way
