@@ -1,4 +1,4 @@
-"""Hardening of the data layer: outputs never overwrite inputs, bad files and options are named with their rule,
+"""Bad input to the data layer: outputs never overwrite inputs, bad files and options are named with their rule,
 nothing is coerced silently, defaults follow LVM_DATA_DIR, prose is read as written, seed .npz is a table."""
 
 import errno

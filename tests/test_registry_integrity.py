@@ -1,4 +1,4 @@
-"""lvm.store.registry hardening: non-finite weights refused, tampered JSON named, killed writers cleaned up,
+"""The registry's integrity: non-finite weights refused, tampered JSON named, killed writers cleaned up,
 history capped."""
 
 from __future__ import annotations

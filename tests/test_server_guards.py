@@ -1,4 +1,4 @@
-"""lvm.server hardening: start-up refusals, non-finite models never swapped in, huge inputs, slow/odd bodies.
+"""The server's guards: start-up refusals, non-finite models never swapped in, huge inputs, slow/odd bodies.
 
 Every server here listens on 127.0.0.1 only; `run_server` is replaced where a test only checks start-up."""
 
