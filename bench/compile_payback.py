@@ -38,9 +38,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import lvm.defaults as defaults  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from bench.time_to_quality import default_table  # noqa: E402
-from lvm import defaults  # noqa: E402
 from lvm.data.dataset import read_table, split_articles  # noqa: E402
 from lvm.data.table import article_so_far, window_targets  # noqa: E402
 from lvm.train.config import TrainConfig  # noqa: E402

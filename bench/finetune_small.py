@@ -93,7 +93,7 @@ def run(name: str, path: Path, init: Path, out: Path) -> dict:
 
 
 def markdown(results: dict) -> str:
-    from lvm.evaluation.interval import Interval
+    from lvm.util.interval import Interval
 
     out = ["| table (test windows) | model | cosine | − best baseline [95 %] | − scratch [95 %] |",
            "|---|---|---:|---:|---:|"]

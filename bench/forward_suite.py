@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import lvm.defaults as defaults  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
-from lvm import defaults  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"  # --corpus-root: another folder with the same layout
 ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)

@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import lvm.defaults as defaults  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
-from lvm import defaults  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
@@ -162,7 +162,7 @@ def score_set(name: str, fns: dict, model_names: list, table, rows: np.ndarray, 
 def _ci(d: dict | None) -> str:
     if not d or d.get("diff") is None:
         return "-"
-    from lvm.evaluation.interval import Interval
+    from lvm.util.interval import Interval
 
     return str(Interval.of(d))
 

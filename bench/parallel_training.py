@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import lvm.defaults as defaults  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
-from lvm import defaults  # noqa: E402
 
 ARCHS = defaults.ARCHITECTURES  # the train flow's (lvm.defaults)
 

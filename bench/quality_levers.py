@@ -83,7 +83,7 @@ ENSEMBLES: dict[str, tuple] = {
 def _ci(d: dict | None) -> str:
     if not d or d.get("diff") is None:
         return "-"
-    from lvm.evaluation.interval import Interval
+    from lvm.util.interval import Interval
 
     return str(Interval.of(d))
 

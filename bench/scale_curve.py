@@ -201,7 +201,7 @@ def score_size(table, split, n: int, recs: dict, sets: list, out: Path, C: int) 
 
 
 def _ci(d: dict) -> str:
-    from lvm.evaluation.interval import Interval
+    from lvm.util.interval import Interval
 
     return str(Interval.of(d))
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from lvm import defaults as D  # plain values: `lvm --help` loads no torch
+import lvm.defaults as D  # plain values: `lvm --help` loads no torch
 from lvm.cli import app
 from lvm.util.user_errors import user_errors
 
@@ -167,3 +167,7 @@ def main() -> None:
 
 
 __all__ = ["app", "main", "read_config", "run", "run_flow"]
+
+
+if __name__ == "__main__":  # python -m flows.cli run ...: the console script without an install
+    main()

@@ -1,15 +1,14 @@
 """Flow: dataset → validate → split → train architectures in parallel → evaluate vs baselines (held-out cosine and
 the forward suite) → the best model against the one in production → deploy/hold/investigate.
 
-Run it with `make run` (built-in corpus, bundled encoder, Prefect's temporary local server) or
-`python -m flows.train_lvm --help`. Every stage is cached across runs by content: a re-run with nothing changed
+Run it with `make run` (built-in corpus, bundled encoder, Prefect's temporary local server) or `lvm run --help`
+(flows/cli.py). Every stage is cached across runs by content: a re-run with nothing changed
 does no work again, and changing one parameter re-runs only what depends on it.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -18,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from pydantic import BaseModel, Field
 
-from lvm import defaults as D
+import lvm.defaults as D
 from lvm.data.dataset import is_table_path
 from lvm.decision import (
     challenge,
@@ -341,13 +340,6 @@ def _publish(decision, comparison: dict, dataset, split, seed: int, failed: dict
     return table
 
 
-def main(argv: list[str] | None = None):
-    """`python -m flows.train_lvm [OPTIONS]`: the same as `lvm run [OPTIONS]` (flows.cli)."""
-    from flows.cli import app
-
-    return app(["run", *(sys.argv[1:] if argv is None else argv)])
-
-
 def where_in_the_ui(flow_run_id: str | None) -> str:
     """The run's page in the Prefect UI, as it really is: the server the run used, or, after a temporary server
     (gone now), where `make server` will show it (the same Prefect home)."""
@@ -366,6 +358,3 @@ def where_in_the_ui(flow_run_id: str | None) -> str:
     return (f"this run used a temporary Prefect server, stopped now; its records ({what}) are in the Prefect home "
             f"{settings.home}: `{server}` shows them at http://127.0.0.1:{port}{page}")
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 import typer
 
-from lvm import defaults as D
+import lvm.defaults as D
 from lvm.server.command import serve  # no torch: see lvm.server.command
 from lvm.util.user_errors import UserErrorsGroup
 
@@ -338,9 +338,10 @@ def registry_register(model_dir: Path = typer.Argument(..., help="A trained mode
                                                                      "(a running server follows production)."),
                       root: Optional[Path] = _ROOT):
     """Register a trained model folder as a new version, with its evaluation, lineage and forward gates."""
+    from lvm.decision import forward_gates
     from lvm.store.by_hand import register_model_folder
 
-    v = register_model_folder(_registry(root), model_dir, alias)
+    v = register_model_folder(_registry(root), model_dir, alias, gates=forward_gates)
     typer.echo(f"registered {model_dir} as v{v}" + (f"; {alias} -> v{v}" if alias else ""))
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from lvm import defaults
+import lvm.defaults as defaults
 from lvm.evaluation.baselines import best_baseline
-from lvm.evaluation.interval import Interval
+from lvm.util.interval import Interval
 
 BRANCHES = ("deploy", "hold", "investigate")
 

@@ -165,11 +165,11 @@ def test_a_run_where_no_candidate_trained_fails_with_its_record_kept(sotu_table,
 ])
 def test_bad_flow_parameters_are_one_error_line_and_a_nonzero_exit(args, says, tmp_path, capsys, monkeypatch):
     """Checked before Prefect starts anything: exit 2, one error line, no run folder (#28 items 1, 3)."""
-    from flows.train_lvm import main
+    from flows.cli import app
 
     monkeypatch.setenv("LVM_DATA_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as info:
-        main(args)
+        app(["run", *args])
     out = capsys.readouterr()
     err = out.err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and says in err[0], out.err
@@ -191,7 +191,7 @@ def test_bad_data_found_inside_a_running_flow_is_one_error_line_without_a_traceb
     np.savez(npz, context_sequences=np.array([{"a": 1}], dtype=object), target_vectors=np.zeros((1, 4)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
     env.pop("LVM_DEBUG", None)
-    p = subprocess.run([sys.executable, "-m", "flows.train_lvm", "--data", str(npz)], env=env, cwd=tmp_path,
+    p = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--data", str(npz)], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
     errors = [line for line in out.splitlines() if line.startswith("error:")]

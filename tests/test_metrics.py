@@ -291,7 +291,7 @@ def test_windows_scattered_over_a_big_table_sum_their_article_per_article():
 
 
 def test_an_interval_reads_every_stored_form_and_formats_itself():
-    from lvm.evaluation.interval import Interval
+    from lvm.util.interval import Interval
 
     lead = Interval.of({"diff": 0.0089, "ci95": [0.0083, 0.0097], "groups": 118, "n": 37794})
     assert str(lead) == "+0.0089 [+0.0083, +0.0097]" and lead.above(0.0) and not lead.above(0.009)

@@ -1,6 +1,7 @@
 """Training and model folders under faults and bad input: a failed or killed run keeps the model it would replace,
 two runs cannot share a folder, a tampered config cannot make a loader allocate without bound, a dead writer's
-leftovers are cleaned, and the CLI answers every such case with one error line (exit 2 for a mistake, 1 for a failed run)."""
+leftovers are cleaned, and the CLI answers every such case with one error line (exit 2 for a mistake, 1 for a
+failed run)."""
 
 import errno
 import json

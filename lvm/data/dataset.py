@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lvm import defaults
+import lvm.defaults as defaults
 from lvm.data.schema import DataValidationError, Failure, duplicate_vector_report, short_articles, validate_arrays
 from lvm.data.table import (
     DEFAULT_CONTEXT,

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lvm import defaults
+import lvm.defaults as defaults
 from lvm.data.schema import Failure
 
 META_KEY = b"lvm"

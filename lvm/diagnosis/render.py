@@ -18,7 +18,7 @@ from markdown_it import MarkdownIt
 
 from lvm.diagnosis.rules import COLLAPSE_SPREAD_RATIO, MAX_TRAIN_EVAL, Diagnosis, finite, loss_label
 from lvm.evaluation.baselines import best_baseline
-from lvm.evaluation.interval import Interval
+from lvm.util.interval import Interval
 
 PLOT_DPI = 80
 #: the folder of a run that holds its report when no other is named (docs/ARCHITECTURE.md, run folder).

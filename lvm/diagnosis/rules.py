@@ -52,7 +52,7 @@ from lvm.diagnosis.findings import (  # noqa: F401  the thresholds are read from
     UNDERFIT_MARGIN,
     Finding,
 )
-from lvm.evaluation.interval import Interval
+from lvm.util.interval import Interval
 
 VERDICTS = ("no_model", "too_little_data", "collapse", "memorisation", "copying", "underfitting", "below_baselines",
             "healthy")

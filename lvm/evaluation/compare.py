@@ -17,7 +17,6 @@ from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_tabl
 from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.heldout import HeldOutSet
-from lvm.evaluation.interval import Interval
 from lvm.evaluation.metrics import (
     article_starts,
     on_context,
@@ -28,6 +27,7 @@ from lvm.evaluation.metrics import (
 from lvm.evaluation.predictors import model_predictor
 from lvm.evaluation.suite import score_predictors
 from lvm.models.io import read_config
+from lvm.util.interval import Interval
 
 BASELINES = ("global_mean", "last_context", "context_mean", "ridge", "article_mean", "article_blend")
 COLUMNS = ("cosine", "hit@1", "hit@5", "mrr", "direction_margin", "forward_margin", "shuffle_drop",

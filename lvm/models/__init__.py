@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from lvm import defaults
+import lvm.defaults as defaults
 
 from . import gru, lstm, mamba2, transformer  # noqa: F401  one line per architecture: each registers itself
 from .base import ARCHITECTURES, LVM, PredictionHead

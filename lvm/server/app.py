@@ -309,11 +309,8 @@ def create_app(
                      max_body_bytes=max_body_bytes, body_timeout=body_timeout, dtype=dtype)
 
     public = {} if token is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(  # with a token (a public bind) the API pages are off: they would be the one door left open
-        title="LVM server",
-        description="Predicts the embedding of the next sentence from the embeddings of the last few sentences.",
-        version="1", **public,
-    )
+    app = FastAPI(title="LVM server", version="1", **public,  # with a token, no API pages: the one open door
+                  description="Predicts the embedding of the next sentence from the embeddings of the last few.")
     app.state.holder = holder
     app.state.registry = registry
     app.state.bank = bank

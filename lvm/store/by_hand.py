@@ -1,5 +1,5 @@
 """A model trained by hand (`lvm train`) into the registry: `lvm registry register MODEL_DIR`, with what its folder
-records about its data, split and held-out evaluation, and its forward gates at today's defaults."""
+records about its data, split and held-out evaluation, and (given the rule) its forward gates."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from lvm.store.registry import Registry, RegistryError
 from lvm.store.version_files import _read_registry_json
 
 
-def register_model_folder(registry: Registry, folder: str | Path, alias: str | None = None) -> int:
+def register_model_folder(registry: Registry, folder: str | Path, alias: str | None = None,
+                          gates=None) -> int:
     """Register `folder` (model.safetensors + config.json, metrics.json when it has one) as a new version; returns
     its number. Lineage: the folder, its data hash, table, split record, training config (and `init`, for a fine-tuned
-    model); `gates`: lvm.decision.forward_gates of its held-out metrics, when they have the forward columns."""
-    from lvm.decision import forward_gates
-
+    model); with `gates` (metrics -> gates, e.g. lvm.decision.forward_gates) its held-out metrics' forward gates,
+    when they have the forward columns."""
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -28,7 +28,7 @@ def register_model_folder(registry: Registry, folder: str | Path, alias: str | N
         lineage["train"] = train
         if train.get("init"):
             lineage["init"] = train["init"]
-    if "forward_margin" in metrics:
-        lineage["gates"] = forward_gates(metrics)
+    if gates is not None and "forward_margin" in metrics:
+        lineage["gates"] = gates(metrics)
     return registry.register(folder, data_hash=config.get("data_hash"), encoder=config.get("encoder"),
                              encoder_dim=config.get("dim"), metrics=metrics, alias=alias, lineage=lineage)

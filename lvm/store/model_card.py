@@ -3,7 +3,7 @@ baselines (with intervals), the gates it was judged by, and what it is for, from
 
 from __future__ import annotations
 
-from lvm.evaluation.interval import Interval
+from lvm.util.interval import Interval
 
 
 def model_card(info: dict, config: dict) -> str:

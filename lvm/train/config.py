@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lvm import defaults
+import lvm.defaults as defaults
 from lvm.data.table import DEFAULT_CONTEXT
 from lvm.models import MODELS, build_model
 from lvm.train.losses import CompositeLoss
