@@ -4,6 +4,10 @@ run, its progress and its artifacts in the Prefect UI. Screenshots go to data/e2
 Steps: start `prefect server start` on a free loopback port; run the train flow against it (tiny models, the
 built-in corpus with the hash encoder, so it takes about a minute); then load the flow-run page, its artifacts tab
 and the decision artifact in Chromium, check the rendered DOM for what a person must see, and save screenshots.
+Then what `make server` sets up on first use: the deployments of prefect.yaml on a process work pool, an empty
+data/corpus given the sample, and a run of lvm-train started with the deployment's defaults (the UI's quick run),
+picked up by a worker: it must complete (a few minutes: the bundled encoder, three trainings), and the deployments
+page and that run's page must show it.
 """
 
 from __future__ import annotations
@@ -62,6 +66,54 @@ def chromium(url: str, profile: Path, screenshot: Path | None = None, budget_ms:
     return res.stdout
 
 
+def deployment_run(base: str, env: dict, tmp: Path, profile: Path, out: Path) -> list:
+    """What `make server` sets up, then what a person does in the UI: the deployments page, a run of lvm-train
+    started with the deployment's own defaults (the UI's quick run: no parameters given) on a project whose
+    data/corpus was empty (the sample goes there), picked up by a process worker. Failures: a list of (what, why)."""
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    project = tmp / "project"  # the deployments' working directory: the code, and a data/corpus of its own
+    project.mkdir()
+    for name in ("lvm", "tasks", "flows", "prefect.yaml"):
+        (project / name).symlink_to(ROOT / name)
+    env = {**env, "LVM_PROJECT_DIR": str(project), "LVM_DATA_DIR": str(project / "data")}
+    from lvm.ingest.corpus import write_sample_corpus
+
+    print(f"sample corpus: {write_sample_corpus(project / 'data' / 'corpus')} files")
+    subprocess.run([prefect, "work-pool", "create", "lvm-local", "--type", "process"], env=env, cwd=project,
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"], env=env,
+                   cwd=project, check=True, capture_output=True, timeout=300)
+    dep = api(base, "/api/deployments/name/lvm-train/lvm-train")
+    run = api(base, f"/api/deployments/{dep['id']}/create_flow_run", {"state": {"type": "SCHEDULED"}})
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "lvm-local"], env=env, cwd=project,
+                              stdout=open(tmp / "worker.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        end, state = time.time() + 1500, None
+        while time.time() < end:
+            state = api(base, f"/api/flow_runs/{run['id']}")["state"]
+            if state and state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    failures = []
+    name = state["name"] if state else "never started"
+    print(f"deployment run lvm-train/lvm-train with its defaults: {name}")
+    if not state or state["type"] != "COMPLETED":
+        print((tmp / "worker.log").read_text()[-4000:])
+        failures.append(("deployment run", name))
+    checks = {"deployments.png": ("/deployments", ["lvm-train", "lvm-build-dataset"]),
+              "deployment_run.png": (f"/runs/flow-run/{run['id']}", ["lvm-train", "Completed"])}
+    for shot, (url, needles) in checks.items():
+        dom = chromium(base + url, profile, out / shot)
+        missing = [n for n in needles if n not in dom]
+        print(f"{shot}: {base + url} -> {'ok' if not missing else 'missing ' + str(missing)}")
+        if missing:
+            failures.append((shot, missing))
+    return failures
+
+
 def main() -> int:
     out = ROOT / "data" / "e2e"
     out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +164,7 @@ def main() -> int:
             print(f"{name}: {url} -> {'ok' if not missing else 'missing ' + str(missing)}")
             if missing:
                 failures.append((name, missing))
+        failures += deployment_run(base, env, tmp, profile, out)
         print(f"screenshots in {out}")
         return 1 if failures else 0
     finally:
