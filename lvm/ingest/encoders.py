@@ -159,7 +159,12 @@ def token_counter(name: str | None):
     limit = int(json.loads(cfg.read_text()).get("max_seq_length", 256)) if cfg.exists() else 256
     tok = AutoTokenizer.from_pretrained(str(path))
 
-    def count(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+    def count(texts: list[str], chunk: int = 8192) -> list[int]:  # in chunks: a million rows at once took ~8 GB
+        out: list[int] = []
+        for s in range(0, len(texts), chunk):
+            ids = tok(list(texts[s:s + chunk]), add_special_tokens=True, truncation=False,
+                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            out += [len(i) for i in ids]
+        return out
 
     return count, limit
