@@ -88,7 +88,7 @@ def test_processes_runner_rerun_is_cached_and_epochs_retrain_only(sotu_table, ha
         run_id = json.loads(Path(result_run_dir, "run.json").read_text())["flow_run_id"]
         with get_client(sync_client=True) as c:
             trs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
-        return {t.name.rsplit("-", 1)[0] if not t.name.startswith("train-") else t.name: t.state.name for t in trs}
+        return {t.name: t.state.name for t in trs}  # clean task run names (#27)
 
     kw = dict(architectures=["lstm", "gru"], runner="processes", baseline_threshold=0.99, deploy_threshold=0.99)
     first = _run(sotu_table, **kw)

@@ -44,8 +44,7 @@ def _states(run_dir) -> dict:
         flow_ids = [run_id] + [str(f.id) for f in c.read_flow_runs() if f.parent_task_run_id
                                and str(c.read_task_run(f.parent_task_run_id).flow_run_id) == run_id]
         trs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_ids)))
-    return {t.name if t.name.startswith(("train-", "embed-")) else t.name.rsplit("-", 1)[0]: t.state.name
-            for t in trs}
+    return {t.name: t.state.name for t in trs}  # clean task run names (#27)
 
 
 def test_three_retrains_on_a_growing_corpus(harness, corpus_dir):
