@@ -25,7 +25,7 @@ from lvm.decision import (
     decide,
     gate_table,
 )
-from lvm.evaluation.compare import markdown_table, table_rows
+from lvm.evaluation.compare import compact_table, markdown_table, table_rows
 from lvm.store.run_records import decided, decision_markdown, lineage, run_record
 from lvm.store.runs import write_run
 from lvm.train.init import init_sources, weights_sha256
@@ -335,8 +335,8 @@ def _publish(decision, comparison: dict, dataset, split, seed: int, failed: dict
     create_table_artifact(table=table_rows(comparison), key="lvm-models-vs-baselines",
                           description=f"Held-out ({comparison['part']}) metrics, {comparison['n']} windows")
     create_markdown_artifact(key="lvm-decision", description=f"Decision: {decision.branch}", markdown=decision_markdown(
-        decision, dataset, split, seed, table, champion_table(decision), gate_table(decision), failed, registry_out,
-        report, run_dir))
+        decision, dataset, split, seed, compact_table(comparison) if comparison["models"] else table,
+        champion_table(decision), gate_table(decision), failed, registry_out, report, run_dir))
     return table
 
 

@@ -115,3 +115,17 @@ def test_challenge_deploys_only_a_challenger_that_beats_production_significantly
     assert same.branch == "hold" and same.champion["verdict"] == "same" and "same weights" in same.reason
     with pytest.raises(ValueError, match="min_improvement"):
         challenge(today, _versus(0.01, 0.004, 0.02), min_improvement=-1)
+
+
+def test_the_decision_artifact_table_fits_five_columns_with_the_intervals():
+    """#27 item 7: the decision artifact's table was every metric wide and cut off in the UI; it keeps cosine, the
+    lead and forward margin with their intervals and the shuffle drop (the full table is its own artifact)."""
+    from lvm.evaluation.compare import compact_table
+
+    iv = {"diff": 0.01, "ci95": [0.005, 0.015], "groups": 9, "n": 300}
+    comp = {"models": {"lstm": {"cosine": 0.5, "shuffle_drop": 0.02, "forward": {"forward_margin": iv}}},
+            "baselines": {"ridge": {"cosine": 0.49, "shuffle_drop": 0.0, "forward": {"forward_margin": iv}}},
+            "vs_best_baseline": {"baseline": "ridge", "models": {"lstm": iv}}}
+    lines = compact_table(comp).splitlines()
+    assert all(line.count("|") == 6 for line in lines) and len(lines) == 4
+    assert "| **lstm** | 0.5000 | +0.0100 [+0.0050, +0.0150] | +0.0100 [+0.0050, +0.0150] | 0.0200 |" in lines

@@ -200,6 +200,20 @@ def _cell(v) -> str:
     return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4f}"
 
 
+def compact_table(comparison: dict) -> str:
+    """Five columns that fit a page (the decision artifact): cosine, the lead over the best baseline and the forward
+    margin with their intervals, the shuffle drop; every other number is in markdown_table and table_rows."""
+    paired = (comparison.get("vs_best_baseline") or {}).get("models", {})
+    rows = ["| | cosine | − best baseline [95 %] | forward margin [95 %] | shuffle drop |", "|---|---:|---:|---:|---:|"]
+    for kind in ("models", "baselines"):
+        for name, m in sorted(comparison[kind].items(), key=lambda kv: -kv[1]["cosine"]):
+            f = m.get("forward") or {}
+            lead = str(Interval.of(paired.get(name))) if kind == "models" else ""
+            rows.append(f"| {f'**{name}**' if kind == 'models' else name + ' (baseline)'} | {_cell(m['cosine'])} | "
+                        f"{lead} | {Interval.of(f.get('forward_margin'))} | {_cell(m.get('shuffle_drop'))} |")
+    return "\n".join(rows)
+
+
 def markdown_table(comparison: dict) -> str:
     """Models first, then baselines, each row with every metric; then the forward detail."""
     head = "| | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
