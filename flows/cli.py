@@ -18,9 +18,7 @@ import typer
 
 import lvm.defaults as D  # plain values: `lvm --help` loads no torch
 from lvm.cli import app
-from lvm.util.user_errors import user_errors
-
-SEED_DEPLOY_MARGIN = D.SEED_DEPLOY_THRESHOLD - D.SEED_GLOBAL_MEAN
+from lvm.util.user_errors import is_failure, user_errors
 
 
 def _default(value) -> str:
@@ -71,7 +69,7 @@ def run(
                                                        show_default="the global-mean vector's cosine on the run's "
                                                                     "test articles"),
     deploy_threshold: Optional[float] = typer.Option(None, help="Deploy at or above it (and every other rule).",
-                                                     show_default=f"the baseline threshold + {SEED_DEPLOY_MARGIN:.4f}"),
+                                                     show_default=f"baseline threshold + {D.SEED_DEPLOY_MARGIN:.4f}"),
     require_forward: Optional[bool] = typer.Option(None, "--require-forward/--no-require-forward",
                                                    help="Deploy only a model that passes the forward gates.",
                                                    show_default="on"),
@@ -132,13 +130,7 @@ def run_flow(params: dict, source: str = "the command line"):
     if not os.environ.get("LVM_DEBUG"):
         for name in ("prefect.task_runs", "prefect.flow_runs"):
             logging.getLogger(name).addFilter(_no_traceback_for_mistakes)
-    try:
-        result = module.train_lvm(**params)
-    except RuntimeError as exc:  # the run failed (recorded in its folder): not a user's mistake
-        if os.environ.get("LVM_DEBUG"):
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    result = module.train_lvm(**params)  # a failed run (RuntimeError) exits 1 through lvm.util.user_errors
     typer.echo(f"\n{result.table}\n\n{result.champion_table}\n\nDECISION: {result.decision.upper()} — {result.reason}")
     if result.failed:
         typer.echo("failed: " + "; ".join(f"{a}: {m}" for a, m in result.failed.items()))
@@ -155,8 +147,8 @@ def run_flow(params: dict, source: str = "the command line"):
 def _no_traceback_for_mistakes(record: logging.LogRecord) -> bool:
     """A logging filter: Prefect logs a failed task or flow run with its traceback; for a user's mistake (bad data,
     a missing file) the message is the whole story, and the command ends with it as one `error:` line."""
-    if record.exc_info and isinstance(record.exc_info[1], user_errors()) and \
-            not isinstance(record.exc_info[1], RuntimeError):
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, user_errors()) and not is_failure(exc):
         record.exc_info, record.exc_text = None, None
     return True
 

@@ -211,8 +211,8 @@ def train_lvm(
             from scratch.
     """
     logger = get_run_logger()
-    run = get_run_context().flow_run
-    run_name, run_id = run.name, str(run.id)
+    flow_run = get_run_context().flow_run
+    run_name, run_id = flow_run.name, str(flow_run.id)
     check_parameters(data, architectures, epochs, context, fractions, baseline_threshold, deploy_threshold, init)
     code = {"training": code_version("tasks.training"), "evaluation": code_version("tasks.evaluation")}
     dataset = load_and_validate(_table_of(data, encoder, runner, workers, dask_address), context)

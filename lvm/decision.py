@@ -26,7 +26,7 @@ BRANCHES = ("deploy", "hold", "investigate")
 BASELINE_THRESHOLD = defaults.SEED_BASELINE_THRESHOLD  # below: investigate (when a run has no global_mean score)
 DEPLOY_THRESHOLD = defaults.SEED_DEPLOY_THRESHOLD      # at or above (every baseline beaten, gates passed): deploy
 SEED_GLOBAL_MEAN = defaults.SEED_GLOBAL_MEAN
-SEED_DEPLOY_MARGIN = DEPLOY_THRESHOLD - SEED_GLOBAL_MEAN  # 0.0684
+SEED_DEPLOY_MARGIN = defaults.SEED_DEPLOY_MARGIN  # 0.0684
 
 
 def thresholds(baselines: dict[str, dict], baseline_threshold: float | None = None,

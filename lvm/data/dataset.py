@@ -265,6 +265,14 @@ def split_articles(table: SentenceTable, fractions=DEFAULT_FRACTIONS, seed: int 
 
 # ---------------------------------------------------------------------------------------------------- stats
 
+def split_from_record(table: SentenceTable, record: dict) -> Split:
+    """The split a model's config.json records (fractions, seed, method), drawn again on `table`; compare its
+    `record()["article_ids_sha256"]` with the record's to know it is the same. A record without a method is from
+    before the hash split existed: permutation."""
+    return split_articles(table, tuple(record.get("fractions", DEFAULT_FRACTIONS)), int(record.get("seed", 0)),
+                          method=record.get("method", "permutation"))
+
+
 def table_stats(table: SentenceTable, context: int = DEFAULT_CONTEXT, split: Split | None = None) -> dict:
     norms = np.linalg.norm(table.vectors, axis=1)
     mean_vec = table.vectors.mean(axis=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvm.data.dataset import DEFAULT_FRACTIONS, file_hash, load_split, read_table, split_articles
+from lvm.data.dataset import file_hash, load_split, read_table, split_from_record
 from lvm.data.table import window_targets
 from lvm.evaluation.baselines import best_baseline, cached_baselines
 from lvm.evaluation.heldout import HeldOutSet
@@ -167,8 +167,7 @@ def evaluate_model(model_dir, data_path, part: str = "test", train_data=None, lo
             raise ValueError(f"{train_path} does not have the content the model in {model_dir} was trained on "
                              f"(data_hash {config.get('data_hash')}): pass --train-data with that table")
         train_table = read_table(train_path)
-    split = split_articles(train_table, tuple(rec.get("fractions", DEFAULT_FRACTIONS)), int(rec.get("seed", 0)),
-                           method=rec.get("method", "permutation"))
+    split = split_from_record(train_table, rec)
     same_split = bool(rec) and rec.get("article_ids_sha256") == split.record()["article_ids_sha256"]
     train_starts = article_starts(train_table.position)
     train_t = window_targets(train_table.article_id, train_table.position, C, split.train)

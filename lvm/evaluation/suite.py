@@ -14,8 +14,8 @@ What makes it fast, and what it keeps:
   that small or smaller they run on every window, as before. The rollout's first step is the plain prediction.
 - Retrieval (hit@k, MRR, contrastive accuracy) ranks each window's prediction against the whole bank: windows x
   bank scores, quadratic in the set's size. Above ``RETRIEVAL_WINDOWS`` windows they are measured on a seeded
-  sample of that many windows (against the whole bank; the standard error of an MRR from 16,384 windows is about
-  0.001); cosine, the margins and the intervals always use every window.
+  sample of that many windows (against the whole bank; the result says how many in `retrieval_windows`); cosine,
+  the margins and the intervals always use every window.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Document:
     overlong: int = 0  # runs of text too long to be a sentence, left out (see sentencize)
 
 
-MAX_SENTENCE_CHARS = 5_000  # the longest true sentence in the shared corpora has 2,855 characters
+MAX_SENTENCE_CHARS = 5_000  # the longest row of the protocol's tables and the built-in corpus has 2,855 characters
 
 
 def sentencize(doc: Document) -> Document:

@@ -71,7 +71,7 @@ def run_of_model(model_dir: str | Path, run_dir: str | Path) -> Path:
     flow run's diagnosis reads: run.json (the table, its hash, encoder, context, the model) and the split
     re-drawn from the record in config.json (checked against its article-id hash). ValueError names what is
     missing or changed."""
-    from lvm.data.dataset import file_hash, read_table, save_split, split_articles
+    from lvm.data.dataset import file_hash, read_table, save_split, split_from_record
     from lvm.models.io import read_config
 
     model_dir, run_dir = Path(model_dir), Path(run_dir)
@@ -82,8 +82,7 @@ def run_of_model(model_dir: str | Path, run_dir: str | Path) -> Path:
                          "diagnosis needs the table the model was trained on")
     rec = config.get("split") or {}
     table = read_table(data, validate=False)
-    split = split_articles(table, tuple(rec.get("fractions", (0.8, 0.1, 0.1))), int(rec.get("seed", 0)),
-                           method=rec.get("method", "permutation"))
+    split = split_from_record(table, rec)
     if rec.get("article_ids_sha256") and split.record()["article_ids_sha256"] != rec["article_ids_sha256"]:
         raise ValueError(f"{data} no longer splits into the articles {model_dir} was trained on (the table "
                          "changed since): diagnose with the table it was trained on")
